@@ -1,0 +1,132 @@
+"""PrivateCA: the Issuer backend that signs leaves with an in-memory intermediate key."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from ca.certificates import certificate_to_pem
+from ca.crl import sign_crl
+from ca.hierarchy import CAHierarchy
+from ca.keys import PrivateKey
+from ca.policy import SigningPolicy
+from ca.profiles import LeafProfile
+from certman.errors import ValidationError
+from certman.interfaces import (
+    CRLRequest,
+    CRLResponse,
+    IssueRequest,
+    IssueResponse,
+    PrecheckRequest,
+)
+from certman.models import KeyType
+
+
+class PrivateCA:
+    """One private CA: checks its signing policy, then signs with the intermediate key.
+
+    Implements Issuer, SupportsPrecheck and SupportsCRL. The intermediate key stays in
+    memory for the life of the object; callers unseal it once and cache the instance.
+    Instances hold no mutable state, so one may serve several threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        root_certificate: x509.Certificate,
+        intermediate_certificate: x509.Certificate,
+        intermediate_key: PrivateKey,
+        policy: SigningPolicy,
+    ) -> None:
+        if not isinstance(policy, SigningPolicy):
+            raise TypeError("policy must be a SigningPolicy.")
+        _check_chain(name, root_certificate, intermediate_certificate, intermediate_key)
+        self.name = name
+        self.policy = policy
+        self.root_certificate = root_certificate
+        self.intermediate_certificate = intermediate_certificate
+        self._intermediate_key = intermediate_key
+        self._profile = LeafProfile(
+            issuer_certificate=intermediate_certificate,
+            issuer_key=intermediate_key,
+            policy=policy,
+        )
+        self._chain_pem = certificate_to_pem(intermediate_certificate)
+
+    @classmethod
+    def from_hierarchy(cls, hierarchy: CAHierarchy, policy: SigningPolicy) -> PrivateCA:
+        return cls(
+            name=hierarchy.name,
+            root_certificate=hierarchy.root_certificate,
+            intermediate_certificate=hierarchy.intermediate_certificate,
+            intermediate_key=hierarchy.intermediate_key,
+            policy=policy,
+        )
+
+    def __repr__(self) -> str:
+        return f"PrivateCA(name={self.name!r})"
+
+    def precheck(self, request: PrecheckRequest) -> None:
+        """Raise PolicyError/ValidationError if ``issue`` would refuse this request."""
+        self.policy.check(request.identifiers, request.key_type, request.validity, ca=self.name)
+        self._profile.check_not_after(request.now, request.validity)
+
+    def issue(self, request: IssueRequest) -> IssueResponse:
+        """Sign one leaf for ``request.identifiers``; the chain is the intermediate alone."""
+        identifiers = self.policy.check(
+            request.identifiers, request.key_type, request.validity, ca=self.name
+        )
+        try:
+            csr = x509.load_pem_x509_csr(request.csr_pem)
+        except (ValueError, TypeError) as e:
+            raise ValidationError("csr_pem is not a PEM certificate signing request.") from e
+        leaf = self._profile.sign(
+            csr=csr,
+            key_type=KeyType.parse(request.key_type),
+            identifiers=identifiers,
+            now=request.now,
+            validity=request.validity,
+        )
+        return IssueResponse(certificate_pem=certificate_to_pem(leaf), chain_pem=self._chain_pem)
+
+    def crl(self, request: CRLRequest) -> CRLResponse:
+        """A CRL for this CA's leaves, signed by the intermediate (RFC 5280 section 5)."""
+        pem = sign_crl(
+            request,
+            issuer_certificate=self.intermediate_certificate,
+            issuer_key=self._intermediate_key,
+        )
+        return CRLResponse(crl_pem=pem)
+
+
+def _check_chain(
+    name: str, root: x509.Certificate, intermediate: x509.Certificate, key: PrivateKey
+) -> None:
+    """Refuse a key that does not belong to the intermediate, or an intermediate not under root."""
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if key.public_key().public_bytes(der, spki) != intermediate.public_key().public_bytes(
+        der, spki
+    ):
+        raise ValidationError(
+            f"The intermediate key of CA {name!r} does not match its intermediate certificate; "
+            "unseal the key that was created with it."
+        )
+    try:
+        intermediate.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature) as e:
+        raise ValidationError(
+            f"The intermediate certificate of CA {name!r} was not signed by its root "
+            "certificate; load the matching pair."
+        ) from e
+    try:
+        constraints = intermediate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise ValidationError(
+            f"The intermediate certificate of CA {name!r} is not a CA certificate "
+            "(BasicConstraints cA is not set)."
+        )

@@ -1,0 +1,177 @@
+"""The TLS server leaf profile (CA/Browser Forum Baseline Requirements 7.1.2.7)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+
+from ca.certificates import authority_key_identifier_for
+from ca.hierarchy import BACKDATE, MAX_COMMON_NAME
+from ca.keys import PrivateKey, key_type_of, signature_hash_for
+from ca.policy import SigningPolicy
+from ca.serials import new_serial
+from certman.clock import utc
+from certman.domains import Identifier
+from certman.errors import PolicyError, ValidationError
+from certman.models import KeyType
+
+_EMPTY_NAME = x509.Name([])
+
+
+class LeafProfile:
+    """Signs TLS server leaves under one issuing certificate.
+
+    Everything that does not depend on the request (issuer name, AKI, EKU, key usage,
+    basic constraints, CRL distribution point, digest) is built once here, so a leaf
+    costs one CSR signature check, one SKI hash and one signature.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer_certificate: x509.Certificate,
+        issuer_key: PrivateKey,
+        policy: SigningPolicy,
+    ) -> None:
+        self._issuer_name = issuer_certificate.subject
+        self._issuer_key = issuer_key
+        self._hash = signature_hash_for(issuer_key)
+        self.not_after_limit = issuer_certificate.not_valid_after_utc
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if policy.client_auth:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        static = [
+            x509.Extension(ExtensionOID.EXTENDED_KEY_USAGE, False, x509.ExtendedKeyUsage(usages)),
+            x509.Extension(
+                ExtensionOID.BASIC_CONSTRAINTS,
+                True,
+                x509.BasicConstraints(ca=False, path_length=None),
+            ),
+            x509.Extension(
+                ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+                False,
+                authority_key_identifier_for(issuer_certificate),
+            ),
+        ]
+        if policy.crl_url:
+            point = x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(policy.crl_url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+            static.append(
+                x509.Extension(
+                    ExtensionOID.CRL_DISTRIBUTION_POINTS,
+                    False,
+                    x509.CRLDistributionPoints([point]),
+                )
+            )
+        self._static_extensions = static
+        # BR 7.1.2.7.11: digitalSignature always; keyEncipherment only for RSA (TLS 1.2 RSA kx).
+        self._key_usage = {
+            rsa_key: x509.Extension(ExtensionOID.KEY_USAGE, True, _key_usage(rsa=rsa_key))
+            for rsa_key in (False, True)
+        }
+
+    def check_not_after(self, now: datetime, validity: timedelta) -> datetime:
+        """The leaf's not_after; PolicyError when it would outlive the issuer."""
+        return self._not_after(utc(now).replace(microsecond=0), validity)
+
+    def _not_after(self, now: datetime, validity: timedelta) -> datetime:
+        not_after = now + validity
+        if not_after > self.not_after_limit:
+            raise PolicyError(
+                f"validity would end the certificate on {not_after:%Y-%m-%d %H:%M:%S}Z, after "
+                f"its issuing CA expires ({self.not_after_limit:%Y-%m-%d %H:%M:%S}Z); ask for a "
+                "shorter validity or rotate the CA."
+            )
+        return not_after
+
+    def sign(
+        self,
+        *,
+        csr: x509.CertificateSigningRequest,
+        key_type: KeyType,
+        identifiers: Sequence[Identifier],
+        now: datetime,
+        validity: timedelta,
+    ) -> x509.Certificate:
+        """Certify the ``key_type`` key of ``csr`` for ``identifiers`` (checked by the policy).
+
+        Only the CSR's public key is used: names come from ``identifiers``, never from the
+        CSR subject or its extensions (BR 7.1.2.7.2: the CA, not the applicant, decides).
+        """
+        if not identifiers:
+            raise ValidationError("identifiers is empty; give at least one name to certify.")
+        public_key = csr.public_key()
+        found = key_type_of(public_key)
+        if found != key_type:
+            raise ValidationError(
+                f"The CSR's key is {found.value} but key_type is {KeyType(key_type).value}; "
+                "send a CSR made with the sealed key."
+            )
+        # RFC 2986 section 3: the signature proves possession of the private key.
+        if not csr.is_signature_valid:
+            raise ValidationError(
+                "The CSR signature does not verify; the CSR was altered or signed with "
+                "another key. Create a new CSR."
+            )
+        now = utc(now).replace(microsecond=0)
+        not_after = self._not_after(now, validity)
+
+        names: list[x509.GeneralName] = [
+            x509.IPAddress(ipaddress.ip_address(i.value)) if i.is_ip else x509.DNSName(i.value)
+            for i in identifiers
+        ]
+        # BR 7.1.2.7.2: the common name, if present, repeats one SAN entry.
+        first_dns = next((i.value for i in identifiers if not i.is_ip), None)
+        if first_dns is not None and len(first_dns) <= MAX_COMMON_NAME:
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first_dns)])
+        else:
+            subject = _EMPTY_NAME
+        extensions = [
+            # RFC 5280 4.2.1.6: the SAN is critical when the subject is empty.
+            x509.Extension(
+                ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+                subject is _EMPTY_NAME,
+                x509.SubjectAlternativeName(names),
+            ),
+            self._key_usage[isinstance(public_key, rsa.RSAPublicKey)],
+            x509.Extension(
+                ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+                False,
+                x509.SubjectKeyIdentifier.from_public_key(public_key),  # type: ignore[arg-type]
+            ),
+            *self._static_extensions,
+        ]
+        # One builder from the constructor: the chained setters copy it at every step.
+        builder = x509.CertificateBuilder(
+            issuer_name=self._issuer_name,
+            subject_name=subject,
+            public_key=public_key,
+            serial_number=new_serial(),
+            not_valid_before=now - BACKDATE,
+            not_valid_after=not_after,
+            extensions=extensions,
+        )
+        return builder.sign(self._issuer_key, self._hash)
+
+
+def _key_usage(*, rsa: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=rsa,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )

@@ -1,0 +1,5 @@
+"""`python -m certman` runs the CLI."""
+
+from certman.cli.main import run
+
+run()

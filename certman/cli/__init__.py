@@ -1,0 +1,1 @@
+"""The `certman` command line (typer)."""

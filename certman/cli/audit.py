@@ -1,0 +1,59 @@
+"""`certman audit`: the hash-chained audit trail."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from certman.cli.context import emit_json, handles_errors, state
+
+app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+
+
+@app.command("list")
+@handles_errors
+def list_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(help="Show the last N events (0: all).")] = 0,
+) -> None:
+    """List audit events, oldest first."""
+    import json
+
+    from sqlmodel import col, select
+
+    from certman.inventory.tables import AuditEvent
+
+    rt = state(ctx).runtime()
+    with rt.session() as session:
+        query = select(AuditEvent).order_by(col(AuditEvent.seq).desc())
+        if limit:
+            query = query.limit(limit)
+        rows = list(reversed(session.exec(query).all()))
+    events = [
+        {
+            "seq": r.seq,
+            "at": r.at.isoformat().replace("+00:00", "Z") if r.at else None,
+            "action": r.action,
+            "subject": r.subject,
+            "actor": r.actor,
+            "details": json.loads(r.details),
+            "hash": r.hash,
+        }
+        for r in rows
+    ]
+    if as_json:
+        emit_json(events)
+        return
+    for e in events:
+        typer.echo(f"{e['seq']:>6}  {e['at']}  {e['action']:20} {e['subject']:24} {e['actor']}")
+
+
+@app.command("verify")
+@handles_errors
+def verify(ctx: typer.Context, ) -> None:
+    """Check the hash chain: an edited or deleted event is reported (exit 1)."""
+    from certman.service.checks import verify_audit
+
+    typer.echo(verify_audit(state(ctx).runtime()))

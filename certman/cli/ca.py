@@ -1,0 +1,107 @@
+"""`certman ca`: private certificate authorities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from certman.cli.context import emit_json, handles_errors, parse_duration_option, state
+
+app = typer.Typer(help="Private certificate authorities.", no_args_is_help=True)
+
+
+@app.command("create")
+@handles_errors
+def create(
+    ctx: typer.Context,
+    name: str,
+    key_type: Annotated[
+        str | None, typer.Option(help="CA key type [default: [ca] key_type].")
+    ] = None,
+    common_name: Annotated[str | None, typer.Option(help="Subject common name.")] = None,
+    max_validity: Annotated[
+        str | None, typer.Option(help="Longest leaf lifetime it signs [default: 397d].")
+    ] = None,
+    permitted_domain: Annotated[
+        list[str] | None,
+        typer.Option("--permitted-domain", help="Only sign names under this domain (repeat)."),
+    ] = None,
+    crl_url: Annotated[str | None, typer.Option(help="CRL distribution point for leaves.")] = None,
+) -> None:
+    """Create a CA (root + intermediate); both keys are sealed before they are stored."""
+    from certman.models import KeyType
+    from certman.service.authorities import AuthoritySpec, create_authority
+
+    rt = state(ctx).runtime()
+    cfg = rt.config
+    spec = AuthoritySpec(
+        name=name,
+        key_type=KeyType.parse(key_type, field="--key-type")
+        if key_type
+        else cfg.key_type("ca", "key_type"),
+        common_name=common_name or f"certman {name} CA",
+        max_validity=parse_duration_option(max_validity, "--max-validity")
+        or cfg.duration("ca", "max_validity"),
+        permitted_domains=tuple(permitted_domain or ()),
+        root_validity=cfg.duration("ca", "root_validity"),
+        intermediate_validity=cfg.duration("ca", "intermediate_validity"),
+        crl_url=crl_url or str(cfg.get("ca", "crl_url")) or None,
+    )
+    create_authority(rt, spec)
+    typer.echo(f"CA {name} created (root + intermediate, {spec.key_type.value}).")
+
+
+@app.command("list")
+@handles_errors
+def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the private CAs."""
+    from certman.service.authority_views import authority_views
+
+    views = authority_views(state(ctx).runtime())
+    if as_json:
+        emit_json(views)
+        return
+    for v in views:
+        domains = ",".join(v["permitted_domains"]) or "any"
+        typer.echo(
+            f"{v['name']:16} {v['key_type']:9} intermediate until {v['intermediate_not_after']}  "
+            f"max validity {v['max_validity']}  domains {domains}"
+        )
+
+
+@app.command("show")
+@handles_errors
+def show(ctx: typer.Context, name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a CA, its policy and its certificates."""
+    from certman.service.authority_views import authority_view
+
+    view = authority_view(state(ctx).runtime(), name)
+    if as_json:
+        emit_json(view)
+        return
+    for key, value in view.items():
+        if key.endswith("_pem"):
+            continue
+        typer.echo(f"{key:26} {value}")
+
+
+@app.command("crl")
+@handles_errors
+def crl(
+    ctx: typer.Context,
+    name: str,
+    out: Annotated[Path, typer.Option(help="File to write the PEM CRL to.")],
+) -> None:
+    """Sign a CRL listing every revoked certificate of the CA, with its reason."""
+    from certman.errors import ValidationError
+    from certman.fileio import write_private
+    from certman.service.authorities import get_authority, sign_crl
+
+    get_authority(state(ctx).runtime(), name)
+    if not out.parent.is_dir():
+        raise ValidationError(f"The directory of --out ({out.parent}) does not exist.")
+    pem = sign_crl(state(ctx).runtime(), name)
+    write_private(out, pem, mode=0o644)
+    typer.echo(f"wrote {out}")

@@ -1,0 +1,116 @@
+"""Per-invocation state shared by every command: home, config, debug, and error reporting."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from certman.errors import CertmanError
+
+if TYPE_CHECKING:
+    from certman.config import Config
+    from certman.service.runtime import Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class CliState:
+    home: str | None = None
+    config: str | None = None
+    debug: bool = False
+    _runtime: Runtime | None = field(default=None, repr=False)
+
+    def load_config(self) -> Config:
+        from certman.config import load_config, resolve_config_path, resolve_home
+
+        home = resolve_home(self.home)
+        return load_config(home, resolve_config_path(home, self.config))
+
+    def runtime(self) -> Runtime:
+        """The runtime for commands that need an initialised home."""
+        if self._runtime is None:
+            from certman.errors import InventoryError
+            from certman.service.runtime import Runtime
+
+            config = self.load_config()
+            if (
+                config.database_url.startswith("sqlite:///")
+                and not Path(config.database_url.removeprefix("sqlite:///")).exists()
+            ):
+                raise InventoryError(
+                    f"No certman home at {config.home} (no database); run `certman init` first, "
+                    "or point --home / CERTMAN_HOME at an existing home."
+                )
+            self._runtime = Runtime(config=config)
+        return self._runtime
+
+
+def state(ctx: typer.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj
+
+
+def _debug_enabled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, typer.Context):
+            return state(value).debug
+    return bool(os.environ.get("CERTMAN_DEBUG"))
+
+
+def _is_cli_flow(error: BaseException) -> bool:
+    """typer's own exits and usage errors (typer may vendor click, so match by module)."""
+    return isinstance(error, typer.Exit | KeyboardInterrupt) or type(error).__module__.startswith(
+        ("click", "typer")
+    )
+
+
+def handles_errors(fn: F) -> F:
+    """Turn certman errors into one line on stderr and the right exit code (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CertmanError as e:
+            if _debug_enabled(args, kwargs):
+                traceback.print_exc()
+            typer.echo(f"error: {e.message}", err=True)
+            raise typer.Exit(e.exit_code) from None
+        except Exception as e:  # a bug: say so plainly, keep the traceback behind --debug
+            if _is_cli_flow(e):
+                raise
+            if _debug_enabled(args, kwargs):
+                traceback.print_exc()
+            typer.echo(
+                f"error: certman failed unexpectedly ({type(e).__name__}: {e}); "
+                "rerun with --debug for the traceback and report it.",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(value: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def parse_duration_option(value: str | None, option: str) -> Any:
+    from certman.durations import parse_duration
+
+    if value is None:
+        return None
+    return parse_duration(value, field=option)

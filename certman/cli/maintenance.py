@@ -1,0 +1,71 @@
+"""Home-level commands: init, doctor, and `certman archive verify`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from certman.cli.context import handles_errors, state
+
+archive_app = typer.Typer(help="The encrypted archive of issued bundles.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("doctor")(doctor)
+
+
+@handles_errors
+def init(
+    ctx: typer.Context,
+    ca_key_type: Annotated[
+        str | None, typer.Option(help="Key type of the default CA [default: ec-p256].")
+    ] = None,
+) -> None:
+    """Create the home: config, master key, database, archive folder and the default CA."""
+    from certman.models import KeyType
+    from certman.service.home import init_home
+
+    key_type = KeyType.parse(ca_key_type, field="--ca-key-type") if ca_key_type else None
+    config = state(ctx).load_config()
+    report = init_home(config, ca_key_type=key_type)
+    if not report.changed:
+        typer.echo(f"Nothing to do: {config.home} is already initialised.")
+        return
+    for item in report.created:
+        typer.echo(f"created {item}")
+    for item in report.present:
+        typer.echo(f"kept    {item}")
+
+
+def _print_report(report: object) -> None:
+    from certman.service.checks import CheckReport
+
+    assert isinstance(report, CheckReport)
+    for check in report.checks:
+        mark = "ok  " if check.ok and not check.warning else ("warn" if check.ok else "FAIL")
+        typer.echo(f"[{mark}] {check.area:14} {check.message}")
+
+
+@handles_errors
+def doctor(ctx: typer.Context, ) -> None:
+    """Check config, database, keys, CAs, archive, audit chain and certificates."""
+    from certman.service.checks import run_doctor
+
+    report = run_doctor(state(ctx).runtime())
+    _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@archive_app.command("verify")
+@handles_errors
+def archive_verify(ctx: typer.Context, ) -> None:
+    """Check that every archived bundle is present, intact and readable."""
+    from certman.service.checks import verify_archive
+
+    report = verify_archive(state(ctx).runtime())
+    _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,42 @@
+"""The injected clock: every notion of "now" in certman goes through one of these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC, truncated to whole seconds."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC).replace(microsecond=0)
+
+
+class FrozenClock:
+    """A clock that only moves when told to (tests, `certman simulate`)."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware.")
+        self._now = start.astimezone(UTC).replace(microsecond=0)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now = self._now + delta
+
+    def set(self, when: datetime) -> None:
+        self._now = when.astimezone(UTC).replace(microsecond=0)
+
+
+def utc(dt: datetime) -> datetime:
+    """Return ``dt`` as aware UTC; naive values (as some databases return them) are UTC."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)

@@ -1,0 +1,218 @@
+"""Configuration: a TOML file where every key has a default, checked against one schema."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from certman.durations import parse_duration
+from certman.errors import ConfigError, ValidationError
+from certman.models import KeyType
+
+CONFIG_FILENAME = "certman.toml"
+
+# section -> key -> default. The schema is the single list of fixed keys; config.example.toml
+# documents each of them (a test keeps the two in step). Named sections ([issuers.NAME],
+# [targets.NAME]) are checked by the backend that reads them.
+SCHEMA: dict[str, dict[str, Any]] = {
+    "database": {"url": ""},
+    "kms": {"type": "local", "master_key_file": "master.key", "key_id": ""},
+    "archive": {
+        "type": "local",
+        "path": "archive",
+        "bucket": "",
+        "prefix": "archive/",
+        "sse": "s3",
+        "kms_key_id": "",
+        "bucket_key": True,
+        "client_side": False,
+    },
+    "defaults": {
+        "issuer": "default",
+        "key_type": "ec-p256",
+        "validity": "90d",
+        "renew_before": "",
+        "reuse_key": False,
+    },
+    "ca": {
+        "key_type": "ec-p256",
+        "common_name": "certman private CA",
+        "max_validity": "397d",
+        "root_validity": "3650d",
+        "intermediate_validity": "1825d",
+        "crl_url": "",
+        "crl_next_update": "7d",
+    },
+    "aws": {"region": "us-east-1", "profile": "", "endpoint_url": ""},
+    "logging": {"level": "warning"},
+}
+NAMED_SECTIONS = ("issuers", "targets")
+# Sections that later features own; their keys are checked where they are read.
+OPEN_SECTIONS = ("service", "notify")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The effective configuration: defaults overlaid with the file, paths resolved."""
+
+    home: Path
+    path: Path
+    sections: Mapping[str, Mapping[str, Any]]
+    issuers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    file_exists: bool = False
+
+    def get(self, section: str, key: str) -> Any:
+        return self.sections[section][key]
+
+    def duration(self, section: str, key: str) -> timedelta | None:
+        """A duration key; an empty string means "not set"."""
+        raw = self.get(section, key)
+        if raw in ("", None):
+            return None
+        try:
+            return parse_duration(raw, field=f"{section}.{key}")
+        except ValidationError as e:
+            raise ConfigError(f"{e} (in {self.path})") from None
+
+    def key_type(self, section: str, key: str) -> KeyType:
+        try:
+            return KeyType.parse(self.get(section, key), field=f"{section}.{key}")
+        except ValidationError as e:
+            raise ConfigError(f"{e} (in {self.path})") from None
+
+    def home_path(self, section: str, key: str) -> Path:
+        """A path key; relative paths are relative to the home directory."""
+        value = Path(os.path.expanduser(str(self.get(section, key))))
+        return value if value.is_absolute() else self.home / value
+
+    @property
+    def database_url(self) -> str:
+        url = str(self.get("database", "url"))
+        return url or f"sqlite:///{self.home / 'certman.db'}"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.home_path("kms", "master_key_file")
+
+    @property
+    def archive_path(self) -> Path:
+        return self.home_path("archive", "path")
+
+
+def resolve_home(home: str | os.PathLike[str] | None) -> Path:
+    chosen = home or os.environ.get("CERTMAN_HOME") or "~/.certman"
+    return Path(os.path.expanduser(str(chosen))).absolute()
+
+
+def resolve_config_path(home: Path, config: str | os.PathLike[str] | None) -> Path:
+    chosen = config or os.environ.get("CERTMAN_CONFIG")
+    if chosen:
+        return Path(os.path.expanduser(str(chosen))).absolute()
+    return home / CONFIG_FILENAME
+
+
+def load_config(home: Path, path: Path) -> Config:
+    """Read ``path`` (if it exists) over the defaults; any mistake names the key and the file."""
+    raw: dict[str, Any] = {}
+    exists = path.exists()
+    if exists:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"The configuration file {path} is not valid TOML: {e}.") from None
+        except OSError as e:
+            raise ConfigError(
+                f"The configuration file {path} cannot be read: {e.strerror}."
+            ) from None
+    return _build(home, path, raw, exists)
+
+
+def parse_config_text(home: Path, path: Path, text: str) -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"The configuration file {path} is not valid TOML: {e}.") from None
+    return _build(home, path, raw, True)
+
+
+def _build(home: Path, path: Path, raw: Mapping[str, Any], exists: bool) -> Config:
+    sections: dict[str, dict[str, Any]] = {name: dict(keys) for name, keys in SCHEMA.items()}
+    named: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in NAMED_SECTIONS}
+    for name, value in raw.items():
+        if name in NAMED_SECTIONS:
+            named[name] = _named_section(path, name, value)
+            continue
+        if name in OPEN_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] in {path} must be a table.")
+            sections[name] = dict(value)
+            continue
+        if name not in SCHEMA:
+            known = ", ".join(sorted([*SCHEMA, *NAMED_SECTIONS, *OPEN_SECTIONS]))
+            raise ConfigError(f"Unknown section [{name}] in {path}; known sections: {known}.")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} in {path} must be a table ([{name}]), not a value.")
+        for key, item in value.items():
+            if key not in SCHEMA[name]:
+                known = ", ".join(SCHEMA[name])
+                raise ConfigError(f"Unknown key {name}.{key} in {path}; [{name}] takes: {known}.")
+            default = SCHEMA[name][key]
+            if not isinstance(item, type(default)) or (
+                isinstance(item, bool) and not isinstance(default, bool)
+            ):
+                raise ConfigError(
+                    f"{name}.{key} in {path} must be a {_type_word(default)}, not {item!r}."
+                )
+            sections[name][key] = item
+    for section in SCHEMA:
+        sections.setdefault(section, dict(SCHEMA[section]))
+    for section in OPEN_SECTIONS:
+        sections.setdefault(section, {})
+    config = Config(
+        home=home,
+        path=path,
+        sections=sections,
+        issuers=named["issuers"],
+        targets=named["targets"],
+        file_exists=exists,
+    )
+    _check_values(config)
+    return config
+
+
+def _named_section(path: Path, name: str, value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or any(not isinstance(v, dict) for v in value.values()):
+        raise ConfigError(f"[{name}] in {path} must hold named tables like [{name}.NAME].")
+    for entry, body in value.items():
+        if "type" not in body:
+            raise ConfigError(f'{name}.{entry} in {path} has no type; set type = "...".')
+    return {entry: dict(body) for entry, body in value.items()}
+
+
+def _type_word(default: Any) -> str:
+    if isinstance(default, bool):
+        return "boolean (true or false)"
+    if isinstance(default, int):
+        return "whole number"
+    return "string"
+
+
+def _check_values(config: Config) -> None:
+    """Values that must parse, checked at load so that the error names the file."""
+    for section, key in (
+        ("defaults", "validity"),
+        ("defaults", "renew_before"),
+        ("ca", "max_validity"),
+        ("ca", "root_validity"),
+        ("ca", "intermediate_validity"),
+        ("ca", "crl_next_update"),
+    ):
+        config.duration(section, key)
+    config.key_type("defaults", "key_type")
+    config.key_type("ca", "key_type")

@@ -1,0 +1,83 @@
+"""Identifier names: DNS names (IDNA, wildcards) and IP addresses, normalised and checked."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from certman.errors import ValidationError
+
+# RFC 1035 section 2.3.1 (letters, digits, hyphen), applied after IDNA encoding.
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Identifier:
+    """One name of a certificate: ``value`` is the ASCII (A-label) form or an IP address."""
+
+    value: str
+    is_ip: bool = False
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.value.startswith("*.")
+
+
+def normalize_name(text: str) -> Identifier:
+    """Return the canonical identifier for ``text`` or raise ValidationError naming it."""
+    raw = str(text).strip()
+    if not raw:
+        raise ValidationError("A domain name is empty; give names like example.com.")
+    try:
+        ip = ipaddress.ip_address(raw.strip("[]"))
+        return Identifier(value=ip.compressed, is_ip=True)
+    except ValueError:
+        pass
+    name = raw.rstrip(".").lower()
+    wildcard = name.startswith("*.")
+    body = name[2:] if wildcard else name
+    if "*" in body:
+        raise ValidationError(
+            f"Domain {text!r} has a wildcard that is not the whole left-most label; "
+            "only names like *.example.com are allowed."
+        )
+    try:
+        ascii_body = body.encode("idna").decode("ascii") if not body.isascii() else body
+    except UnicodeError as e:
+        raise ValidationError(
+            f"Domain {text!r} is not a valid internationalised name: {e}."
+        ) from None
+    labels = ascii_body.split(".")
+    if len(labels) < 2 or any(not _LABEL.match(label) for label in labels) or len(ascii_body) > 253:
+        raise ValidationError(
+            f"Domain {text!r} is not a valid DNS name; use letters, digits and hyphens in "
+            "dot-separated labels, for example www.example.com."
+        )
+    if labels[-1].isdigit():
+        raise ValidationError(f"Domain {text!r} ends in a numeric label; DNS names cannot.")
+    return Identifier(value=("*." if wildcard else "") + ascii_body)
+
+
+def normalize_names(texts: list[str] | tuple[str, ...]) -> list[Identifier]:
+    """Normalise every name, refusing an empty list and duplicates (after normalisation)."""
+    if not texts:
+        raise ValidationError("Give at least one name with --domain.")
+    seen: dict[str, str] = {}
+    result = []
+    for text in texts:
+        ident = normalize_name(text)
+        if ident.value in seen:
+            raise ValidationError(
+                f"Domain {text!r} is given twice (same as {seen[ident.value]!r}); list each name once."
+            )
+        seen[ident.value] = text
+        result.append(ident)
+    return result
+
+
+def name_within(name: str, domain: str) -> bool:
+    """True when ``name`` (a normalised DNS name, maybe wildcard) is ``domain`` or below it."""
+    base = name[2:] if name.startswith("*.") else name
+    domain = domain.lower().rstrip(".")
+    return base == domain or base.endswith("." + domain)

@@ -1,0 +1,179 @@
+"""Atomic, durable writes of private files (0600) into private directories (0700)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+# Descriptors held open at once by write_private_many; well under the common 1024 limit.
+_OPEN_FILES_PER_CHUNK = 256
+
+# O_CLOEXEC so a child process started meanwhile (a deploy reload command) never
+# inherits a descriptor on a private file; O_NOFOLLOW so a planted symlink is not followed.
+_CREATE_FLAGS = (
+    os.O_CREAT
+    | os.O_EXCL
+    | os.O_WRONLY
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+)
+
+
+def write_private(
+    path: Path | str,
+    data: bytes,
+    *,
+    mode: int = PRIVATE_FILE_MODE,
+    fsync: bool = True,
+    overwrite: bool = True,
+) -> None:
+    """Atomically replace ``path`` with ``data``, readable only by its owner.
+
+    The bytes go to a temporary file in the same directory, created with ``O_EXCL`` and
+    ``mode`` (so no other user can ever read it, not even briefly), are flushed, and the
+    file is renamed over ``path``; the directory is then flushed so the rename survives a
+    crash. With ``overwrite=False`` an existing ``path`` is never replaced
+    (FileExistsError). On any error the temporary file is removed and ``path`` is
+    untouched. Raises OSError; callers translate it into their own certman error.
+    """
+    write_private_many([(Path(path), data)], mode=mode, fsync=fsync, overwrite=overwrite)
+
+
+def write_private_many(
+    items: Sequence[tuple[Path, bytes]],
+    *,
+    mode: int = PRIVATE_FILE_MODE,
+    fsync: bool = True,
+    overwrite: bool = True,
+) -> None:
+    """``write_private`` for many files in one pass: the bulk path (archiving 1,000 bundles).
+
+    All files are written first, then flushed, then renamed into place, then each distinct
+    directory is flushed once. Durability is the same as one ``write_private`` per file
+    (no rename happens before its content is on disk), with fewer waits on the disk.
+    The batch is not atomic as a whole: a crash half-way leaves some paths new and some
+    old, each one whole. On any error no temporary file is left behind.
+    """
+    staged: list[tuple[Path, Path]] = []  # (temporary, final)
+    installed = 0
+    try:
+        for start in range(0, len(items), _OPEN_FILES_PER_CHUNK):
+            chunk = items[start : start + _OPEN_FILES_PER_CHUNK]
+            staged.extend(_stage_chunk(chunk, mode=mode, fsync=fsync))
+        for temp, path in staged:
+            _install(temp, path, overwrite=overwrite)
+            installed += 1
+    finally:
+        for temp, _ in staged[installed:]:
+            _remove_quietly(temp)
+    if fsync:
+        fsync_directories(Path(target).parent for target, _ in items)
+
+
+def ensure_private_dir(
+    path: Path | str, mode: int = PRIVATE_DIR_MODE, *, fsync: bool = True
+) -> Path:
+    """Create ``path`` and any missing parents with ``mode``; existing ones are left as they are.
+
+    Each newly created directory is recorded durably in its parent (the parent is flushed);
+    with ``fsync=False`` the caller flushes the parents itself, once for many directories.
+    """
+    path = Path(path)
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=mode)
+        except FileExistsError:
+            continue  # created meanwhile by another process: theirs to keep
+        os.chmod(directory, mode)  # mkdir's mode is filtered through the umask
+        if fsync:
+            fsync_directories([directory.parent])
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} exists but is not a directory.")
+    return path
+
+
+def fsync_directories(directories: Iterable[Path]) -> None:
+    """Flush each distinct directory once, so that renames and creations in it are durable."""
+    seen: set[Path] = set()
+    for directory in directories:
+        directory = Path(directory)
+        if directory in seen:
+            continue
+        seen.add(directory)
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_path`` (created 0600, left in place)."""
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _stage_chunk(
+    chunk: Sequence[tuple[Path, bytes]], *, mode: int, fsync: bool
+) -> list[tuple[Path, Path]]:
+    """Write every file of ``chunk`` to a temporary sibling, then flush them all."""
+    opened: list[tuple[int, Path, Path]] = []  # (fd, temporary, final)
+    try:
+        for path, data in chunk:
+            path = Path(path)
+            temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+            fd = os.open(temp, _CREATE_FLAGS, mode)
+            opened.append((fd, temp, path))
+            os.fchmod(fd, mode)  # the umask may have narrowed the mode; make it exact
+            _write_all(fd, data)
+        if fsync:
+            for fd, _, _ in opened:
+                os.fsync(fd)
+    except BaseException:
+        for _, temp, _ in opened:
+            _remove_quietly(temp)
+        raise
+    finally:
+        for fd, _, _ in opened:
+            os.close(fd)
+    return [(temp, path) for _, temp, path in opened]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _install(temp: Path, path: Path, *, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temp, path)
+        return
+    # link() fails with FileExistsError when ``path`` exists: no check-then-write race.
+    os.link(temp, path)
+    os.unlink(temp)
+
+
+def _remove_quietly(temp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)

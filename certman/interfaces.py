@@ -1,0 +1,321 @@
+"""Every contract between certman's core and its backends, in one place.
+
+Each backend operation takes one request dataclass and returns one response dataclass.
+Optional capabilities are separate small protocols, detected with ``isinstance``.
+Backends raise only certman errors (certman.errors); third-party exceptions are
+translated in the adapter that called the third-party code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from certman.models import EncryptionContext, KeyType, RevocationReason, WrappedKey
+
+# --- issuers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssueRequest:
+    """Ask an issuer to certify the key behind ``csr_pem`` for ``identifiers``.
+
+    ``order_url`` is set when an earlier attempt for the same revision already placed
+    an order (ACME); the issuer resumes it instead of placing a new one while the server
+    still accepts it. ``checkpoint`` must be called with the order URL as soon as it
+    exists, before waiting on anything, so that a crash can resume (DESIGN.md rule 2).
+    """
+
+    name: str
+    revision: int
+    identifiers: tuple[str, ...]
+    csr_pem: bytes
+    key_type: KeyType
+    validity: timedelta
+    now: datetime
+    order_url: str | None = None
+    replaces: str | None = None
+    profile: str | None = None
+    checkpoint: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssueResponse:
+    """The leaf certificate and the chain above it (intermediates only, leaf first order)."""
+
+    certificate_pem: bytes
+    chain_pem: bytes
+    order_url: str | None = None
+
+
+@runtime_checkable
+class Issuer(Protocol):
+    """Turns a CSR into a certificate (private CA, ACME)."""
+
+    name: str
+
+    def issue(self, request: IssueRequest) -> IssueResponse:
+        """Issue exactly one certificate; raise IssuanceError (retryable or not) otherwise."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecheckRequest:
+    """What an issuance would ask for, checked before any key is generated."""
+
+    identifiers: tuple[str, ...]
+    key_type: KeyType
+    validity: timedelta
+    now: datetime
+
+
+@runtime_checkable
+class SupportsPrecheck(Protocol):
+    def precheck(self, request: PrecheckRequest) -> None:
+        """Raise PolicyError/ValidationError naming the offending field if ``issue`` would refuse."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeRequest:
+    certificate_pem: bytes
+    reason: RevocationReason
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeResponse:
+    revoked_at: datetime
+
+
+@runtime_checkable
+class SupportsRevoke(Protocol):
+    def revoke(self, request: RevokeRequest) -> RevokeResponse:
+        """Revoke at the CA. Revoking an already revoked certificate is not an error."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokedEntry:
+    serial: int
+    revoked_at: datetime
+    reason: RevocationReason
+
+
+@dataclass(frozen=True, kw_only=True)
+class CRLRequest:
+    entries: tuple[RevokedEntry, ...]
+    number: int
+    now: datetime
+    next_update: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CRLResponse:
+    crl_pem: bytes
+
+
+@runtime_checkable
+class SupportsCRL(Protocol):
+    def crl(self, request: CRLRequest) -> CRLResponse:
+        """Sign a CRL listing every entry with its reason (RFC 5280 section 5)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenewalInfoRequest:
+    certificate_pem: bytes
+    issuer_pem: bytes
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenewalInfoResponse:
+    """RFC 9773 section 4.2: the suggested window and when to ask again."""
+
+    window_start: datetime
+    window_end: datetime
+    retry_after: datetime
+    explanation_url: str | None = None
+    cert_id: str = ""
+
+
+@runtime_checkable
+class SupportsRenewalInfo(Protocol):
+    def renewal_info(self, request: RenewalInfoRequest) -> RenewalInfoResponse | None:
+        """The server's renewal window, or None when the server offers no ARI."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreflightResult:
+    ok: bool
+    checks: tuple[tuple[str, bool, str], ...] = ()  # (check, ok, message)
+
+
+@runtime_checkable
+class SupportsPreflight(Protocol):
+    def preflight(self, now: datetime) -> PreflightResult:
+        """Can this backend still do its job? Never changes anything."""
+        ...
+
+
+# --- key wrappers ------------------------------------------------------------------------
+
+
+@runtime_checkable
+class KeyWrapper(Protocol):
+    """Envelope encryption of secrets (DESIGN.md, "Security invariants").
+
+    ``wrap`` uses a fresh 256-bit data key per call; ``unwrap`` with any other context
+    than the one given to ``wrap`` raises KeyWrapError.
+    """
+
+    wrapper_type: str
+
+    def wrap(self, plaintext: bytes, context: EncryptionContext) -> WrappedKey: ...
+
+    def unwrap(self, wrapped: WrappedKey, context: EncryptionContext) -> bytes: ...
+
+
+@runtime_checkable
+class SupportsRewrap(Protocol):
+    def needs_rewrap(self, wrapped: WrappedKey) -> bool:
+        """True when ``wrapped`` is not sealed under this wrapper's current key."""
+        ...
+
+
+# --- archives ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchivePutRequest:
+    """Store an already encrypted bundle. ``metadata`` is non-secret (name, revision, fingerprint)."""
+
+    name: str
+    revision: int
+    body: bytes
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveRef:
+    """Where a bundle lives, and the SHA-256 of what was stored (checked on every read)."""
+
+    location: str
+    sha256: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveGetRequest:
+    ref: ArchiveRef
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveGetResponse:
+    body: bytes
+
+
+@runtime_checkable
+class ArchiveStore(Protocol):
+    store_type: str
+
+    def put(self, request: ArchivePutRequest) -> ArchiveRef: ...
+
+    def get(self, request: ArchiveGetRequest) -> ArchiveGetResponse:
+        """Return the body; raise IntegrityError when it is missing or its SHA-256 differs."""
+        ...
+
+    def list(self, prefix: str = "") -> list[str]: ...
+
+
+# --- deployers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployRequest:
+    """One revision to roll out to one target. ``private_key_pem`` lives only in memory."""
+
+    name: str
+    revision: int
+    certificate_pem: bytes
+    chain_pem: bytes
+    private_key_pem: bytes
+    acm_arn: str | None = None
+    previous_state: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployResponse:
+    """``state`` is what verify and rollback need later (ARN, previous files, listeners)."""
+
+    changed: bool
+    state: Mapping[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyRequest:
+    name: str
+    revision: int
+    certificate_pem: bytes
+    state: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyResponse:
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackRequest:
+    name: str
+    revision: int
+    state: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Deployer(Protocol):
+    target_type: str
+
+    def deploy(self, request: DeployRequest) -> DeployResponse: ...
+
+    def verify(self, request: VerifyRequest) -> VerifyResponse: ...
+
+    def rollback(self, request: RollbackRequest) -> None:
+        """Put the target back as it was before ``deploy``; idempotent."""
+        ...
+
+
+# --- ACME challenge solvers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChallengeRequest:
+    """One challenge to satisfy (RFC 8555 section 8).
+
+    http-01: serve ``key_authorization`` at ``/.well-known/acme-challenge/<token>``.
+    dns-01: publish ``txt_value`` in a TXT record at ``txt_name``.
+    """
+
+    kind: str
+    domain: str
+    token: str
+    key_authorization: str
+    txt_name: str = ""
+    txt_value: str = ""
+
+
+@runtime_checkable
+class ChallengeSolver(Protocol):
+    kind: str
+
+    def perform(self, requests: list[ChallengeRequest]) -> None: ...
+
+    def cleanup(self, requests: list[ChallengeRequest]) -> None:
+        """Revert everything perform did, even if perform failed half-way."""
+        ...

@@ -1,0 +1,1 @@
+"""The inventory: every certificate, revision, CA and audit event, in one database."""

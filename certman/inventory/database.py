@@ -1,0 +1,88 @@
+"""Opening the inventory database: engine, SQLite pragmas, migrations to head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import create_engine
+
+from certman.errors import InventoryError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration; `certman` refuses to work on a database that is not at it.
+HEAD_REVISION = "0001"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    try:
+        engine = create_engine(url, **kwargs)
+    except (SQLAlchemyError, ImportError, ValueError) as e:
+        raise InventoryError(
+            f"The database URL in [database] url cannot be used: {e}. "
+            "Use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB."
+        ) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> bool:
+    """Bring the schema to head; return True when anything was applied."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    before = current_revision(engine)
+    if before == HEAD_REVISION:
+        return False
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    except SQLAlchemyError as e:
+        raise InventoryError(f"Migrating the database failed: {e}.") from None
+    return True
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError as e:
+        raise InventoryError(
+            f"The database cannot be opened: {e.orig}. Check [database] url and permissions."
+        ) from None
+
+
+def require_head(engine: Engine) -> None:
+    """Refuse to work on a database that is missing or not migrated."""
+    revision = current_revision(engine)
+    if revision is None:
+        raise InventoryError(
+            "The database has no certman schema; run `certman init` first "
+            "(or check --home / [database] url)."
+        )
+    if revision != HEAD_REVISION:
+        raise InventoryError(
+            f"The database schema is at {revision}, this certman needs {HEAD_REVISION}; "
+            "run `certman init` to migrate it."
+        )

@@ -1,0 +1,177 @@
+"""Values that cross module boundaries: key types, states, sealed keys, contexts."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from certman.errors import IntegrityError, ValidationError
+
+
+class KeyType(StrEnum):
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+    RSA_4096 = "rsa-4096"
+
+    @classmethod
+    def parse(cls, text: str, *, field: str = "key type") -> KeyType:
+        try:
+            return cls(str(text).strip().lower())
+        except ValueError:
+            known = ", ".join(k.value for k in cls)
+            raise ValidationError(f"Unknown {field} {text!r}; use one of: {known}.") from None
+
+
+class RevisionState(StrEnum):
+    """The persisted steps of one issuance (DESIGN.md, "The lifecycle")."""
+
+    PLANNED = "planned"
+    KEY_SEALED = "key_sealed"
+    ORDERED = "ordered"
+    ISSUED = "issued"
+    ARCHIVED = "archived"
+    IMPORTED = "imported"
+    DEPLOYED = "deployed"
+    ACTIVE = "active"
+    # terminal states outside the happy path
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    REVOKED = "revoked"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in _IN_FLIGHT
+
+
+_IN_FLIGHT = frozenset(
+    {
+        RevisionState.PLANNED,
+        RevisionState.KEY_SEALED,
+        RevisionState.ORDERED,
+        RevisionState.ISSUED,
+        RevisionState.ARCHIVED,
+        RevisionState.IMPORTED,
+        RevisionState.DEPLOYED,
+    }
+)
+
+
+class CertificateStatus(StrEnum):
+    """What `certman list --status` filters on."""
+
+    PENDING = "pending"  # first revision not active yet
+    ACTIVE = "active"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class RevocationReason(StrEnum):
+    """RFC 5280 section 5.3.1 reason codes that an operator may pick."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+
+    @classmethod
+    def parse(cls, text: str) -> RevocationReason:
+        for reason in cls:
+            if reason.value.lower() == str(text).strip().lower():
+                return reason
+        known = ", ".join(r.value for r in cls)
+        raise ValidationError(f"Unknown revocation reason {text!r}; use one of: {known}.")
+
+    @property
+    def code(self) -> int:
+        return _REASON_CODES[self]
+
+
+_REASON_CODES = {
+    RevocationReason.UNSPECIFIED: 0,
+    RevocationReason.KEY_COMPROMISE: 1,
+    RevocationReason.AFFILIATION_CHANGED: 3,
+    RevocationReason.SUPERSEDED: 4,
+    RevocationReason.CESSATION_OF_OPERATION: 5,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncryptionContext:
+    """What a sealed object is bound to: AES-GCM AAD and KMS EncryptionContext.
+
+    Unsealing with any other context fails, so a sealed key copied onto another
+    certificate or revision is useless.
+    """
+
+    certificate: str
+    revision: int
+    purpose: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "certificate": self.certificate,
+            "revision": str(self.revision),
+            "purpose": self.purpose,
+        }
+
+    def aad(self) -> bytes:
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WrappedKey:
+    """An envelope-encrypted secret.
+
+    ``encrypted_data_key`` is the per-object data key as the wrapper sealed it;
+    ``nonce`` + ``ciphertext`` are the secret under that data key (AES-256-GCM,
+    the context as AAD). ``key_id`` names the wrapping key (master key version,
+    KMS key ARN, PKCS#11 URI).
+    """
+
+    wrapper: str
+    key_id: str
+    algorithm: str
+    encrypted_data_key: bytes
+    nonce: bytes
+    ciphertext: bytes
+    version: int = 1
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        doc: dict[str, Any] = {
+            "v": self.version,
+            "wrapper": self.wrapper,
+            "key_id": self.key_id,
+            "alg": self.algorithm,
+            "edk": b64(self.encrypted_data_key),
+            "nonce": b64(self.nonce),
+            "ct": b64(self.ciphertext),
+        }
+        if self.extra:
+            doc["extra"] = self.extra
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> WrappedKey:
+        try:
+            doc = json.loads(text)
+            return cls(
+                version=int(doc["v"]),
+                wrapper=doc["wrapper"],
+                key_id=doc["key_id"],
+                algorithm=doc["alg"],
+                encrypted_data_key=base64.b64decode(doc["edk"]),
+                nonce=base64.b64decode(doc["nonce"]),
+                ciphertext=base64.b64decode(doc["ct"]),
+                extra=dict(doc.get("extra", {})),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise IntegrityError("A sealed key record is malformed; it cannot be unsealed.") from e

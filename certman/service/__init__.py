@@ -1,0 +1,1 @@
+"""Lifecycle orchestration: issuance, renewal, revocation, export, key rotation."""

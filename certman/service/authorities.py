@@ -1,0 +1,194 @@
+"""Private CAs in the inventory: created with sealed keys, loaded once per process to sign."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from certman.errors import AlreadyExistsError, NotFoundError, ValidationError
+from certman.inventory.audit import append_event
+from certman.inventory.tables import Authority, Revocation
+from certman.models import EncryptionContext, KeyType, RevocationReason, WrappedKey
+
+if TYPE_CHECKING:
+    from ca import PrivateCA
+    from certman.interfaces import Issuer
+    from certman.service.runtime import Runtime
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def check_name(name: str, what: str) -> None:
+    if not _NAME.match(name):
+        raise ValidationError(
+            f"{what} name {name!r} is not valid; use 1-63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+
+
+def key_context(ca_name: str, role: str) -> EncryptionContext:
+    return EncryptionContext(certificate=f"ca:{ca_name}", revision=0, purpose=f"ca-{role}-key")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthoritySpec:
+    name: str
+    key_type: KeyType
+    common_name: str
+    max_validity: timedelta
+    permitted_domains: tuple[str, ...] = ()
+    root_validity: timedelta = timedelta(days=3650)
+    intermediate_validity: timedelta = timedelta(days=1825)
+    crl_url: str | None = None
+
+
+def authority_names(runtime: Runtime) -> list[str]:
+    with runtime.session() as session:
+        return list(session.exec(select(Authority.name).order_by(col(Authority.name))).all())
+
+
+def authority_exists(runtime: Runtime, name: str) -> bool:
+    with runtime.session() as session:
+        return session.exec(select(Authority.id).where(Authority.name == name)).first() is not None
+
+
+def get_authority(runtime: Runtime, name: str) -> Authority:
+    with runtime.session() as session:
+        row = session.exec(select(Authority).where(Authority.name == name)).first()
+    if row is None:
+        known = ", ".join(authority_names(runtime)) or "none"
+        raise NotFoundError(
+            f"Unknown CA {name!r}; known CAs: {known}. Create one with `certman ca create`."
+        )
+    return row
+
+
+def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
+    """Create root + intermediate, seal both keys, and store them with the policy."""
+    from ca import SigningPolicy, create_hierarchy
+    from certman.domains import normalize_name
+    from certman.pki import private_key_der
+
+    check_name(spec.name, "CA")
+    if spec.max_validity <= timedelta(0):
+        raise ValidationError("--max-validity must be longer than zero.")
+    domains = tuple(normalize_name(d).value for d in spec.permitted_domains)
+    if any(d.startswith("*.") for d in domains):
+        raise ValidationError("--permitted-domain takes a domain like example.com, not a wildcard.")
+    if authority_exists(runtime, spec.name):
+        raise AlreadyExistsError(f"A CA named {spec.name!r} already exists; choose another name.")
+    policy = SigningPolicy(
+        max_validity=spec.max_validity,
+        permitted_domains=domains,
+        crl_url=spec.crl_url or None,
+    )
+    now = runtime.clock.now()
+    hierarchy = create_hierarchy(
+        name=spec.name,
+        common_name=spec.common_name,
+        key_type=spec.key_type,
+        policy=policy,
+        now=now,
+        root_validity=spec.root_validity,
+        intermediate_validity=spec.intermediate_validity,
+    )
+    wrapper = runtime.key_wrapper
+    root_sealed = wrapper.wrap(private_key_der(hierarchy.root_key), key_context(spec.name, "root"))
+    inter_sealed = wrapper.wrap(
+        private_key_der(hierarchy.intermediate_key), key_context(spec.name, "intermediate")
+    )
+    from ca import certificate_to_pem
+
+    row = Authority(
+        name=spec.name,
+        key_type=spec.key_type.value,
+        common_name=spec.common_name,
+        policy=json.dumps(policy.to_dict(), sort_keys=True),
+        root_certificate_pem=certificate_to_pem(hierarchy.root_certificate).decode(),
+        root_sealed_key=root_sealed.to_json(),
+        intermediate_certificate_pem=certificate_to_pem(
+            hierarchy.intermediate_certificate
+        ).decode(),
+        intermediate_sealed_key=inter_sealed.to_json(),
+        created_at=now,
+    )
+    with runtime.session() as session:
+        session.add(row)
+        append_event(
+            session,
+            now,
+            "ca.create",
+            spec.name,
+            key_type=spec.key_type.value,
+            permitted_domains=list(domains),
+            max_validity_seconds=int(spec.max_validity.total_seconds()),
+        )
+        session.commit()
+    return row
+
+
+def load_private_ca(runtime: Runtime, name: str) -> PrivateCA:
+    """Unseal the intermediate key (in memory only) and build the signer."""
+    from cryptography import x509
+
+    from ca import PrivateCA, SigningPolicy
+    from certman.pki import load_private_key_der
+
+    row = get_authority(runtime, name)
+    der = runtime.key_wrapper.unwrap(
+        WrappedKey.from_json(row.intermediate_sealed_key), key_context(name, "intermediate")
+    )
+    return PrivateCA(
+        name=name,
+        root_certificate=x509.load_pem_x509_certificate(row.root_certificate_pem.encode()),
+        intermediate_certificate=x509.load_pem_x509_certificate(
+            row.intermediate_certificate_pem.encode()
+        ),
+        intermediate_key=load_private_key_der(der),
+        policy=SigningPolicy.from_dict(json.loads(row.policy)),
+    )
+
+
+def build_issuer(runtime: Runtime, settings: Mapping[str, Any]) -> Issuer:
+    """Registry factory for ``type = "private-ca"``."""
+    return load_private_ca(runtime, str(settings.get("ca") or settings["name"]))
+
+
+def sign_crl(runtime: Runtime, name: str) -> bytes:
+    """A fresh CRL for CA ``name`` listing every revoked serial; bumps the CRL number."""
+    from certman.interfaces import CRLRequest, RevokedEntry
+
+    signer = load_private_ca(runtime, name)
+    now = runtime.clock.now()
+    next_update = runtime.config.duration("ca", "crl_next_update") or timedelta(days=7)
+    with runtime.session() as session:
+        authority = session.exec(select(Authority).where(Authority.name == name)).one()
+        rows = session.exec(select(Revocation).where(Revocation.issuer == name)).all()
+        entries = tuple(
+            RevokedEntry(
+                serial=int(r.serial, 16),
+                revoked_at=_aware(r.revoked_at),
+                reason=RevocationReason(r.reason),
+            )
+            for r in rows
+        )
+        authority.crl_number += 1
+        response = signer.crl(
+            CRLRequest(
+                entries=entries, number=authority.crl_number, now=now, next_update=next_update
+            )
+        )
+        session.add(authority)
+        session.commit()
+    return response.crl_pem
+
+
+def _aware(value: datetime | None) -> datetime:
+    assert value is not None
+    return value

@@ -1,0 +1,199 @@
+"""Health checks: `certman archive verify`, `certman audit verify` and `certman doctor`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlmodel import col, func, select
+
+from certman.errors import CertmanError
+from certman.interfaces import ArchiveGetRequest, ArchiveRef
+from certman.inventory.tables import Authority, ManagedCertificate, Revision
+from certman.models import WrappedKey
+from certman.service.runtime import Runtime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    area: str
+    ok: bool
+    message: str
+    warning: bool = False
+
+
+@dataclass
+class CheckReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, area: str, ok: bool, message: str, *, warning: bool = False) -> None:
+        self.checks.append(Check(area=area, ok=ok, message=message, warning=warning))
+
+    def run(self, area: str, fn: Callable[[], str]) -> bool:
+        """Run one check; a certman error becomes a failed line instead of stopping the rest."""
+        try:
+            self.add(area, True, fn())
+            return True
+        except CertmanError as e:
+            self.add(area, False, e.message)
+            return False
+
+
+def verify_archive(rt: Runtime, report: CheckReport | None = None) -> CheckReport:
+    """Every archived revision: bundle present, SHA-256 intact, decrypts, matches the inventory."""
+    from certman.archive.bundle import open_bundle
+
+    report = report or CheckReport()
+    checked = 0
+    with rt.session() as session:
+        rows = session.exec(
+            select(Revision, ManagedCertificate.name)
+            .join(ManagedCertificate, col(ManagedCertificate.id) == col(Revision.certificate_id))
+            .where(col(Revision.archive_location).is_not(None))
+            .order_by(col(Revision.id))
+        ).all()
+    for rev, name in rows:
+        assert rev.archive_location and rev.archive_sha256
+        extra = json.loads(rev.archive_extra) if rev.archive_extra else {}
+        ref = ArchiveRef(location=rev.archive_location, sha256=rev.archive_sha256, extra=extra)
+        where = f"{name} revision {rev.number}"
+        try:
+            body = rt.archive.get(ArchiveGetRequest(ref=ref)).body
+            bundle = open_bundle(rt.key_wrapper, body, name=name, revision=rev.number)
+        except CertmanError as e:
+            report.add("archive", False, f"{where}: {e.message}")
+            continue
+        if bundle.certificate_pem.decode().strip() != (rev.certificate_pem or "").strip():
+            report.add(
+                "archive", False, f"{where}: the archived certificate differs from the inventory."
+            )
+            continue
+        checked += 1
+    if not any(c.area == "archive" and not c.ok for c in report.checks):
+        report.add("archive", True, f"{checked} archived bundles present, intact and readable.")
+    return report
+
+
+def verify_audit(rt: Runtime) -> str:
+    from certman.errors import IntegrityError
+    from certman.inventory.audit import verify_chain
+
+    with rt.session() as session:
+        result = verify_chain(session)
+    if not result.ok:
+        raise IntegrityError(result.message)
+    return result.message
+
+
+def run_doctor(rt: Runtime) -> CheckReport:
+    """Config, database, keys, archive, CAs and certificates; never changes anything."""
+    report = CheckReport()
+    report.add("config", True, _config_line(rt))
+    if not report.run("database", lambda: _check_database(rt)):
+        return report
+    if not report.run("keys", lambda: _check_keys(rt)):
+        return report
+    _check_authorities(rt, report)
+    verify_archive(rt, report)
+    report.run("audit", lambda: verify_audit(rt))
+    _check_certificates(rt, report)
+    return report
+
+
+def _config_line(rt: Runtime) -> str:
+    where = str(rt.config.path) if rt.config.file_exists else f"defaults ({rt.config.path} absent)"
+    return f"configuration loaded from {where}."
+
+
+def _check_database(rt: Runtime) -> str:
+    with rt.session() as session:
+        count = session.exec(select(func.count()).select_from(ManagedCertificate)).one()
+    return f"{rt.engine.dialect.name} database at schema head, {count} certificates."
+
+
+def _check_keys(rt: Runtime) -> str:
+    wrapper = rt.key_wrapper
+    path = rt.config.master_key_path
+    if wrapper.wrapper_type == "local" and path.exists():
+        mode = os.stat(path).st_mode & 0o777
+        fingerprint = getattr(wrapper, "fingerprint", lambda: "?")()
+        return f"local master key {path} (mode {mode:o}, active fingerprint {fingerprint})."
+    return f"key wrapper {wrapper.wrapper_type} ready."
+
+
+def _check_authorities(rt: Runtime, report: CheckReport) -> None:
+    from cryptography import x509
+
+    from ca import SigningPolicy
+    from certman.service.authorities import key_context
+
+    now = rt.clock.now()
+    with rt.session() as session:
+        authorities = session.exec(select(Authority).order_by(col(Authority.name))).all()
+    for row in authorities:
+        area = f"ca {row.name}"
+        try:
+            rt.key_wrapper.unwrap(
+                WrappedKey.from_json(row.intermediate_sealed_key),
+                key_context(row.name, "intermediate"),
+            )
+        except CertmanError as e:
+            report.add(area, False, f"intermediate key cannot be unsealed: {e.message}")
+            continue
+        inter = x509.load_pem_x509_certificate(row.intermediate_certificate_pem.encode())
+        policy = SigningPolicy.from_dict(json.loads(row.policy))
+        left = inter.not_valid_after_utc - now
+        if left <= timedelta(0):
+            report.add(area, False, "the intermediate certificate has expired; create a new CA.")
+        elif left < policy.max_validity:
+            report.add(
+                area,
+                True,
+                f"key unseals; the intermediate expires {inter.not_valid_after_utc:%Y-%m-%d}, "
+                "sooner than a maximum-validity leaf would: new leaves will be cut short.",
+                warning=True,
+            )
+        else:
+            report.add(
+                area,
+                True,
+                f"key unseals; intermediate valid until {inter.not_valid_after_utc:%Y-%m-%d}.",
+            )
+
+
+def _check_certificates(rt: Runtime, report: CheckReport) -> None:
+    now = rt.clock.now()
+    with rt.session() as session:
+        failed = session.exec(
+            select(ManagedCertificate.name).where(ManagedCertificate.status == "failed")
+        ).all()
+        expired = session.exec(
+            select(ManagedCertificate.name)
+            .where(ManagedCertificate.status == "active")
+            .where(col(ManagedCertificate.not_after) <= now)
+        ).all()
+        overdue = session.exec(
+            select(ManagedCertificate.name)
+            .where(ManagedCertificate.status == "active")
+            .where(col(ManagedCertificate.renewal_due_at) <= now)
+        ).all()
+    if failed:
+        report.add("certificates", False, f"renewal failed for: {', '.join(failed)}.")
+    if expired:
+        report.add("certificates", False, f"expired: {', '.join(expired)}.")
+    if overdue:
+        report.add(
+            "certificates",
+            True,
+            f"due for renewal: {', '.join(overdue)} (run `certman renew --due`).",
+            warning=True,
+        )
+    if not (failed or expired or overdue):
+        report.add("certificates", True, "no certificate failed, expired or overdue.")

@@ -1,0 +1,114 @@
+"""`certman init`: a home with config, master key, database, archive folder and default CA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from certman.config import Config
+from certman.errors import KeyWrapError
+from certman.models import KeyType
+
+DEFAULT_CONFIG = """\
+# certman configuration. Every key has a default, so this file only needs what you change;
+# config.example.toml in the certman sources documents every key.
+
+[defaults]
+issuer = "default"
+key_type = "ec-p256"
+validity = "90d"
+"""
+
+
+@dataclass
+class InitReport:
+    created: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created)
+
+
+def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
+    """Create whatever is missing; never touch what exists (idempotent)."""
+    from certman.fileio import ensure_private_dir, write_private
+    from certman.inventory.database import make_engine, migrate
+    from certman.service.authorities import AuthoritySpec, authority_exists, create_authority
+    from certman.service.runtime import Runtime
+
+    report = InitReport()
+    home = config.home
+    _note(report, not home.exists(), f"home {home}")
+    ensure_private_dir(home)
+
+    if not config.path.exists():
+        write_private(config.path, DEFAULT_CONFIG.encode(), mode=0o600)
+        report.created.append(f"config {config.path}")
+    else:
+        report.present.append(f"config {config.path}")
+
+    engine = make_engine(config.database_url)
+    had_schema = _has_schema(engine)
+    if config.get("kms", "type") == "local":
+        _init_master_key(config, report, had_schema)
+
+    applied = migrate(engine)
+    _note(report, applied, f"database {config.database_url} (migrated to head)")
+
+    if config.get("archive", "type") == "local":
+        archive = config.archive_path
+        _note(report, not archive.exists(), f"archive folder {archive}")
+        ensure_private_dir(archive)
+
+    runtime = Runtime(config=config)
+    runtime.engine = engine  # type: ignore[misc]  # reuse the migrated engine
+    if not authority_exists(runtime, "default"):
+        create_authority(
+            runtime,
+            AuthoritySpec(
+                name="default",
+                key_type=ca_key_type or config.key_type("ca", "key_type"),
+                common_name=str(config.get("ca", "common_name")),
+                max_validity=config.duration("ca", "max_validity") or _never(),
+                root_validity=config.duration("ca", "root_validity") or _never(),
+                intermediate_validity=config.duration("ca", "intermediate_validity") or _never(),
+                crl_url=str(config.get("ca", "crl_url")) or None,
+            ),
+        )
+        report.created.append("private CA default (root + intermediate)")
+    else:
+        report.present.append("private CA default")
+    engine.dispose()
+    return report
+
+
+def _never() -> object:
+    raise AssertionError("duration defaults are never empty")
+
+
+def _note(report: InitReport, created: bool, what: str) -> None:
+    (report.created if created else report.present).append(what)
+
+
+def _has_schema(engine: object) -> bool:
+    from certman.inventory.database import current_revision
+
+    return current_revision(engine) is not None  # type: ignore[arg-type]
+
+
+def _init_master_key(config: Config, report: InitReport, had_schema: bool) -> None:
+    from certman.keywrap.local import LocalMasterKey
+
+    path: Path = config.master_key_path
+    if path.exists():
+        LocalMasterKey.load(path)  # refuses a bad file now rather than later
+        report.present.append(f"master key {path}")
+        return
+    if had_schema:
+        raise KeyWrapError(
+            f"The master key {path} is missing but the database already holds sealed keys; "
+            "restore the master key from your backup (a new one could not open them)."
+        )
+    LocalMasterKey.create(path)
+    report.created.append(f"master key {path} (0600)")

@@ -1,0 +1,359 @@
+"""Issuance and renewal: create revisions and walk them to active, one committed step at a time."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from certman.errors import (
+    AlreadyExistsError,
+    CertmanError,
+    NotFoundError,
+    ValidationError,
+)
+from certman.interfaces import PrecheckRequest, SupportsPrecheck
+from certman.inventory.audit import append_event
+from certman.inventory.tables import ManagedCertificate, Revision
+from certman.models import KeyType, RevisionState
+from certman.service import steps
+from certman.service.runtime import Runtime
+
+S = RevisionState
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+StepObserver = Callable[[str, int, RevisionState], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssueSpec:
+    """What an operator asks for with `certman issue`."""
+
+    name: str
+    domains: tuple[str, ...]
+    issuer: str
+    key_type: KeyType
+    validity: timedelta
+    renew_before: timedelta | None = None
+    reuse_key: bool = False
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    name: str
+    revision: int
+    state: RevisionState
+    message: str = ""
+
+
+@dataclass
+class Lifecycle:
+    runtime: Runtime
+    # Called after every committed step (progress bars; crash tests kill the process here).
+    observers: list[StepObserver] = field(default_factory=list)
+
+    # --- planning -----------------------------------------------------------------------
+
+    def validate(self, spec: IssueSpec) -> IssueSpec:
+        """Check everything an issuance needs before anything is written; return it normalised."""
+        from certman.domains import normalize_names
+
+        if not _NAME.match(spec.name):
+            raise ValidationError(
+                f"Certificate name {spec.name!r} is not valid; use 1-128 letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit."
+            )
+        identifiers = tuple(i.value for i in normalize_names(list(spec.domains)))
+        if spec.validity <= timedelta(0):
+            raise ValidationError("--validity must be longer than zero.")
+        if spec.renew_before is not None and spec.renew_before <= timedelta(0):
+            raise ValidationError("--renew-before must be longer than zero.")
+        if spec.renew_before is not None and spec.renew_before >= spec.validity:
+            raise ValidationError(
+                f"--renew-before ({spec.renew_before}) must be shorter than --validity "
+                f"({spec.validity}), or the certificate would renew continuously."
+            )
+        for target in spec.targets:
+            self.runtime.deployer(target)
+        issuer = self.runtime.issuer(spec.issuer)
+        if isinstance(issuer, SupportsPrecheck):
+            issuer.precheck(
+                PrecheckRequest(
+                    identifiers=identifiers,
+                    key_type=spec.key_type,
+                    validity=spec.validity,
+                    now=self.runtime.clock.now(),
+                )
+            )
+        return IssueSpec(
+            name=spec.name,
+            domains=identifiers,
+            issuer=spec.issuer,
+            key_type=spec.key_type,
+            validity=spec.validity,
+            renew_before=spec.renew_before,
+            reuse_key=spec.reuse_key,
+            targets=tuple(dict.fromkeys(spec.targets)),
+        )
+
+    def plan(self, spec: IssueSpec) -> tuple[ManagedCertificate, bool]:
+        """Record the certificate and its first revision (planned); resume an unfinished one.
+
+        Returns the certificate and whether a new revision was planned.
+        """
+        spec = self.validate(spec)
+        now = self.runtime.clock.now()
+        with self.runtime.session() as session:
+            cert = _find(session, spec.name)
+            if cert is not None:
+                latest = _revision(session, cert, cert.latest_revision)
+                unfinished = latest is not None and S(latest.state).in_flight
+                if unfinished and json.loads(cert.domains) == list(spec.domains):
+                    return cert, False
+                if cert.current_revision or unfinished:
+                    raise AlreadyExistsError(
+                        f"Certificate {spec.name!r} already exists; use `certman renew "
+                        f"{spec.name}` to renew it, or pick another name."
+                    )
+                # Its first issuance failed: start over with what was asked now.
+                _apply_spec(cert, spec)
+            else:
+                cert = ManagedCertificate(name=spec.name, created_at=now)
+                _apply_spec(cert, spec)
+            cert.updated_at = now
+            session.add(cert)
+            session.flush()
+            self._new_revision(session, cert, reason="issue", now=now)
+            session.commit()
+            return cert, True
+
+    def _new_revision(
+        self, session: Session, cert: ManagedCertificate, *, reason: str, now: datetime
+    ) -> Revision:
+        assert cert.id is not None
+        cert.latest_revision += 1
+        rev = Revision(
+            certificate_id=cert.id,
+            number=cert.latest_revision,
+            state=S.PLANNED,
+            reason=reason,
+            key_type=cert.key_type,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(cert)
+        session.add(rev)
+        return rev
+
+    # --- walking ------------------------------------------------------------------------
+
+    def advance(self, name: str) -> Outcome:
+        """Walk the certificate's unfinished revision to active; resumable after any crash."""
+        while True:
+            with self.runtime.session() as session:
+                cert = get_certificate(session, name)
+                rev = _revision(session, cert, cert.latest_revision)
+                if rev is None or not S(rev.state).in_flight:
+                    state = S(rev.state) if rev else S.PLANNED
+                    return Outcome(name=name, revision=cert.latest_revision, state=state)
+                work = steps.Work(
+                    cert=cert,
+                    rev=rev,
+                    previous=_revision(session, cert, cert.current_revision),
+                )
+                state = S(rev.state)
+                try:
+                    self._run_step(session, work, state)
+                except CertmanError as error:
+                    session.rollback()
+                    self.record_failure(name, rev.number, error)
+                    raise
+                now = self.runtime.clock.now()
+                rev.updated_at = now
+                cert.updated_at = now
+                session.add_all([cert, rev] + ([work.previous] if work.previous else []))
+                if rev.state == S.ACTIVE:
+                    _audit_activation(session, now, cert, rev)
+                session.commit()
+            self._notify(name, rev.number, S(rev.state))
+
+    def _run_step(self, session: Session, work: steps.Work, state: RevisionState) -> None:
+        step = steps.NEXT_STEP[state]
+        if step is steps.issue:
+            steps.issue(self.runtime, work, self._order_checkpoint(work.cert.name, work.rev.number))
+        else:
+            step(self.runtime, work)
+
+    def _order_checkpoint(self, name: str, number: int) -> Callable[[str], None]:
+        """Persist an ACME order URL the moment it exists (DESIGN.md rule 2)."""
+
+        def checkpoint(order_url: str) -> None:
+            with self.runtime.session() as session:
+                cert = get_certificate(session, name)
+                rev = _revision(session, cert, number)
+                assert rev is not None
+                if rev.order_url == order_url and rev.state == S.ORDERED:
+                    return
+                rev.order_url = order_url
+                rev.state = S.ORDERED
+                rev.updated_at = self.runtime.clock.now()
+                session.add(rev)
+                session.commit()
+            self._notify(name, number, S.ORDERED)
+
+        return checkpoint
+
+    def _notify(self, name: str, number: int, state: RevisionState) -> None:
+        for observer in self.observers:
+            observer(name, number, state)
+
+    def record_failure(self, name: str, number: int, error: CertmanError) -> None:
+        """Retryable: back off and keep the revision where it is. Permanent: mark it failed."""
+        from certman.service.renewal import next_attempt_at
+
+        now = self.runtime.clock.now()
+        with self.runtime.session() as session:
+            cert = get_certificate(session, name)
+            rev = _revision(session, cert, number)
+            assert rev is not None
+            cert.failures += 1
+            cert.last_error = error.message
+            rev.error = error.message
+            rev.retry_after = error.retry_after
+            if error.retryable:
+                cert.next_attempt_at = next_attempt_at(
+                    now=now, failures=cert.failures, retry_after=error.retry_after
+                )
+            else:
+                rev.state = S.FAILED
+                cert.status = "failed"
+                cert.next_attempt_at = None
+            rev.updated_at = cert.updated_at = now
+            session.add_all([cert, rev])
+            append_event(
+                session,
+                now,
+                "certificate.failed",
+                name,
+                revision=number,
+                retryable=error.retryable,
+                error=error.message,
+            )
+            session.commit()
+
+    # --- renewal ------------------------------------------------------------------------
+
+    def renew(self, name: str, *, force: bool = False) -> Outcome:
+        """Finish an unfinished revision, or start a new one when due (or forced)."""
+        now = self.runtime.clock.now()
+        with self.runtime.session() as session:
+            cert = get_certificate(session, name)
+            if cert.source != "managed":
+                raise ValidationError(
+                    f"Certificate {name!r} is not managed by certman (source {cert.source}); "
+                    "it cannot be renewed here."
+                )
+            latest = _revision(session, cert, cert.latest_revision)
+            if latest is None or not S(latest.state).in_flight:
+                due = cert.renewal_due_at
+                if not force and cert.status == "active" and due is not None and due > now:
+                    return Outcome(
+                        name=name,
+                        revision=cert.current_revision,
+                        state=S.ACTIVE,
+                        message=f"not due until {due.isoformat()}; use --force to renew now",
+                    )
+                self._new_revision(session, cert, reason="force" if force else "renew", now=now)
+                cert.updated_at = now
+                session.commit()
+        return self.advance(name)
+
+    def due(self, *, limit: int = 500) -> list[str]:
+        """Names whose renewal is due now (and whose back-off has passed), soonest first."""
+        now = self.runtime.clock.now()
+        with self.runtime.session() as session:
+            return list(due_names(session, now, limit=limit))
+
+    def unfinished(self) -> list[str]:
+        """Names with a revision in flight (a crash or a retryable failure left it there)."""
+        now = self.runtime.clock.now()
+        with self.runtime.session() as session:
+            rows = session.exec(
+                select(ManagedCertificate.name, ManagedCertificate.next_attempt_at)
+                .join(Revision, col(Revision.certificate_id) == col(ManagedCertificate.id))
+                .where(col(Revision.number) == col(ManagedCertificate.latest_revision))
+                .where(col(Revision.state).in_([s.value for s in S if s.in_flight]))
+            ).all()
+        return [n for n, nxt in rows if nxt is None or nxt <= now]
+
+
+def due_names(session: Session, now: datetime, *, limit: int) -> list[str]:
+    """The renewal query (indexed on status, renewal_due_at)."""
+    return list(
+        session.exec(
+            select(ManagedCertificate.name)
+            .where(ManagedCertificate.status == "active")
+            .where(col(ManagedCertificate.renewal_due_at) <= now)
+            .where(
+                col(ManagedCertificate.next_attempt_at).is_(None)
+                | (col(ManagedCertificate.next_attempt_at) <= now)
+            )
+            .order_by(col(ManagedCertificate.renewal_due_at))
+            .limit(limit)
+        ).all()
+    )
+
+
+def get_certificate(session: Session, name: str) -> ManagedCertificate:
+    cert = _find(session, name)
+    if cert is None:
+        raise NotFoundError(f"No certificate named {name!r}; `certman list` shows the known ones.")
+    return cert
+
+
+def _find(session: Session, name: str) -> ManagedCertificate | None:
+    return session.exec(select(ManagedCertificate).where(ManagedCertificate.name == name)).first()
+
+
+def _revision(session: Session, cert: ManagedCertificate, number: int) -> Revision | None:
+    if not number:
+        return None
+    return session.exec(
+        select(Revision).where(Revision.certificate_id == cert.id).where(Revision.number == number)
+    ).first()
+
+
+def _apply_spec(cert: ManagedCertificate, spec: IssueSpec) -> None:
+    cert.source = "managed"
+    cert.issuer = spec.issuer
+    cert.domains = json.dumps(list(spec.domains))
+    cert.key_type = spec.key_type.value
+    cert.validity_seconds = int(spec.validity.total_seconds())
+    cert.renew_before_seconds = (
+        int(spec.renew_before.total_seconds()) if spec.renew_before else None
+    )
+    cert.reuse_key = spec.reuse_key
+    cert.targets = json.dumps(list(spec.targets))
+    cert.status = "pending" if not cert.current_revision else cert.status
+
+
+def _audit_activation(
+    session: Session, now: datetime, cert: ManagedCertificate, rev: Revision
+) -> None:
+    action = "certificate.issue" if rev.number == 1 else "certificate.renew"
+    append_event(
+        session,
+        now,
+        action,
+        cert.name,
+        revision=rev.number,
+        serial=rev.serial,
+        issuer=cert.issuer,
+        fingerprint_sha256=rev.fingerprint_sha256,
+        not_after=rev.not_after.isoformat() if rev.not_after else None,
+    )

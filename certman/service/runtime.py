@@ -1,0 +1,108 @@
+"""The runtime: configuration, clock, database and backends, each built once when first used."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from certman.clock import Clock, SystemClock
+from certman.config import Config
+from certman.errors import ConfigError, NotFoundError
+from certman.interfaces import ArchiveStore, Deployer, Issuer, KeyWrapper
+from certman.registry import BackendRegistry
+
+
+@dataclass
+class Runtime:
+    config: Config
+    clock: Clock = field(default_factory=SystemClock)
+    registry: BackendRegistry = field(default_factory=BackendRegistry)
+    check_schema: bool = True
+    _issuers: dict[str, Issuer] = field(default_factory=dict)
+    _deployers: dict[str, Deployer] = field(default_factory=dict)
+
+    @cached_property
+    def engine(self) -> Engine:
+        from certman.inventory.database import make_engine, require_head
+
+        engine = make_engine(self.config.database_url)
+        if self.check_schema:
+            require_head(engine)
+        return engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @cached_property
+    def key_wrapper(self) -> KeyWrapper:
+        kms = self.config.sections["kms"]
+        build = self.registry.factory("key_wrappers", kms["type"], f"[kms] of {self.config.path}")
+        return build(self, kms)  # type: ignore[no-any-return]
+
+    @cached_property
+    def archive(self) -> ArchiveStore:
+        archive = self.config.sections["archive"]
+        where = f"[archive] of {self.config.path}"
+        build = self.registry.factory("archive_stores", archive["type"], where)
+        return build(self, archive)  # type: ignore[no-any-return]
+
+    def issuer(self, name: str) -> Issuer:
+        """The issuer called ``name``: an [issuers.NAME] table, else a private CA of that name."""
+        if name not in self._issuers:
+            self._issuers[name] = self._build_issuer(name)
+        return self._issuers[name]
+
+    def _build_issuer(self, name: str) -> Issuer:
+        settings: dict[str, Any] | None = None
+        if name in self.config.issuers:
+            settings = dict(self.config.issuers[name])
+        else:
+            from certman.service.authorities import authority_exists
+
+            if authority_exists(self, name):
+                settings = {"type": "private-ca", "ca": name}
+        if settings is None:
+            raise NotFoundError(f"Unknown issuer {name!r}; {self.known_issuers_hint()}")
+        settings.setdefault("name", name)
+        where = f"[issuers.{name}] of {self.config.path}"
+        build = self.registry.factory("issuers", str(settings["type"]), where)
+        return build(self, settings)  # type: ignore[no-any-return]
+
+    def known_issuers_hint(self) -> str:
+        from certman.service.authorities import authority_names
+
+        names = sorted({*self.config.issuers, *authority_names(self)})
+        if not names:
+            return "run `certman init` to create the default CA."
+        return (
+            f"known issuers: {', '.join(names)}. Create a CA with `certman ca create` "
+            "or add an [issuers.NAME] table."
+        )
+
+    def deployer(self, name: str) -> Deployer:
+        if name not in self._deployers:
+            if name not in self.config.targets:
+                known = ", ".join(sorted(self.config.targets)) or "none configured"
+                raise NotFoundError(
+                    f"Unknown target {name!r}; add [targets.{name}] to {self.config.path} "
+                    f"(known targets: {known})."
+                )
+            settings = dict(self.config.targets[name])
+            settings.setdefault("name", name)
+            where = f"[targets.{name}] of {self.config.path}"
+            build = self.registry.factory("targets", str(settings["type"]), where)
+            self._deployers[name] = build(self, settings)
+        return self._deployers[name]
+
+    def require_config_type(self, section: str, expected: str) -> None:
+        actual = self.config.sections[section]["type"]
+        if actual != expected:
+            raise ConfigError(f"[{section}] type is {actual!r}; this needs {expected!r}.")

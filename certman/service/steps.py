@@ -1,0 +1,200 @@
+"""The lifecycle steps of one revision; each moves it one persisted state forward.
+
+A step mutates the rows it is given and never commits: the driver (lifecycle.py, or
+bulk.py for many revisions at once) commits after each step, so every step's result
+is persisted before the next step starts (DESIGN.md, "The lifecycle").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from certman.errors import IssuanceError
+from certman.interfaces import ArchivePutRequest, ArchiveRef, IssueRequest
+from certman.inventory.tables import ManagedCertificate, Revision
+from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
+from certman.service.runtime import Runtime
+
+S = RevisionState
+
+
+def key_context(name: str, revision: int) -> EncryptionContext:
+    return EncryptionContext(certificate=name, revision=revision, purpose="private-key")
+
+
+@dataclass
+class Work:
+    """One revision being walked, with the rows it changes."""
+
+    cert: ManagedCertificate
+    rev: Revision
+    previous: Revision | None = None  # the active revision this one replaces
+
+
+def seal_key(rt: Runtime, work: Work) -> None:
+    """PLANNED -> KEY_SEALED: a fresh key (or the previous one, re-sealed) committed first."""
+    from certman.pki import generate_private_key, private_key_der
+
+    cert, rev = work.cert, work.rev
+    if rev.sealed_key is None:
+        context = key_context(cert.name, rev.number)
+        previous = work.previous
+        if cert.reuse_key and previous is not None and previous.sealed_key:
+            der = rt.key_wrapper.unwrap(
+                WrappedKey.from_json(previous.sealed_key), key_context(cert.name, previous.number)
+            )
+        else:
+            der = private_key_der(generate_private_key(KeyType(rev.key_type)))
+        rev.sealed_key = rt.key_wrapper.wrap(der, context).to_json()
+        del der
+    rev.state = S.KEY_SEALED
+
+
+def unseal_private_key(rt: Runtime, name: str, rev: Revision) -> bytes:
+    """The revision's private key as PKCS#8 DER, in memory only."""
+    assert rev.sealed_key is not None
+    return rt.key_wrapper.unwrap(
+        WrappedKey.from_json(rev.sealed_key), key_context(name, rev.number)
+    )
+
+
+def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = None) -> None:
+    """KEY_SEALED/ORDERED -> ISSUED: CSR out, certificate in, checked against our key."""
+    from certman.pki import build_csr, certificate_facts, load_private_key_der, public_key_der
+
+    cert, rev = work.cert, work.rev
+    key = load_private_key_der(unseal_private_key(rt, cert.name, rev))
+    identifiers = tuple(json.loads(cert.domains))
+    csr = build_csr(key, list(identifiers))
+    response = rt.issuer(cert.issuer).issue(
+        IssueRequest(
+            name=cert.name,
+            revision=rev.number,
+            identifiers=identifiers,
+            csr_pem=csr,
+            key_type=KeyType(rev.key_type),
+            validity=timedelta(seconds=cert.validity_seconds),
+            now=rt.clock.now(),
+            order_url=rev.order_url,
+            checkpoint=checkpoint,
+        )
+    )
+    facts = certificate_facts(response.certificate_pem)
+    if facts.public_key_der != public_key_der(key.public_key()):
+        raise IssuanceError(
+            f"Issuer {cert.issuer!r} returned a certificate for another key than the one "
+            f"certman sealed for {cert.name!r}; it was not stored."
+        )
+    rev.certificate_pem = response.certificate_pem.decode()
+    rev.chain_pem = response.chain_pem.decode()
+    rev.serial = facts.serial
+    rev.fingerprint_sha256 = facts.fingerprint_sha256
+    rev.not_before = facts.not_before
+    rev.not_after = facts.not_after
+    if response.order_url:
+        rev.order_url = response.order_url
+    rev.state = S.ISSUED
+
+
+def bundle_for(rt: Runtime, work: Work) -> bytes:
+    """The encrypted archive bundle of an issued revision."""
+    from certman.archive.bundle import seal_bundle
+
+    cert, rev = work.cert, work.rev
+    assert rev.certificate_pem and rev.sealed_key
+    return seal_bundle(
+        rt.key_wrapper,
+        name=cert.name,
+        revision=rev.number,
+        certificate_pem=rev.certificate_pem.encode(),
+        chain_pem=(rev.chain_pem or "").encode(),
+        sealed_key=WrappedKey.from_json(rev.sealed_key),
+        metadata={
+            "name": cert.name,
+            "revision": str(rev.number),
+            "issuer": cert.issuer,
+            "serial": rev.serial or "",
+            "fingerprint_sha256": rev.fingerprint_sha256 or "",
+            "not_after": rev.not_after.isoformat() if rev.not_after else "",
+        },
+    )
+
+
+def archive_request(rt: Runtime, work: Work) -> ArchivePutRequest:
+    return ArchivePutRequest(
+        name=work.cert.name,
+        revision=work.rev.number,
+        body=bundle_for(rt, work),
+        metadata={
+            "certificate": work.cert.name,
+            "revision": str(work.rev.number),
+            "fingerprint": work.rev.fingerprint_sha256 or "",
+        },
+    )
+
+
+def record_archive(work: Work, ref: ArchiveRef) -> None:
+    work.rev.archive_location = ref.location
+    work.rev.archive_sha256 = ref.sha256
+    work.rev.archive_extra = json.dumps(dict(ref.extra)) if ref.extra else None
+    work.rev.state = S.ARCHIVED
+
+
+def archive(rt: Runtime, work: Work) -> None:
+    """ISSUED -> ARCHIVED: the encrypted bundle stored; its location and SHA-256 recorded."""
+    record_archive(work, rt.archive.put(archive_request(rt, work)))
+
+
+def deploy(rt: Runtime, work: Work) -> None:
+    """ARCHIVED -> DEPLOYED: run the certificate's targets (none: nothing to do)."""
+    targets = json.loads(work.cert.targets)
+    if targets:
+        from certman.deploy.rollout import roll_out
+
+        roll_out(rt, work, targets)
+    work.rev.state = S.DEPLOYED
+
+
+def activate(rt: Runtime, work: Work) -> None:
+    """-> ACTIVE: the certificate now points at this revision; the previous one is superseded."""
+    from certman.service.renewal import renewal_due_at
+
+    cert, rev = work.cert, work.rev
+    now = rt.clock.now()
+    if work.previous is not None and work.previous.state == S.ACTIVE:
+        work.previous.state = S.SUPERSEDED
+        work.previous.updated_at = now
+    assert rev.not_before and rev.not_after
+    renew_before = (
+        timedelta(seconds=cert.renew_before_seconds) if cert.renew_before_seconds else None
+    )
+    cert.current_revision = rev.number
+    cert.serial = rev.serial
+    cert.fingerprint_sha256 = rev.fingerprint_sha256
+    cert.not_before = rev.not_before
+    cert.not_after = rev.not_after
+    cert.renewal_due_at = renewal_due_at(
+        not_before=rev.not_before, not_after=rev.not_after, renew_before=renew_before
+    )
+    cert.status = "active"
+    cert.failures = 0
+    cert.next_attempt_at = None
+    cert.last_error = None
+    rev.error = None
+    rev.state = S.ACTIVE
+
+
+StepFn = Callable[[Runtime, Work], None]
+# What to run from each in-flight state; ORDERED resumes the same issuance step.
+NEXT_STEP: dict[RevisionState, StepFn] = {
+    S.PLANNED: seal_key,
+    S.KEY_SEALED: issue,
+    S.ORDERED: issue,
+    S.ISSUED: archive,
+    S.ARCHIVED: deploy,
+    S.IMPORTED: deploy,
+    S.DEPLOYED: activate,
+}

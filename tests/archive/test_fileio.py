@@ -1,0 +1,123 @@
+"""Atomic private writes (certman.fileio), which the archive and the master key rely on."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+import certman.fileio as fileio
+from certman.fileio import ensure_private_dir, write_private, write_private_many
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_write_private_creates_a_0600_file(tmp_path):
+    path = tmp_path / "secret"
+    write_private(path, b"data")
+    assert path.read_bytes() == b"data"
+    assert _mode(path) == 0o600
+
+
+def test_write_private_replaces_atomically_and_keeps_the_mode(tmp_path):
+    path = tmp_path / "secret"
+    write_private(path, b"old")
+    write_private(path, b"new")
+    assert path.read_bytes() == b"new"
+    assert _mode(path) == 0o600
+
+
+def test_write_private_leaves_no_temporary_file_after_success(tmp_path):
+    write_private(tmp_path / "secret", b"data")
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_write_private_leaves_no_temporary_file_after_a_failed_write(tmp_path, monkeypatch):
+    path = tmp_path / "secret"
+    write_private(path, b"old")
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fileio.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        write_private(path, b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+    assert path.read_bytes() == b"old"
+
+
+def test_write_private_leaves_no_temporary_file_after_a_failed_rename(tmp_path, monkeypatch):
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fileio.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        write_private(tmp_path / "secret", b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_private_many_cleans_every_temporary_file_on_failure(tmp_path, monkeypatch):
+    calls = []
+    real_replace = os.replace
+
+    def replace_then_fail(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", replace_then_fail)
+    items = [(tmp_path / f"f{i}", b"x") for i in range(4)]
+    with pytest.raises(OSError):
+        write_private_many(items)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f0"]
+
+
+def test_write_private_many_spans_more_files_than_one_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(fileio, "_OPEN_FILES_PER_CHUNK", 3)
+    items = [(tmp_path / f"f{i}", bytes([i])) for i in range(10)]
+    write_private_many(items)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"f{i}" for i in range(10))
+    assert all(path.read_bytes() == data for path, data in items)
+
+
+def test_write_private_without_overwrite_refuses_an_existing_file(tmp_path):
+    path = tmp_path / "secret"
+    write_private(path, b"old")
+    with pytest.raises(FileExistsError):
+        write_private(path, b"new", overwrite=False)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_temporary_file_is_never_readable_by_others(tmp_path, monkeypatch):
+    seen = []
+    real_write = os.write
+
+    def spying_write(fd, data):
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(fileio.os, "write", spying_write)
+    previous = os.umask(0)
+    try:
+        write_private(tmp_path / "secret", b"data")
+    finally:
+        os.umask(previous)
+    assert seen == [0o600]
+
+
+def test_ensure_private_dir_creates_missing_parents_0700(tmp_path):
+    path = ensure_private_dir(tmp_path / "a" / "b")
+    assert _mode(tmp_path / "a") == 0o700
+    assert _mode(path) == 0o700
+    assert ensure_private_dir(path) == path
+
+
+def test_ensure_private_dir_refuses_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        ensure_private_dir(tmp_path / "file")

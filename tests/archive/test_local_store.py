@@ -1,0 +1,160 @@
+"""The local archive store: private files, checked on read, safe names only."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+
+import pytest
+
+from certman.archive import LocalArchiveStore
+from certman.errors import ArchiveError, IntegrityError, ValidationError
+from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef, ArchiveStore
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalArchiveStore:
+    return LocalArchiveStore(tmp_path / "archive")
+
+
+def _put(store, name="www", revision=1, body=b"sealed bundle bytes") -> ArchiveRef:
+    return store.put(ArchivePutRequest(name=name, revision=revision, body=body))
+
+
+def test_local_store_implements_the_contract(store):
+    assert isinstance(store, ArchiveStore)
+    assert store.store_type == "local"
+
+
+def test_put_then_get_returns_the_body(store):
+    ref = _put(store)
+    assert ref.location == "www/000001.bundle"
+    assert ref.sha256 == hashlib.sha256(b"sealed bundle bytes").hexdigest()
+    assert store.get(ArchiveGetRequest(ref=ref)).body == b"sealed bundle bytes"
+
+
+def test_bundle_files_are_0600_under_0700_directories(store):
+    _put(store)
+    assert _mode(store.root) == 0o700
+    assert _mode(store.root / "www") == 0o700
+    assert _mode(store.root / "www" / "000001.bundle") == 0o600
+
+
+def test_bundle_files_are_0600_even_under_a_permissive_umask(store):
+    previous = os.umask(0)
+    try:
+        _put(store)
+    finally:
+        os.umask(previous)
+    assert _mode(store.root / "www" / "000001.bundle") == 0o600
+    assert _mode(store.root / "www") == 0o700
+
+
+def test_put_is_idempotent(store):
+    first = _put(store)
+    mtime = os.stat(store.root / first.location).st_mtime_ns
+    assert _put(store) == first
+    assert os.stat(store.root / first.location).st_mtime_ns == mtime
+
+
+def test_put_of_a_new_body_for_the_same_revision_replaces_it(store):
+    _put(store, body=b"first")
+    ref = _put(store, body=b"second")
+    assert store.get(ArchiveGetRequest(ref=ref)).body == b"second"
+
+
+def test_modified_bundle_is_an_integrity_error(store):
+    ref = _put(store)
+    (store.root / ref.location).write_bytes(b"sealed bundle bytez")
+    with pytest.raises(IntegrityError, match="was modified"):
+        store.get(ArchiveGetRequest(ref=ref))
+
+
+def test_missing_bundle_is_an_integrity_error(store):
+    ref = _put(store)
+    (store.root / ref.location).unlink()
+    with pytest.raises(IntegrityError, match="is missing"):
+        store.get(ArchiveGetRequest(ref=ref))
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../etc", "a/b", "a\\b", "x..y", "nul\0"])
+def test_path_traversal_names_are_refused(store, name):
+    with pytest.raises(ValidationError):
+        _put(store, name=name)
+    assert not store.root.exists()
+
+
+@pytest.mark.parametrize("revision", [-1, True, "1"])
+def test_revision_must_be_a_whole_number(store, revision):
+    with pytest.raises(ValidationError):
+        _put(store, revision=revision)
+
+
+@pytest.mark.parametrize("location", ["../x/000001.bundle", "/etc/passwd", "www/../../x", "www"])
+def test_get_refuses_locations_outside_the_store(store, location):
+    with pytest.raises(IntegrityError, match="not a bundle"):
+        store.get(ArchiveGetRequest(ref=ArchiveRef(location=location, sha256="0" * 64)))
+
+
+def test_list_returns_locations_by_prefix(store):
+    for name, revision in [("www", 1), ("www", 2), ("api", 1), ("wwwx", 1)]:
+        _put(store, name=name, revision=revision)
+    assert store.list() == [
+        "api/000001.bundle",
+        "www/000001.bundle",
+        "www/000002.bundle",
+        "wwwx/000001.bundle",
+    ]
+    assert store.list("www/") == ["www/000001.bundle", "www/000002.bundle"]
+    assert store.list("a") == ["api/000001.bundle"]
+
+
+def test_list_of_an_empty_store_is_empty(store):
+    assert store.list() == []
+
+
+def test_put_many_returns_refs_in_order_and_stores_all(store):
+    requests = [
+        ArchivePutRequest(name=f"cert-{i}", revision=1, body=f"body {i}".encode())
+        for i in range(20)
+    ]
+    refs = store.put_many(requests)
+    assert [r.location for r in refs] == [f"cert-{i}/000001.bundle" for i in range(20)]
+    for request, ref in zip(requests, refs, strict=True):
+        assert store.get(ArchiveGetRequest(ref=ref)).body == request.body
+        assert _mode(store.root / ref.location) == 0o600
+    assert store.put_many(requests) == refs
+
+
+def test_put_many_refuses_two_different_bodies_for_one_revision(store):
+    requests = [
+        ArchivePutRequest(name="www", revision=1, body=b"a"),
+        ArchivePutRequest(name="www", revision=1, body=b"b"),
+    ]
+    with pytest.raises(ValidationError, match=r"www/000001\.bundle"):
+        store.put_many(requests)
+
+
+def test_no_temporary_files_are_left_behind(store):
+    store.put_many([ArchivePutRequest(name="www", revision=i, body=b"x") for i in range(5)])
+    assert sorted(p.name for p in (store.root / "www").iterdir()) == [
+        f"{i:06d}.bundle" for i in range(5)
+    ]
+
+
+def test_a_full_disk_is_a_retryable_archive_error(store, monkeypatch):
+    def no_space(items):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("certman.archive.local.write_private_many", no_space)
+    with pytest.raises(
+        ArchiveError, match=r"Cannot write archive bundle www/000001\.bundle"
+    ) as info:
+        _put(store)
+    assert info.value.retryable

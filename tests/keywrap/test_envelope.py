@@ -1,0 +1,122 @@
+"""The envelope scheme: fresh data key, AES-256-GCM, context bound as AAD."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from certman.errors import KeyWrapError
+from certman.keywrap import ALGORITHM, LocalMasterKey, open_sealed, rewrap, seal
+from certman.models import EncryptionContext, WrappedKey
+
+
+def _private_key_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _flip(data: bytes, index: int = 0) -> bytes:
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
+
+
+def test_wrap_then_unwrap_returns_the_plaintext(master_key, context):
+    pem = _private_key_pem()
+    wrapped = master_key.wrap(pem, context)
+    assert master_key.unwrap(wrapped, context) == pem
+    assert wrapped.algorithm == ALGORITHM
+    assert wrapped.wrapper == "local"
+    assert wrapped.key_id == "local:v1"
+    assert len(wrapped.nonce) == 12
+
+
+def test_wrapped_key_survives_json_round_trip(master_key, context):
+    pem = _private_key_pem()
+    wrapped = WrappedKey.from_json(master_key.wrap(pem, context).to_json())
+    assert master_key.unwrap(wrapped, context) == pem
+
+
+def test_sealed_record_holds_no_plaintext(master_key, context):
+    pem = _private_key_pem()
+    assert b"PRIVATE KEY" not in master_key.wrap(pem, context).to_json().encode()
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        EncryptionContext(certificate="api.example.test", revision=3, purpose="private-key"),
+        EncryptionContext(certificate="www.example.test", revision=4, purpose="private-key"),
+        EncryptionContext(certificate="www.example.test", revision=3, purpose="archive"),
+    ],
+    ids=["certificate", "revision", "purpose"],
+)
+def test_unwrap_with_another_context_fails(master_key, context, other):
+    wrapped = master_key.wrap(b"secret", context)
+    with pytest.raises(KeyWrapError, match="sealed for another certificate, revision or purpose"):
+        master_key.unwrap(wrapped, other)
+
+
+@pytest.mark.parametrize("field_name", ["encrypted_data_key", "nonce", "ciphertext"])
+@pytest.mark.parametrize("where", [0, -1])
+def test_a_flipped_byte_anywhere_fails(master_key, context, field_name, where):
+    wrapped = master_key.wrap(b"secret", context)
+    value = getattr(wrapped, field_name)
+    altered = replace(wrapped, **{field_name: _flip(value, where % len(value))})
+    with pytest.raises(KeyWrapError):
+        master_key.unwrap(altered, context)
+
+
+def test_two_wraps_of_the_same_plaintext_differ(master_key, context):
+    first = master_key.wrap(b"secret", context)
+    second = master_key.wrap(b"secret", context)
+    assert first.encrypted_data_key != second.encrypted_data_key
+    assert first.nonce != second.nonce
+    assert first.ciphertext != second.ciphertext
+
+
+def test_unwrap_refuses_a_record_from_another_wrapper(master_key, context):
+    wrapped = replace(master_key.wrap(b"secret", context), wrapper="awskms")
+    with pytest.raises(KeyWrapError, match="'awskms' key wrapper"):
+        master_key.unwrap(wrapped, context)
+
+
+def test_unwrap_refuses_an_unknown_algorithm(master_key, context):
+    wrapped = replace(master_key.wrap(b"secret", context), algorithm="AES-128-CBC")
+    with pytest.raises(KeyWrapError, match="upgrade certman"):
+        master_key.unwrap(wrapped, context)
+
+
+def test_seal_and_open_sealed_round_trip_under_a_given_data_key(context):
+    data_key = os.urandom(32)
+    wrapped = seal(
+        b"secret",
+        context,
+        data_key=data_key,
+        encrypted_data_key=b"edk",
+        wrapper="test",
+        key_id="test:1",
+    )
+    assert open_sealed(wrapped, context, data_key) == b"secret"
+    with pytest.raises(KeyWrapError):
+        open_sealed(wrapped, context, os.urandom(32))
+
+
+def test_seal_requires_a_256_bit_data_key(context):
+    with pytest.raises(ValueError, match="32 bytes"):
+        seal(b"x", context, data_key=b"short", encrypted_data_key=b"", wrapper="t", key_id="t")
+
+
+def test_rewrap_moves_a_sealed_key_to_another_wrapper(master_key, context, tmp_path):
+    other = LocalMasterKey.create(tmp_path / "other.json")
+    wrapped = master_key.wrap(b"secret", context)
+    moved = rewrap(master_key, other, wrapped, context)
+    assert other.unwrap(moved, context) == b"secret"
+    with pytest.raises(KeyWrapError):
+        master_key.unwrap(moved, context)
