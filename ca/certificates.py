@@ -42,5 +42,5 @@ def authority_key_identifier_for(issuer: x509.Certificate) -> x509.AuthorityKeyI
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        ski = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key())  # type: ignore[arg-type]
+        ski = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key())
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)

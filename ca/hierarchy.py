@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -33,8 +33,8 @@ class CAHierarchy:
     name: str
     root_certificate: x509.Certificate
     intermediate_certificate: x509.Certificate
-    root_key: PrivateKey
-    intermediate_key: PrivateKey
+    root_key: PrivateKey = field(repr=False)
+    intermediate_key: PrivateKey = field(repr=False)
 
 
 def create_hierarchy(

@@ -146,7 +146,7 @@ class LeafProfile:
             x509.Extension(
                 ExtensionOID.SUBJECT_KEY_IDENTIFIER,
                 False,
-                x509.SubjectKeyIdentifier.from_public_key(public_key),  # type: ignore[arg-type]
+                x509.SubjectKeyIdentifier.from_public_key(public_key),
             ),
             *self._static_extensions,
         ]

@@ -21,7 +21,13 @@ CONFIG_FILENAME = "certman.toml"
 # [targets.NAME]) are checked by the backend that reads them.
 SCHEMA: dict[str, dict[str, Any]] = {
     "database": {"url": ""},
-    "kms": {"type": "local", "master_key_file": "master.key", "key_id": ""},
+    "kms": {
+        "type": "local",
+        "master_key_file": "master.key",
+        "key_id": "",
+        "cache_max_age": "",
+        "cache_max_uses": 0,
+    },
     "archive": {
         "type": "local",
         "path": "archive",

@@ -52,7 +52,9 @@ def list_(
 
 @app.command("verify")
 @handles_errors
-def verify(ctx: typer.Context, ) -> None:
+def verify(
+    ctx: typer.Context,
+) -> None:
     """Check the hash chain: an edited or deleted event is reported (exit 1)."""
     from certman.service.checks import verify_audit
 

@@ -73,7 +73,9 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
 
 @app.command("show")
 @handles_errors
-def show(ctx: typer.Context, name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    ctx: typer.Context, name: str, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Show a CA, its policy and its certificates."""
     from certman.service.authority_views import authority_view
 

@@ -11,7 +11,9 @@ app = typer.Typer(help="Key sealing.", no_args_is_help=True)
 
 @app.command("rotate")
 @handles_errors
-def rotate(ctx: typer.Context, ) -> None:
+def rotate(
+    ctx: typer.Context,
+) -> None:
     """Add a master key version and re-wrap every sealed key under it."""
     from certman.service.rotation import rotate_master_key
 

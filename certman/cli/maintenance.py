@@ -49,7 +49,9 @@ def _print_report(report: object) -> None:
 
 
 @handles_errors
-def doctor(ctx: typer.Context, ) -> None:
+def doctor(
+    ctx: typer.Context,
+) -> None:
     """Check config, database, keys, CAs, archive, audit chain and certificates."""
     from certman.service.checks import run_doctor
 
@@ -61,7 +63,9 @@ def doctor(ctx: typer.Context, ) -> None:
 
 @archive_app.command("verify")
 @handles_errors
-def archive_verify(ctx: typer.Context, ) -> None:
+def archive_verify(
+    ctx: typer.Context,
+) -> None:
     """Check that every archived bundle is present, intact and readable."""
     from certman.service.checks import verify_archive
 

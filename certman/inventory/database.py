@@ -13,8 +13,16 @@ from sqlmodel import create_engine
 from certman.errors import InventoryError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The newest migration; `certman` refuses to work on a database that is not at it.
-HEAD_REVISION = "0001"
+
+
+def _head_revision() -> str:
+    """The newest migration. Files are named NNNN_*.py with revision id NNNN, in one line."""
+    names = sorted(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    return names[-1]
+
+
+# `certman` refuses to work on a database that is not at this revision.
+HEAD_REVISION = _head_revision()
 
 
 def make_engine(url: str) -> Engine:

@@ -39,6 +39,10 @@ class CertificateBase(SQLModel):
     not_after: datetime | None = _dt()
     renewal_due_at: datetime | None = _dt()
     acm_arn: str | None = Field(default=None, max_length=2048)
+    acm_status: str | None = Field(default=None, max_length=32)
+    acm_type: str | None = Field(default=None, max_length=32)
+    in_use_by: str | None = _text()
+    drift: str | None = _text()
     failures: int = 0
     next_attempt_at: datetime | None = _dt()
     last_error: str | None = _text()
@@ -148,3 +152,23 @@ class InstanceLock(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     holder: str = Field(max_length=255)
     expires_at: datetime | None = _dt(nullable=False)
+
+
+class AcmeAccount(SQLModel, table=True):
+    """An ACME account per issuer and directory; its key is sealed like every other key."""
+
+    __tablename__ = "acme_account"
+    __table_args__ = (UniqueConstraint("issuer", "directory", name="uq_acme_account"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issuer: str = Field(max_length=255)
+    directory: str = Field(sa_column=Column(Text(), nullable=False))
+    account_url: str | None = _text()
+    key_type: str = Field(max_length=16)
+    sealed_key: str = Field(sa_column=Column(Text(), nullable=False))
+    contact: str | None = _text()
+    eab_kid: str | None = Field(default=None, max_length=255)
+    status: str = Field(default="pending", max_length=16)
+    retry_after: datetime | None = _dt()
+    created_at: datetime | None = _dt(nullable=False)
+    updated_at: datetime | None = _dt(nullable=False)

@@ -166,6 +166,7 @@ class Lifecycle:
                     rev=rev,
                     previous=_revision(session, cert, cert.current_revision),
                 )
+                work.checkpoint = _committer(session, work)
                 state = S(rev.state)
                 try:
                     self._run_step(session, work, state)
@@ -290,6 +291,14 @@ class Lifecycle:
                 .where(col(Revision.state).in_([s.value for s in S if s.in_flight]))
             ).all()
         return [n for n, nxt in rows if nxt is None or nxt <= now]
+
+
+def _committer(session: Session, work: steps.Work) -> Callable[[], None]:
+    def commit() -> None:
+        session.add_all([work.cert, work.rev])
+        session.commit()
+
+    return commit
 
 
 def due_names(session: Session, now: datetime, *, limit: int) -> list[str]:

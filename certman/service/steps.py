@@ -32,6 +32,8 @@ class Work:
     cert: ManagedCertificate
     rev: Revision
     previous: Revision | None = None  # the active revision this one replaces
+    # Commits the rows as they are now, for steps with several durable sub-steps (rollouts).
+    checkpoint: Callable[[], None] | None = None
 
 
 def seal_key(rt: Runtime, work: Work) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from ca import CAHierarchy, PrivateCA, SigningPolicy, certificate_to_pem, generate_private_key
@@ -163,7 +164,7 @@ def test_name_constraints_reject_a_forced_leaf_outside_them(
 def test_issue_refuses_domain_outside_permitted_domains(
     constrained_authority: PrivateCA, issue_request: IssueRequestFactory
 ) -> None:
-    with pytest.raises(PolicyError, match="Domain 'x.evil.com' is outside .* CA 'corp'"):
+    with pytest.raises(PolicyError, match=r"Domain 'x\.evil\.com' is outside .* CA 'corp'"):
         constrained_authority.issue(issue_request(("www.example.com", "x.evil.com")))
 
 
@@ -209,17 +210,11 @@ def test_issue_refuses_tampered_csr_signature(
 ) -> None:
     _, csr_pem = make_csr()
     csr = x509.load_pem_x509_csr(csr_pem)
-    _, other_pem = make_csr(("other.example.com",))
-    # Splice another request's signature onto this one: same key type, wrong signature.
-    from cryptography.hazmat.primitives import serialization
-
-    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
-    signature = csr.signature
-    other_signature = x509.load_pem_x509_csr(other_pem).signature
-    start = bytes(der).rindex(signature)
-    forged = bytes(der[:start]) + other_signature[: len(signature)].ljust(len(signature), b"\0")
-    forged += bytes(der[start + len(signature) :])
-    forged_pem = x509.load_der_x509_csr(forged).public_bytes(serialization.Encoding.PEM)
+    der = csr.public_bytes(serialization.Encoding.DER)
+    # Flip the last byte of the signature (inside ECDSA's s): still parses, no longer verifies.
+    assert der.endswith(csr.signature)
+    forged = x509.load_der_x509_csr(der[:-1] + bytes([der[-1] ^ 0x01]))
+    forged_pem = forged.public_bytes(serialization.Encoding.PEM)
     with pytest.raises(ValidationError, match="CSR signature does not verify"):
         authority.issue(issue_request(csr_pem=forged_pem))
 
@@ -249,7 +244,7 @@ def test_precheck_refuses_what_issue_would_refuse(constrained_authority: Private
         now=NOW,
     )
     constrained_authority.precheck(ok)
-    with pytest.raises(PolicyError, match="x.evil.com"):
+    with pytest.raises(PolicyError, match=r"x\.evil\.com"):
         constrained_authority.precheck(
             PrecheckRequest(
                 identifiers=("x.evil.com",),
@@ -293,17 +288,24 @@ def test_constructor_refuses_intermediate_not_under_root(
         )
 
 
-def test_issue_is_at_least_half_the_rate_of_bare_signing(
+def test_issue_does_no_redundant_work_beyond_one_csr_check_and_one_signature(
     authority: PrivateCA, hierarchy: CAHierarchy, issue_request: IssueRequestFactory
 ) -> None:
-    """The bulk benchmark, scaled down: keygen + CSR + issue vs keygen + CSR + bare sign."""
-    rounds = 150
+    """The bulk benchmark, scaled down.
+
+    The baseline is the least any CA must do: keygen + CSR, parse it, check its signature
+    once, sign. PrivateCA adds the policy, the full BR profile and PEM on top; that must
+    stay well under half again the baseline (measured: about 1.2x).
+    """
+    rounds = 100
     issuer_key = hierarchy.intermediate_key
     issuer_name = hierarchy.intermediate_certificate.subject
+    digest = signature_hash_for(issuer_key)
 
-    def bare() -> None:
+    def baseline() -> None:
         _, csr_pem = make_csr()
         csr = x509.load_pem_x509_csr(csr_pem)
+        assert csr.is_signature_valid
         (
             x509.CertificateBuilder()
             .subject_name(csr.subject)
@@ -312,20 +314,19 @@ def test_issue_is_at_least_half_the_rate_of_bare_signing(
             .serial_number(x509.random_serial_number())
             .not_valid_before(NOW)
             .not_valid_after(NOW + timedelta(days=90))
-            .sign(issuer_key, signature_hash_for(issuer_key))
+            .sign(issuer_key, digest)
         )
 
     def ours() -> None:
         authority.issue(issue_request())
 
-    def best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
-        times = []
-        for _ in range(repeats):
+    best = {baseline: float("inf"), ours: float("inf")}
+    for _ in range(3):
+        for fn in best:
             start = time.perf_counter()
             for _ in range(rounds):
                 fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    bare_time, our_time = best_of(bare), best_of(ours)
-    assert our_time <= 2 * bare_time, f"issue took {our_time:.3f}s vs bare {bare_time:.3f}s"
+            best[fn] = min(best[fn], time.perf_counter() - start)
+    assert best[ours] <= 1.5 * best[baseline], (
+        f"issue took {best[ours]:.3f}s vs baseline {best[baseline]:.3f}s"
+    )

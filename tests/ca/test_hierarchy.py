@@ -17,7 +17,7 @@ from certman.models import KeyType
 from .conftest import NOW
 
 
-def ext(cert: x509.Certificate, kind: type) -> x509.Extension:  # type: ignore[type-arg]
+def ext(cert: x509.Certificate, kind: type) -> x509.Extension:
     return cert.extensions.get_extension_for_class(kind)
 
 

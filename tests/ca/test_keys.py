@@ -48,7 +48,7 @@ def test_private_key_der_round_trips_as_pkcs8() -> None:
     assert der[:1] == b"\x30"  # a DER SEQUENCE, not PEM
     loaded = load_private_key_der(der)
     assert isinstance(loaded, ec.EllipticCurvePrivateKey)
-    assert loaded.private_numbers() == key.private_numbers()  # type: ignore[union-attr]
+    assert loaded.private_numbers() == key.private_numbers()
 
 
 def test_load_private_key_der_refuses_garbage() -> None:

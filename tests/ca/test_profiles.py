@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -16,12 +17,14 @@ from certman.models import KeyType
 from .conftest import NOW, IssueRequestFactory, make_csr
 
 
-def issue(authority: PrivateCA, request_factory: IssueRequestFactory, *args, **kwargs):  # type: ignore[no-untyped-def]
+def issue(
+    authority: PrivateCA, request_factory: IssueRequestFactory, *args: Any, **kwargs: Any
+) -> x509.Certificate:
     response = authority.issue(request_factory(*args, **kwargs))
     return x509.load_pem_x509_certificate(response.certificate_pem)
 
 
-def ext(cert: x509.Certificate, kind: type) -> x509.Extension:  # type: ignore[type-arg]
+def ext(cert: x509.Certificate, kind: type) -> x509.Extension:
     return cert.extensions.get_extension_for_class(kind)
 
 
@@ -102,7 +105,7 @@ def test_leaf_ski_is_of_its_key_and_aki_is_issuer_ski(
 ) -> None:
     ski = ext(leaf, x509.SubjectKeyIdentifier)
     assert not ski.critical
-    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(leaf.public_key())  # type: ignore[arg-type]
+    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(leaf.public_key())
     aki = ext(leaf, x509.AuthorityKeyIdentifier)
     issuer_ski = ext(hierarchy.intermediate_certificate, x509.SubjectKeyIdentifier).value
     assert not aki.critical and aki.value.key_identifier == issuer_ski.digest

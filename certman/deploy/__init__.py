@@ -1,0 +1,1 @@
+"""Deployment: rolling a revision out to its targets, verified and reversible."""

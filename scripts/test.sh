@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite: venv, system packages the tests need, lint, pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh "dev,aws,acme,hsm,postgres,service"
+scripts/apt-install.sh openssl
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+# pytest exits non-zero on any failure and with 5 when it collected nothing.
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
