@@ -69,7 +69,8 @@ def normalize_names(texts: list[str] | tuple[str, ...]) -> list[Identifier]:
         ident = normalize_name(text)
         if ident.value in seen:
             raise ValidationError(
-                f"Domain {text!r} is given twice (same as {seen[ident.value]!r}); list each name once."
+                f"Domain {text!r} is given twice (same as {seen[ident.value]!r}); "
+                "list each name once."
             )
         seen[ident.value] = text
         result.append(ident)

@@ -74,7 +74,7 @@ class PrecheckRequest:
 @runtime_checkable
 class SupportsPrecheck(Protocol):
     def precheck(self, request: PrecheckRequest) -> None:
-        """Raise PolicyError/ValidationError naming the offending field if ``issue`` would refuse."""
+        """Raise PolicyError/ValidationError naming the field if ``issue`` would refuse."""
         ...
 
 
@@ -192,7 +192,7 @@ class SupportsRewrap(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class ArchivePutRequest:
-    """Store an already encrypted bundle. ``metadata`` is non-secret (name, revision, fingerprint)."""
+    """Store an encrypted bundle; ``metadata`` is non-secret (name, revision, fingerprint)."""
 
     name: str
     revision: int
