@@ -148,8 +148,8 @@ def name_constraints(policy: SigningPolicy) -> x509.NameConstraints | None:
 def _ca_name(common_name: str) -> x509.Name:
     return x509.Name(
         [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
 

@@ -73,7 +73,7 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
     """Create root + intermediate, seal both keys, and store them with the policy."""
     from ca import SigningPolicy, create_hierarchy
     from certman.domains import normalize_name
-    from certman.pki import private_key_der
+    from certman.pki import private_key_to_der
 
     check_name(spec.name, "CA")
     if spec.max_validity <= timedelta(0):
@@ -99,9 +99,11 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
         intermediate_validity=spec.intermediate_validity,
     )
     wrapper = runtime.key_wrapper
-    root_sealed = wrapper.wrap(private_key_der(hierarchy.root_key), key_context(spec.name, "root"))
+    root_sealed = wrapper.wrap(
+        private_key_to_der(hierarchy.root_key), key_context(spec.name, "root")
+    )
     inter_sealed = wrapper.wrap(
-        private_key_der(hierarchy.intermediate_key), key_context(spec.name, "intermediate")
+        private_key_to_der(hierarchy.intermediate_key), key_context(spec.name, "intermediate")
     )
     from ca import certificate_to_pem
 

@@ -157,7 +157,8 @@ def _check_authorities(rt: Runtime, report: CheckReport) -> None:
                 area,
                 True,
                 f"key unseals; the intermediate expires {inter.not_valid_after_utc:%Y-%m-%d}, "
-                "sooner than a maximum-validity leaf would: new leaves will be cut short.",
+                "before a maximum-validity leaf would: longer leaves are refused from now on; "
+                "create a new CA soon.",
                 warning=True,
             )
         else:

@@ -38,7 +38,7 @@ class Work:
 
 def seal_key(rt: Runtime, work: Work) -> None:
     """PLANNED -> KEY_SEALED: a fresh key (or the previous one, re-sealed) committed first."""
-    from certman.pki import generate_private_key, private_key_der
+    from certman.pki import generate_private_key, private_key_to_der
 
     cert, rev = work.cert, work.rev
     if rev.sealed_key is None:
@@ -49,7 +49,7 @@ def seal_key(rt: Runtime, work: Work) -> None:
                 WrappedKey.from_json(previous.sealed_key), key_context(cert.name, previous.number)
             )
         else:
-            der = private_key_der(generate_private_key(KeyType(rev.key_type)))
+            der = private_key_to_der(generate_private_key(KeyType(rev.key_type)))
         rev.sealed_key = rt.key_wrapper.wrap(der, context).to_json()
         del der
     rev.state = S.KEY_SEALED
