@@ -5,6 +5,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ca.certificates import certificate_to_pem
 from ca.crl import sign_crl
@@ -18,6 +19,7 @@ from certman.interfaces import (
     CRLResponse,
     IssueRequest,
     IssueResponse,
+    KeyIssueRequest,
     PrecheckRequest,
 )
 from certman.models import KeyType
@@ -26,8 +28,9 @@ from certman.models import KeyType
 class PrivateCA:
     """One private CA: checks its signing policy, then signs with the intermediate key.
 
-    Implements Issuer, SupportsPrecheck and SupportsCRL. The intermediate key stays in
-    memory for the life of the object; callers unseal it once and cache the instance.
+    Implements Issuer, SupportsKeyIssue, SupportsPrecheck and SupportsCRL. The
+    intermediate key stays in memory for the life of the object; callers unseal it once
+    and cache the instance.
     Instances hold no mutable state, so one may serve several threads.
     """
 
@@ -84,6 +87,26 @@ class PrivateCA:
             raise ValidationError("csr_pem is not a PEM certificate signing request.") from e
         leaf = self._profile.sign(
             csr=csr,
+            key_type=KeyType.parse(request.key_type),
+            identifiers=identifiers,
+            now=request.now,
+            validity=request.validity,
+        )
+        return IssueResponse(certificate_pem=certificate_to_pem(leaf), chain_pem=self._chain_pem)
+
+    def issue_for_key(self, request: KeyIssueRequest) -> IssueResponse:
+        """Sign one leaf for a key certman generated in this process (no CSR round trip)."""
+        identifiers = self.policy.check(
+            request.identifiers, request.key_type, request.validity, ca=self.name
+        )
+        try:
+            public_key = serialization.load_der_public_key(request.public_key_der)
+        except (ValueError, TypeError) as e:
+            raise ValidationError("public_key_der is not a DER SubjectPublicKeyInfo.") from e
+        if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise ValidationError("public_key_der holds an unsupported key type.")
+        leaf = self._profile.sign_public_key(
+            public_key=public_key,
             key_type=KeyType.parse(request.key_type),
             identifiers=identifiers,
             now=request.now,

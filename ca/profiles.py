@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from ca.certificates import authority_key_identifier_for
 from ca.hierarchy import BACKDATE, MAX_COMMON_NAME
-from ca.keys import PrivateKey, key_type_of, signature_hash_for
+from ca.keys import PrivateKey, PublicKey, key_type_of, signature_hash_for
 from ca.policy import SigningPolicy
 from ca.serials import new_serial
 from certman.clock import utc
@@ -107,21 +107,44 @@ class LeafProfile:
         Only the CSR's public key is used: names come from ``identifiers``, never from the
         CSR subject or its extensions (BR 7.1.2.7.2: the CA, not the applicant, decides).
         """
-        if not identifiers:
-            raise ValidationError("identifiers is empty; give at least one name to certify.")
         public_key = csr.public_key()
-        found = key_type_of(public_key)
-        if found != key_type:
-            raise ValidationError(
-                f"The CSR's key is {found.value} but key_type is {KeyType(key_type).value}; "
-                "send a CSR made with the sealed key."
-            )
+        self._check_key_type(public_key, key_type, "The CSR's key")
         # RFC 2986 section 3: the signature proves possession of the private key.
         if not csr.is_signature_valid:
             raise ValidationError(
                 "The CSR signature does not verify; the CSR was altered or signed with "
                 "another key. Create a new CSR."
             )
+        return self.sign_public_key(
+            public_key=public_key,
+            key_type=key_type,
+            identifiers=identifiers,
+            now=now,
+            validity=validity,
+        )
+
+    @staticmethod
+    def _check_key_type(public_key: object, key_type: KeyType, what: str) -> None:
+        found = key_type_of(public_key)
+        if found != key_type:
+            raise ValidationError(
+                f"{what} is {found.value} but key_type is {KeyType(key_type).value}; "
+                "send a CSR made with the sealed key."
+            )
+
+    def sign_public_key(
+        self,
+        *,
+        public_key: PublicKey,
+        key_type: KeyType,
+        identifiers: Sequence[Identifier],
+        now: datetime,
+        validity: timedelta,
+    ) -> x509.Certificate:
+        """Certify ``public_key`` (possession established by the caller) for ``identifiers``."""
+        if not identifiers:
+            raise ValidationError("identifiers is empty; give at least one name to certify.")
+        self._check_key_type(public_key, key_type, "The key")
         now = utc(now).replace(microsecond=0)
         not_after = self._not_after(now, validity)
 

@@ -62,6 +62,30 @@ class Issuer(Protocol):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KeyIssueRequest:
+    """Certify a public key that certman generated and sealed in this very process."""
+
+    name: str
+    revision: int
+    identifiers: tuple[str, ...]
+    public_key_der: bytes
+    key_type: KeyType
+    validity: timedelta
+    now: datetime
+
+
+@runtime_checkable
+class SupportsKeyIssue(Protocol):
+    def issue_for_key(self, request: KeyIssueRequest) -> IssueResponse:
+        """Issue without a CSR round trip (as Vault's pki/issue and step-ca's local signer do).
+
+        Only in-process issuers offer this: certman generated the key itself, so the CSR's
+        proof of possession (RFC 2986) would prove nothing the caller does not already know.
+        """
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
 class PrecheckRequest:
     """What an issuance would ask for, checked before any key is generated."""
 

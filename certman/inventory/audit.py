@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from certman.inventory.tables import AuditEvent
@@ -74,19 +75,21 @@ def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -
             details=details,
         )
         rows.append(
-            AuditEvent(
-                seq=seq,
-                at=at,
-                action=spec.action,
-                subject=spec.subject,
-                actor=actor,
-                details=details,
-                prev_hash=prev,
-                hash=digest,
-            )
+            {
+                "seq": seq,
+                "at": at,
+                "action": spec.action,
+                "subject": spec.subject,
+                "actor": actor,
+                "details": details,
+                "prev_hash": prev,
+                "hash": digest,
+            }
         )
         prev = digest
-    session.add_all(rows)
+    if rows:
+        # Core executemany: the bulk path appends a thousand events at once.
+        session.execute(insert(AuditEvent), rows)
 
 
 def append_event(session: Session, at: datetime, action: str, subject: str, **details: Any) -> None:

@@ -121,10 +121,10 @@ class Lifecycle:
                         f"{spec.name}` to renew it, or pick another name."
                     )
                 # Its first issuance failed: start over with what was asked now.
-                _apply_spec(cert, spec)
+                apply_spec(cert, spec)
             else:
                 cert = ManagedCertificate(name=spec.name, created_at=now)
-                _apply_spec(cert, spec)
+                apply_spec(cert, spec)
             cert.updated_at = now
             session.add(cert)
             session.flush()
@@ -337,7 +337,7 @@ def _revision(session: Session, cert: ManagedCertificate, number: int) -> Revisi
     ).first()
 
 
-def _apply_spec(cert: ManagedCertificate, spec: IssueSpec) -> None:
+def apply_spec(cert: ManagedCertificate, spec: IssueSpec) -> None:
     cert.source = "managed"
     cert.issuer = spec.issuer
     cert.domains = json.dumps(list(spec.domains))

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from certman.errors import IssuanceError
-from certman.interfaces import ArchivePutRequest, ArchiveRef, IssueRequest
+from certman.interfaces import (
+    ArchivePutRequest,
+    ArchiveRef,
+    IssueRequest,
+    KeyIssueRequest,
+    SupportsKeyIssue,
+)
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
+from certman.pki import PrivateKey
 from certman.service.runtime import Runtime
 
 S = RevisionState
@@ -34,6 +41,8 @@ class Work:
     previous: Revision | None = None  # the active revision this one replaces
     # Commits the rows as they are now, for steps with several durable sub-steps (rollouts).
     checkpoint: Callable[[], None] | None = None
+    # The unsealed key, kept in memory between steps run in one process (the bulk path).
+    key: PrivateKey | None = field(default=None, repr=False)
 
 
 def seal_key(rt: Runtime, work: Work) -> None:
@@ -49,7 +58,8 @@ def seal_key(rt: Runtime, work: Work) -> None:
                 WrappedKey.from_json(previous.sealed_key), key_context(cert.name, previous.number)
             )
         else:
-            der = private_key_to_der(generate_private_key(KeyType(rev.key_type)))
+            work.key = generate_private_key(KeyType(rev.key_type))
+            der = private_key_to_der(work.key)
         rev.sealed_key = rt.key_wrapper.wrap(der, context).to_json()
         del der
     rev.state = S.KEY_SEALED
@@ -68,22 +78,36 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
     from certman.pki import build_csr, certificate_facts, load_private_key_der, public_key_der
 
     cert, rev = work.cert, work.rev
-    key = load_private_key_der(unseal_private_key(rt, cert.name, rev))
+    key = work.key or load_private_key_der(unseal_private_key(rt, cert.name, rev))
     identifiers = tuple(json.loads(cert.domains))
-    csr = build_csr(key, list(identifiers))
-    response = rt.issuer(cert.issuer).issue(
-        IssueRequest(
-            name=cert.name,
-            revision=rev.number,
-            identifiers=identifiers,
-            csr_pem=csr,
-            key_type=KeyType(rev.key_type),
-            validity=timedelta(seconds=cert.validity_seconds),
-            now=rt.clock.now(),
-            order_url=rev.order_url,
-            checkpoint=checkpoint,
+    issuer = rt.issuer(cert.issuer)
+    validity = timedelta(seconds=cert.validity_seconds)
+    if isinstance(issuer, SupportsKeyIssue):
+        response = issuer.issue_for_key(
+            KeyIssueRequest(
+                name=cert.name,
+                revision=rev.number,
+                identifiers=identifiers,
+                public_key_der=public_key_der(key.public_key()),
+                key_type=KeyType(rev.key_type),
+                validity=validity,
+                now=rt.clock.now(),
+            )
         )
-    )
+    else:
+        response = issuer.issue(
+            IssueRequest(
+                name=cert.name,
+                revision=rev.number,
+                identifiers=identifiers,
+                csr_pem=build_csr(key, list(identifiers)),
+                key_type=KeyType(rev.key_type),
+                validity=validity,
+                now=rt.clock.now(),
+                order_url=rev.order_url,
+                checkpoint=checkpoint,
+            )
+        )
     facts = certificate_facts(response.certificate_pem)
     if facts.public_key_der != public_key_der(key.public_key()):
         raise IssuanceError(

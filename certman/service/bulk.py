@@ -1,0 +1,250 @@
+"""Bulk issuance: the same lifecycle steps over many revisions, one commit per step per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlmodel import Session, col, select
+
+from certman.errors import AlreadyExistsError, CertmanError, ValidationError
+from certman.inventory.audit import EventSpec, append_events
+from certman.inventory.tables import ManagedCertificate, Revision
+from certman.models import RevisionState
+from certman.service import steps
+from certman.service.lifecycle import IssueSpec, Lifecycle, apply_spec
+from certman.service.runtime import Runtime
+
+S = RevisionState
+Progress = Callable[[int], None]
+
+
+@dataclass
+class BulkReport:
+    issued: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def issue_many(
+    rt: Runtime,
+    specs: Sequence[IssueSpec],
+    *,
+    batch_size: int = 500,
+    progress: Progress | None = None,
+) -> BulkReport:
+    """Issue every spec. Each step is persisted for the whole batch before the next starts,
+    so the crash-safety rules hold exactly as for one certificate; a failure of one
+    certificate is recorded (as `Lifecycle.record_failure` does) without stopping the rest.
+    """
+    lifecycle = Lifecycle(rt)
+    validated = [lifecycle.validate(spec) for spec in specs]
+    names = [s.name for s in validated]
+    if len(set(names)) != len(names):
+        raise ValidationError(
+            "A certificate name appears twice in the bulk input; names must be unique."
+        )
+    report = BulkReport()
+    for start in range(0, len(validated), batch_size):
+        chunk = validated[start : start + batch_size]
+        _issue_batch(rt, lifecycle, chunk, report)
+        if progress is not None:
+            progress(len(chunk))
+    return report
+
+
+class Record(SimpleNamespace):
+    """A row as plain attributes: the steps read and set columns on it like on a table model,
+    without the ORM's per-attribute bookkeeping (the bulk path writes with executemany)."""
+
+
+def _defaults(table: Any) -> dict[str, Any]:
+    values = {}
+    for column in table.columns:
+        default = column.default.arg if column.default is not None else None
+        values[column.name] = default if not callable(default) else None
+    return values
+
+
+def _issue_batch(
+    rt: Runtime, lifecycle: Lifecycle, specs: Sequence[IssueSpec], report: BulkReport
+) -> None:
+    cert_table = ManagedCertificate.__table__  # type: ignore[attr-defined]
+    rev_table = Revision.__table__  # type: ignore[attr-defined]
+    now = rt.clock.now()
+    with rt.session() as session:
+        existing = session.exec(
+            select(ManagedCertificate.name).where(
+                col(ManagedCertificate.name).in_([s.name for s in specs])
+            )
+        ).all()
+        if existing:
+            raise AlreadyExistsError(
+                f"Certificate {existing[0]!r} already exists; bulk issuance only creates new "
+                "certificates (use `certman renew`)."
+            )
+        cert_defaults = _defaults(cert_table)
+        certs = []
+        for spec in specs:
+            cert = Record(**cert_defaults)
+            cert.name, cert.created_at, cert.updated_at = spec.name, now, now
+            apply_spec(cert, spec)  # type: ignore[arg-type]
+            cert.latest_revision = 1
+            certs.append(cert)
+        rows = [{k: v for k, v in vars(c).items() if k != "id"} for c in certs]
+        ids = dict(
+            session.execute(
+                insert(cert_table).returning(cert_table.c.name, cert_table.c.id), rows
+            ).all()
+        )
+        rev_defaults = _defaults(rev_table)
+        works = []
+        for cert in certs:
+            cert.id = ids[cert.name]
+            rev = Record(**rev_defaults)
+            rev.certificate_id, rev.number, rev.state, rev.reason = cert.id, 1, S.PLANNED, "issue"
+            rev.key_type, rev.created_at, rev.updated_at = cert.key_type, now, now
+            works.append(steps.Work(cert=cert, rev=rev))  # type: ignore[arg-type]
+        rows = [{k: v for k, v in vars(w.rev).items() if k != "id"} for w in works]
+        rev_ids = session.execute(
+            insert(rev_table).returning(rev_table.c.certificate_id, rev_table.c.id), rows
+        ).all()
+        by_cert = dict(rev_ids)
+        for w in works:
+            w.rev.id = by_cert[w.cert.id]
+        session.commit()
+
+        live = _run(rt, lifecycle, steps.seal_key, works, report)
+        _save(session, Revision, [w.rev for w in live], _SEALED)
+        live = _run(rt, lifecycle, steps.issue, live, report)
+        _save(session, Revision, [w.rev for w in live], _ISSUED)
+        live = _archive_all(rt, lifecycle, live, report)
+        _save(session, Revision, [w.rev for w in live], _ARCHIVED)
+
+        live = _run(rt, lifecycle, steps.deploy, live, report)
+        live = _run(rt, lifecycle, steps.activate, live, report)
+        done = rt.clock.now()
+        for w in live:
+            w.rev.updated_at = w.cert.updated_at = done
+        _save(session, ManagedCertificate, [w.cert for w in live], _ACTIVATED_CERT, commit=False)
+        _save(session, Revision, [w.rev for w in live], _ACTIVATED_REV, commit=False)
+        append_events(
+            session,
+            done,
+            [
+                EventSpec(
+                    action="certificate.issue",
+                    subject=w.cert.name,
+                    details={
+                        "revision": 1,
+                        "serial": w.rev.serial,
+                        "issuer": w.cert.issuer,
+                        "fingerprint_sha256": w.rev.fingerprint_sha256,
+                        "bulk": True,
+                    },
+                )
+                for w in live
+            ],
+        )
+        session.commit()
+        report.issued.extend(w.cert.name for w in live)
+        for w in works:
+            w.key = None  # drop plaintext keys as soon as the batch is done
+
+
+# The columns each step changes: only these are sent back.
+_SEALED = ("sealed_key", "state")
+_ISSUED = (
+    "certificate_pem",
+    "chain_pem",
+    "serial",
+    "fingerprint_sha256",
+    "not_before",
+    "not_after",
+    "order_url",
+    "state",
+)
+_ARCHIVED = ("archive_location", "archive_sha256", "archive_extra", "state")
+_ACTIVATED_REV = ("state", "error", "deploy_state", "updated_at")
+_ACTIVATED_CERT = (
+    "current_revision",
+    "serial",
+    "fingerprint_sha256",
+    "not_before",
+    "not_after",
+    "renewal_due_at",
+    "status",
+    "failures",
+    "next_attempt_at",
+    "last_error",
+    "acm_arn",
+    "updated_at",
+)
+
+
+def _save(
+    session: Session,
+    model: Any,
+    records: list[Any],
+    columns: tuple[str, ...],
+    *,
+    commit: bool = True,
+) -> None:
+    """Persist one step for the whole batch: one UPDATE sent with executemany."""
+    if records:
+        table = model.__table__
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("_id"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        session.connection().execute(
+            statement, [{"_id": r.id, **{c: getattr(r, c) for c in columns}} for r in records]
+        )
+    if commit:
+        session.commit()
+
+
+def _run(
+    rt: Runtime,
+    lifecycle: Lifecycle,
+    step: Callable[[Runtime, steps.Work], None],
+    works: list[steps.Work],
+    report: BulkReport,
+) -> list[steps.Work]:
+    survivors = []
+    for work in works:
+        try:
+            step(rt, work)
+        except CertmanError as error:
+            _fail(lifecycle, work, error, report)
+            continue
+        survivors.append(work)
+    return survivors
+
+
+def _archive_all(
+    rt: Runtime, lifecycle: Lifecycle, works: list[steps.Work], report: BulkReport
+) -> list[steps.Work]:
+    """One batched write for the whole chunk when the store supports it."""
+    requests = [steps.archive_request(rt, w) for w in works]
+    put_many = getattr(rt.archive, "put_many", None)
+    if put_many is None:
+        return _run(rt, lifecycle, steps.archive, works, report)
+    try:
+        refs = put_many(requests)
+    except CertmanError as error:
+        for work in works:
+            _fail(lifecycle, work, error, report)
+        return []
+    for work, ref in zip(works, refs, strict=True):
+        steps.record_archive(work, ref)
+    return works
+
+
+def _fail(lifecycle: Lifecycle, work: steps.Work, error: CertmanError, report: BulkReport) -> None:
+    work.key = None
+    report.failed[work.cert.name] = error.message
+    lifecycle.record_failure(work.cert.name, work.rev.number, error)
