@@ -1,7 +1,7 @@
 """`certman audit`: the hash-chained audit trail."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads these signatures at start-up,
+# and real annotations spare it an eval() per parameter on every `certman --help`.
 from typing import Annotated
 
 import typer

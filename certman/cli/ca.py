@@ -1,7 +1,5 @@
 """`certman ca`: private certificate authorities."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """Certificate commands: issue, list, show, renew, revoke, export."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -71,7 +69,7 @@ def issue(
     _print_done(rt, name, outcome.revision)
 
 
-def _print_done(rt: Runtime, name: str, revision: int) -> None:
+def _print_done(rt: "Runtime", name: str, revision: int) -> None:
     from certman.service.views import show_certificate
 
     with rt.session() as session:

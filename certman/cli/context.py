@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,14 +83,14 @@ def handles_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except CertmanError as e:
             if _debug_enabled(args, kwargs):
-                traceback.print_exc()
+                _print_traceback()
             typer.echo(f"error: {e.message}", err=True)
             raise typer.Exit(e.exit_code) from None
         except Exception as e:  # a bug: say so plainly, keep the traceback behind --debug
             if _is_cli_flow(e):
                 raise
             if _debug_enabled(args, kwargs):
-                traceback.print_exc()
+                _print_traceback()
             typer.echo(
                 f"error: certman failed unexpectedly ({type(e).__name__}: {e}); "
                 "rerun with --debug for the traceback and report it.",
@@ -100,6 +99,12 @@ def handles_errors(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
 
 
 def emit_json(value: Any) -> None:

@@ -1,7 +1,5 @@
 """`certman keys`: the master key that seals every private key."""
 
-from __future__ import annotations
-
 import typer
 
 from certman.cli.context import handles_errors, state

@@ -1,12 +1,12 @@
 """The `certman` application: global options and the command tree."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads these signatures at start-up,
+# and real annotations spare it an eval() per parameter on every `certman --help`.
 from typing import Annotated
 
 import typer
 
-from certman.cli import audit, ca, certs, keys, maintenance
+from certman.cli import audit, ca, certs, issuers, keys, maintenance
 from certman.cli.context import CliState
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ app.add_typer(ca.app, name="ca")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(maintenance.archive_app, name="archive")
+app.add_typer(issuers.app, name="issuer")
 
 
 def run() -> None:

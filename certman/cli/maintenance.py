@@ -1,7 +1,7 @@
 """Home-level commands: init, doctor, and `certman archive verify`."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads these signatures at start-up,
+# and real annotations spare it an eval() per parameter on every `certman --help`.
 from typing import Annotated
 
 import typer

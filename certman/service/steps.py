@@ -186,6 +186,9 @@ def deploy(rt: Runtime, work: Work) -> None:
 
 def activate(rt: Runtime, work: Work) -> None:
     """-> ACTIVE: the certificate now points at this revision; the previous one is superseded."""
+    import random
+
+    from certman.interfaces import RenewalInfoRequest, SupportsRenewalInfo
     from certman.service.renewal import renewal_due_at
 
     cert, rev = work.cert, work.rev
@@ -205,6 +208,20 @@ def activate(rt: Runtime, work: Work) -> None:
     cert.renewal_due_at = renewal_due_at(
         not_before=rev.not_before, not_after=rev.not_after, renew_before=renew_before
     )
+    issuer = rt.issuer(cert.issuer)
+    if isinstance(issuer, SupportsRenewalInfo) and rev.certificate_pem:
+        # RFC 9773 section 4.2: when the CA suggests a window, renew at a random point in it.
+        window = issuer.renewal_info(
+            RenewalInfoRequest(
+                certificate_pem=rev.certificate_pem.encode(),
+                issuer_pem=(rev.chain_pem or "").encode(),
+                now=now,
+            )
+        )
+        if window is not None:
+            span = max(0, int((window.window_end - window.window_start).total_seconds()))
+            due = window.window_start + timedelta(seconds=random.randint(0, span))
+            cert.renewal_due_at = due.replace(microsecond=0)
     cert.status = "active"
     cert.failures = 0
     cert.next_attempt_at = None
