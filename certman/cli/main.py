@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from certman.cli import audit, ca, certs, issuers, keys, maintenance
+from certman.cli import audit, bulk, ca, certs, issuers, keys, maintenance
 from certman.cli.context import CliState
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ def main(
 
 maintenance.register(app)
 certs.register(app)
+bulk.register(app)
 app.add_typer(ca.app, name="ca")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")

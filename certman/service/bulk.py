@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
+from certman.config import Config
 from certman.errors import AlreadyExistsError, CertmanError, ValidationError
 from certman.inventory.audit import EventSpec, append_events
 from certman.inventory.tables import ManagedCertificate, Revision
@@ -34,18 +37,14 @@ def issue_many(
     *,
     batch_size: int = 500,
     progress: Progress | None = None,
+    prevalidated: bool = False,
 ) -> BulkReport:
     """Issue every spec. Each step is persisted for the whole batch before the next starts,
     so the crash-safety rules hold exactly as for one certificate; a failure of one
     certificate is recorded (as `Lifecycle.record_failure` does) without stopping the rest.
     """
     lifecycle = Lifecycle(rt)
-    validated = [lifecycle.validate(spec) for spec in specs]
-    names = [s.name for s in validated]
-    if len(set(names)) != len(names):
-        raise ValidationError(
-            "A certificate name appears twice in the bulk input; names must be unique."
-        )
+    validated = list(specs) if prevalidated else validate_all(rt, specs)
     report = BulkReport()
     for start in range(0, len(validated), batch_size):
         chunk = validated[start : start + batch_size]
@@ -66,6 +65,18 @@ def _defaults(table: Any) -> dict[str, Any]:
         default = column.default.arg if column.default is not None else None
         values[column.name] = default if not callable(default) else None
     return values
+
+
+def validate_all(rt: Runtime, specs: Sequence[IssueSpec]) -> list[IssueSpec]:
+    """Check every spec before anything is written; the normalised specs come back."""
+    lifecycle = Lifecycle(rt)
+    validated = [lifecycle.validate(spec) for spec in specs]
+    names = [s.name for s in validated]
+    if len(set(names)) != len(names):
+        raise ValidationError(
+            "A certificate name appears twice in the bulk input; names must be unique."
+        )
+    return validated
 
 
 def _issue_batch(
@@ -248,3 +259,41 @@ def _fail(lifecycle: Lifecycle, work: steps.Work, error: CertmanError, report: B
     work.key = None
     report.failed[work.cert.name] = error.message
     lifecycle.record_failure(work.cert.name, work.rev.number, error)
+
+
+def read_bulk_csv(config: Config, path: Path, *, issuer: str | None) -> list[IssueSpec]:
+    """Rows ``name,domains[,key_type,validity]``; a header row starting with "name" is skipped."""
+    import csv
+
+    from certman.durations import parse_duration
+    from certman.models import KeyType
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValidationError(f"Cannot read {path}: {e.strerror}.") from None
+    specs = []
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or not "".join(row).strip() or (number == 1 and row[0].strip() == "name"):
+            continue
+        if len(row) < 2:
+            raise ValidationError(f"{path} line {number}: give at least name,domains.")
+        where = f"{path} line {number}"
+        specs.append(
+            IssueSpec(
+                name=row[0].strip(),
+                domains=tuple(row[1].split()),
+                issuer=issuer or str(config.get("defaults", "issuer")),
+                key_type=KeyType.parse(row[2], field=f"key type ({where})")
+                if len(row) > 2 and row[2].strip()
+                else config.key_type("defaults", "key_type"),
+                validity=parse_duration(row[3], field=f"validity ({where})")
+                if len(row) > 3 and row[3].strip()
+                else config.duration("defaults", "validity") or timedelta(days=90),
+                renew_before=config.duration("defaults", "renew_before"),
+                reuse_key=bool(config.get("defaults", "reuse_key")),
+            )
+        )
+    if not specs:
+        raise ValidationError(f"{path} holds no certificate rows.")
+    return specs

@@ -1,0 +1,84 @@
+"""Bulk issuance: the same lifecycle, batched; refusals change nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import func, select
+
+from certman.errors import AlreadyExistsError, ValidationError
+from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
+from certman.models import KeyType
+from certman.service.bulk import issue_many
+from certman.service.checks import verify_archive
+from certman.service.lifecycle import IssueSpec
+from certman.service.runtime import Runtime
+
+
+def spec(name: str, *domains: str) -> IssueSpec:
+    return IssueSpec(
+        name=name,
+        domains=domains or (f"{name}.example.com",),
+        issuer="default",
+        key_type=KeyType.EC_P256,
+        validity=timedelta(days=30),
+    )
+
+
+def count(rt: Runtime, model: type) -> int:
+    with rt.session() as session:
+        return session.exec(select(func.count()).select_from(model)).one()
+
+
+def test_bulk_issue_makes_every_certificate_active_archived_and_audited(runtime: Runtime) -> None:
+    report = issue_many(runtime, [spec(f"h{i}") for i in range(25)], batch_size=10)
+    assert sorted(report.issued) == sorted(f"h{i}" for i in range(25))
+    assert not report.failed
+    with runtime.session() as session:
+        certs = session.exec(select(ManagedCertificate)).all()
+        revs = session.exec(select(Revision)).all()
+    assert {c.status for c in certs} == {"active"}
+    assert all(c.renewal_due_at and c.serial and c.current_revision == 1 for c in certs)
+    assert {r.state for r in revs} == {"active"}
+    assert len({r.serial for r in revs}) == 25
+    assert verify_archive(runtime).ok
+    # ca.create from init, then one issue event per certificate
+    assert count(runtime, AuditEvent) == 1 + 25
+
+
+def test_bulk_issue_refuses_a_name_given_twice_and_writes_nothing(runtime: Runtime) -> None:
+    with pytest.raises(ValidationError, match="twice"):
+        issue_many(runtime, [spec("a"), spec("a", "other.example.com")])
+    assert count(runtime, ManagedCertificate) == 0
+
+
+def test_bulk_issue_refuses_an_existing_name_and_writes_nothing(runtime: Runtime) -> None:
+    issue_many(runtime, [spec("a")])
+    with pytest.raises(AlreadyExistsError):
+        issue_many(runtime, [spec("b"), spec("a")])
+    assert count(runtime, ManagedCertificate) == 1
+    assert count(runtime, Revision) == 1
+
+
+def test_bulk_issue_cli_reads_csv_and_reports(cli, initialised_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    csv = tmp_path / "certs.csv"
+    csv.write_text(
+        "name,domains\nweb,www.example.com example.com\napi,api.example.com,ec-p384,30d\n"
+    )
+    result = cli.ok("bulk-issue", str(csv))
+    assert "2 certificates issued, 0 failed." in result.stdout
+    shown = cli.ok("show", "api", "--json").stdout
+    assert '"key_type": "ec-p384"' in shown
+
+
+def test_bulk_issue_cli_refuses_a_bad_row_before_writing(
+    cli, initialised_home: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    csv = tmp_path / "certs.csv"
+    csv.write_text("good,good.example.com\nbad,bad..example.com\n")
+    result = cli("bulk-issue", str(csv))
+    assert result.exit_code == 2
+    assert "bad..example.com" in result.stderr
+    assert cli.ok("list", "--json").stdout.strip() == "[]"
