@@ -144,25 +144,34 @@ class WrappedKey:
     version: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: bytes as base64."""
         doc: dict[str, Any] = {
             "v": self.version,
             "wrapper": self.wrapper,
             "key_id": self.key_id,
             "alg": self.algorithm,
-            "edk": b64(self.encrypted_data_key),
-            "nonce": b64(self.nonce),
-            "ct": b64(self.ciphertext),
+            "edk": base64.b64encode(self.encrypted_data_key).decode(),
+            "nonce": base64.b64encode(self.nonce).decode(),
+            "ct": base64.b64encode(self.ciphertext).decode(),
         }
         if self.extra:
             doc["extra"] = self.extra
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> WrappedKey:
         try:
-            doc = json.loads(text)
+            return cls.from_dict(json.loads(text))
+        except ValueError as e:
+            raise IntegrityError("A sealed key record is malformed; it cannot be unsealed.") from e
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> WrappedKey:
+        try:
             return cls(
                 version=int(doc["v"]),
                 wrapper=doc["wrapper"],
@@ -173,5 +182,5 @@ class WrappedKey:
                 ciphertext=base64.b64decode(doc["ct"]),
                 extra=dict(doc.get("extra", {})),
             )
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise IntegrityError("A sealed key record is malformed; it cannot be unsealed.") from e

@@ -78,7 +78,7 @@ def read_header(body: bytes, *, name: str, revision: int) -> BundleHeader:
     try:
         doc: Any = json.loads(head)
         known = doc["format"] == BUNDLE_FORMAT and doc["v"] == BUNDLE_VERSION
-        sealed = WrappedKey.from_json(json.dumps(doc["sealed"])) if known else None
+        sealed = WrappedKey.from_dict(doc["sealed"]) if known else None
         header_name, header_revision = str(doc["name"]), int(doc["revision"])
     except (ValueError, KeyError, TypeError, IntegrityError):
         raise _malformed(name, revision, "unreadable header") from None
@@ -142,7 +142,7 @@ def _encode(name: str, revision: int, sealed: WrappedKey) -> bytes:
         "v": BUNDLE_VERSION,
         "name": name,
         "revision": revision,
-        "sealed": json.loads(replace(sealed, ciphertext=b"").to_json()),
+        "sealed": replace(sealed, ciphertext=b"").to_dict(),
     }
     line = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     return line + _SEPARATOR + sealed.ciphertext
@@ -157,7 +157,7 @@ def _encode_body(bundle: Bundle) -> bytes:
         "revision": bundle.revision,
         "certificate_pem": _pem_text(bundle.certificate_pem, "certificate_pem"),
         "chain_pem": _pem_text(bundle.chain_pem, "chain_pem"),
-        "sealed_key": json.loads(bundle.sealed_key.to_json()),
+        "sealed_key": bundle.sealed_key.to_dict(),
         "metadata": dict(bundle.metadata),
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -171,7 +171,7 @@ def _decode_body(plaintext: bytes, *, name: str, revision: int) -> Bundle:
             revision=int(doc["revision"]),
             certificate_pem=doc["certificate_pem"].encode("ascii"),
             chain_pem=doc["chain_pem"].encode("ascii"),
-            sealed_key=WrappedKey.from_json(json.dumps(doc["sealed_key"])),
+            sealed_key=WrappedKey.from_dict(doc["sealed_key"]),
             metadata={str(k): str(v) for k, v in doc["metadata"].items()},
         )
     except (ValueError, KeyError, TypeError, AttributeError, IntegrityError):
