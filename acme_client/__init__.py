@@ -1,0 +1,1 @@
+"""The ACME issuer (RFC 8555) on acme + josepy: accounts, orders, solvers, ARI, revocation."""

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from certman.config import Config
 from certman.errors import AlreadyExistsError, CertmanError, ValidationError
+from certman.interfaces import SupportsKeyIssue
 from certman.inventory.audit import EventSpec, append_events
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import RevisionState
@@ -46,11 +47,24 @@ def issue_many(
     lifecycle = Lifecycle(rt)
     validated = list(specs) if prevalidated else validate_all(rt, specs)
     report = BulkReport()
-    for start in range(0, len(validated), batch_size):
-        chunk = validated[start : start + batch_size]
+    # Batching needs an in-process issuer; remote ones (ACME) take the one-by-one path, which
+    # persists each order URL the moment it exists.
+    local = [s for s in validated if isinstance(rt.issuer(s.issuer), SupportsKeyIssue)]
+    remote = [s for s in validated if not isinstance(rt.issuer(s.issuer), SupportsKeyIssue)]
+    for start in range(0, len(local), batch_size):
+        chunk = local[start : start + batch_size]
         _issue_batch(rt, lifecycle, chunk, report)
         if progress is not None:
             progress(len(chunk))
+    for spec in remote:
+        try:
+            lifecycle.plan(spec)
+            lifecycle.advance(spec.name)
+            report.issued.append(spec.name)
+        except CertmanError as error:
+            report.failed[spec.name] = error.message
+        if progress is not None:
+            progress(1)
     return report
 
 

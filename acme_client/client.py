@@ -1,0 +1,357 @@
+"""The ACME client: every request certman makes to the server, as plain values (RFC 8555 7)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import josepy as jose
+import requests
+from acme import challenges, messages
+from acme import client as acme_client
+from cryptography import x509
+
+from acme_client.network import Network
+from acme_client.problems import (
+    AccountGone,
+    AccountUnknown,
+    Where,
+    describe_problem,
+    retry_after_seconds,
+    translated,
+)
+from certman.errors import IssuanceError
+from certman.interfaces import ChallengeRequest
+
+USER_AGENT = "certman-acme"
+PEM_CHAIN = "application/pem-certificate-chain"
+
+
+class NewOrder(messages.NewOrder):
+    """newOrder with RFC 9773 section 5's ``replaces`` (the acme library lacks it)."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderState:
+    """An order as the server last described it (RFC 8555 section 7.1.3)."""
+
+    url: str
+    status: str
+    identifiers: tuple[str, ...]
+    authorizations: tuple[str, ...]
+    finalize: str
+    certificate: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChallengeState:
+    type: str
+    url: str
+    status: str
+    error: str | None = None
+    # The library's challenge object (token, key authorization); never leaves acme_client.
+    chall: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthorizationState:
+    """An authorization (RFC 8555 section 7.1.4); ``identifier`` has no "*." for wildcards."""
+
+    url: str
+    identifier: str
+    wildcard: bool
+    status: str
+    challenges: tuple[ChallengeState, ...]
+    retry_after: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"*.{self.identifier}" if self.wildcard else self.identifier
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirectoryInfo:
+    new_account: str
+    external_account_required: bool
+    renewal_info: str | None
+    profiles: tuple[str, ...]
+
+
+class AcmeClient:
+    """One ACME server, one account key. Thread-safe for concurrent orders.
+
+    ``on_account_gone(url)`` is called when the server no longer knows the account at
+    ``url`` (accountDoesNotExist, e.g. Pebble after a restart); the request is then sent
+    again, once.
+    """
+
+    def __init__(self, where: Where, *, verify: str | bool) -> None:
+        self.where = where
+        self.net = Network(verify=verify, user_agent=USER_AGENT)
+        self.on_account_gone: Callable[[str | None], None] | None = None
+        self._directory: messages.Directory | None = None
+        self._lock = threading.Lock()
+
+    # --- directory and account ---------------------------------------------------------
+
+    def directory(self) -> messages.Directory:
+        """RFC 8555 section 7.1.1, fetched once."""
+        with self._lock:
+            if self._directory is None:
+                with translated(self.where, "reading the directory"):
+                    self._directory = acme_client.ClientV2.get_directory(
+                        self.where.directory, self.net
+                    )
+            return self._directory
+
+    def directory_info(self) -> DirectoryInfo:
+        directory = self.directory()
+        meta = directory.meta
+        with translated(self.where, "reading the directory"):
+            try:
+                renewal_info: str | None = directory["renewalInfo"]  # RFC 9773 section 3
+            except KeyError:
+                renewal_info = None
+            return DirectoryInfo(
+                new_account=directory["newAccount"],
+                external_account_required=bool(meta.external_account_required),
+                renewal_info=renewal_info,
+                profiles=tuple(sorted((meta.profiles or {}).keys())),
+            )
+
+    def use_key(self, key: jose.JWK, account_url: str | None) -> None:
+        """Sign with ``key``; as the account at ``account_url`` (kid) once there is one."""
+        self.net.key = key
+        self.net.alg = _algorithm(key)
+        self.net.account = (
+            messages.RegistrationResource(uri=account_url, body=messages.Registration())
+            if account_url
+            else None
+        )
+
+    def forget_account(self) -> None:
+        """Sign with the key alone (jwk) until the next registration."""
+        self.net.account = None
+
+    @property
+    def account_url(self) -> str | None:
+        return self.net.account.uri if self.net.account is not None else None
+
+    def new_account(self, *, email: str | None, eab: tuple[str, str] | None) -> str:
+        """RFC 8555 section 7.3 (7.3.4 with EAB); returns the account URL."""
+        directory = self.directory()
+        assert self.net.key is not None
+        with translated(self.where, "registering the ACME account"):
+            binding = None
+            if eab is not None:
+                kid, hmac_key = eab
+                binding = messages.ExternalAccountBinding.from_data(
+                    account_public_key=self.net.key.public_key(),
+                    kid=kid,
+                    hmac_key=hmac_key,
+                    directory=directory,
+                )
+            registration = messages.NewRegistration.from_data(
+                email=email, terms_of_service_agreed=True, external_account_binding=binding
+            )
+            self.net.account = None  # newAccount is signed with jwk, never kid
+            v2 = acme_client.ClientV2(directory, self.net)
+            try:
+                account = v2.new_account(registration)
+                url = account.uri
+            except acme_client.errors.ConflictError as existing:
+                url = existing.location  # this key already has an account: reuse it
+        self.use_key(self.net.key, url)
+        return str(url)
+
+    def account_status(self, *, reregister: bool = True) -> str:
+        """POST-as-GET on the account URL (RFC 8555 section 7.3.3's fetch)."""
+        assert self.account_url
+        response = self.post(
+            self.account_url, None, "reading the ACME account", reregister=reregister
+        )
+        return str(response.json().get("status", "unknown"))
+
+    def deactivate_account(self) -> None:
+        """RFC 8555 section 7.3.6: irreversible; the server refuses the key from then on."""
+        assert self.account_url
+        body = messages.UpdateRegistration(status=messages.STATUS_DEACTIVATED)
+        self.post(self.account_url, body, "deactivating the ACME account", reregister=False)
+
+    # --- requests ----------------------------------------------------------------------
+
+    def post(
+        self, url: str, body: Any, action: str, *, reregister: bool = True, **kwargs: Any
+    ) -> requests.Response:
+        """A signed POST (body None: POST-as-GET, RFC 8555 section 6.3)."""
+        new_nonce = self.directory()["newNonce"]
+        for attempt in (1, 2):
+            account_url = self.account_url
+            try:
+                with translated(self.where, action):
+                    return self.net.post(url, body, new_nonce_url=new_nonce, **kwargs)
+            except AccountGone:
+                if attempt == 2 or not reregister or self.on_account_gone is None:
+                    raise AccountUnknown(
+                        f"The ACME server {self.where.directory} does not know certman's "
+                        f"account while {action}; run `certman issuer check "
+                        f"{self.where.issuer}`."
+                    ) from None
+                self.on_account_gone(account_url)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def new_order(
+        self, identifiers: tuple[str, ...], *, replaces: str | None, profile: str | None
+    ) -> OrderState:
+        """RFC 8555 section 7.4 (+ RFC 9773 section 5 ``replaces``, draft profiles)."""
+        body = NewOrder(
+            identifiers=[_identifier(value) for value in identifiers],
+            replaces=replaces,
+            profile=profile,
+        )
+        response = self.post(self.directory()["newOrder"], body, "placing the order")
+        url = response.headers.get("Location")
+        if not url:
+            raise IssuanceError(
+                f"The ACME server {self.where.directory} created an order without a Location."
+            )
+        return self._order(url, response)
+
+    def order(self, url: str) -> OrderState:
+        return self._order(url, self.post(url, None, "reading the order"))
+
+    def authorization(self, url: str) -> AuthorizationState:
+        response = self.post(url, None, "reading an authorization")
+        with translated(self.where, "reading an authorization"):
+            body = messages.Authorization.from_json(response.json())
+            state = AuthorizationState(
+                url=url,
+                identifier=body.identifier.value,
+                wildcard=bool(body.wildcard),
+                status=_status(body.status),
+                challenges=tuple(
+                    ChallengeState(
+                        type=str(c.chall.typ) if hasattr(c.chall, "typ") else "unknown",
+                        url=c.uri,
+                        status=_status(c.status),
+                        error=describe_problem(c.error) if c.error is not None else None,
+                        chall=c.chall,
+                    )
+                    for c in body.challenges
+                ),
+                retry_after=retry_after_seconds(
+                    response.headers.get("Retry-After"), self.where.now()
+                ),
+            )
+        return state
+
+    def challenge_request(
+        self, authz: AuthorizationState, challenge: ChallengeState
+    ) -> ChallengeRequest:
+        """What a solver must publish for ``challenge`` (RFC 8555 sections 8.1, 8.3, 8.4)."""
+        assert self.net.key is not None
+        chall = challenge.chall
+        with translated(self.where, "preparing a challenge"):
+            key_authorization = chall.key_authorization(self.net.key)
+            if isinstance(chall, challenges.DNS01):
+                return ChallengeRequest(
+                    kind="dns-01",
+                    domain=authz.identifier,
+                    token=chall.encode("token"),
+                    key_authorization=key_authorization,
+                    txt_name=chall.validation_domain_name(authz.identifier),
+                    txt_value=chall.validation(self.net.key),
+                )
+            return ChallengeRequest(
+                kind=challenge.type,
+                domain=authz.identifier,
+                token=chall.encode("token"),
+                key_authorization=key_authorization,
+            )
+
+    def answer(self, challenge: ChallengeState) -> None:
+        """RFC 8555 section 7.5.1: POST {} to the challenge URL to ask for validation."""
+        self.post(challenge.url, _EmptyObject(), "answering a challenge")
+
+    def finalize(self, order: OrderState, csr_pem: bytes) -> OrderState:
+        """RFC 8555 section 7.4: send the CSR; the order moves to processing or valid."""
+        body = messages.CertificateRequest(csr=x509.load_pem_x509_csr(csr_pem))
+        return self._order(order.url, self.post(order.finalize, body, "finalizing the order"))
+
+    def certificate(self, url: str) -> str:
+        """RFC 8555 section 7.4.2: the PEM chain, leaf first."""
+        response = self.post(
+            url,
+            None,
+            "downloading the certificate",
+            headers={"Content-Type": self.net.JOSE_CONTENT_TYPE, "Accept": PEM_CHAIN},
+        )
+        return response.text
+
+    def revoke(self, certificate_pem: bytes, reason: int) -> None:
+        """RFC 8555 section 7.6, signed with the account key."""
+        body = messages.Revocation(
+            certificate=x509.load_pem_x509_certificate(certificate_pem), reason=reason
+        )
+        self.post(self.directory()["revokeCert"], body, "revoking the certificate")
+
+    def get(self, url: str, action: str) -> requests.Response:
+        """An unauthenticated GET (RFC 9773 section 4.2: renewalInfo)."""
+        with translated(self.where, action):
+            return self.net.get(url, content_type=self.net.JSON_CONTENT_TYPE)
+
+    def _order(self, url: str, response: requests.Response) -> OrderState:
+        with translated(self.where, "reading the order"):
+            body = messages.Order.from_json(response.json())
+            return OrderState(
+                url=url,
+                status=_status(body.status),
+                identifiers=tuple(_identifier_text(i) for i in body.identifiers or ()),
+                authorizations=tuple(body.authorizations or ()),
+                finalize=body.finalize,
+                certificate=body.certificate,
+                error=describe_problem(body.error) if body.error is not None else None,
+                retry_after=retry_after_seconds(
+                    response.headers.get("Retry-After"), self.where.now()
+                ),
+            )
+
+
+class _EmptyObject(jose.JSONObjectWithFields):
+    """The payload ``{}`` (RFC 8555 section 7.5.1), distinct from POST-as-GET's empty one."""
+
+    def __bool__(self) -> bool:  # acme sends an empty payload for falsy bodies
+        return True
+
+
+def _identifier(value: str) -> messages.Identifier:
+    # RFC 8738: IP identifiers have type "ip"; everything else is "dns" (wildcards included).
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=value)
+    return messages.Identifier(typ=messages.IDENTIFIER_IP, value=value)
+
+
+def _identifier_text(identifier: messages.Identifier) -> str:
+    return str(identifier.value)
+
+
+def _algorithm(key: jose.JWK) -> jose.JWASignature:
+    if isinstance(key, jose.JWKEC):
+        size = key.key.curve.key_size
+        return {256: jose.ES256, 384: jose.ES384}.get(size, jose.ES512)
+    return jose.RS256
+
+
+def _status(status: messages.Status | None) -> str:
+    """RFC 8555 section 7.1.6's status names ("pending", "valid", ...)."""
+    return str(status.name) if status is not None else "unknown"

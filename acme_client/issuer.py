@@ -1,0 +1,216 @@
+"""The ACME issuer: certman's Issuer contract and its optional capabilities, on an RFC 8555 CA."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from acme_client.account import Account
+from acme_client.ari import RenewalInfo, cert_id
+from acme_client.client import AcmeClient
+from acme_client.orders import OrderPlan, obtain
+from acme_client.problems import ProblemError, ServerBusy
+from acme_client.settings import AcmeSettings
+from certman.errors import CertmanError, ConfigError, IssuanceError, ValidationError
+from certman.interfaces import (
+    ChallengeSolver,
+    IssueRequest,
+    IssueResponse,
+    PrecheckRequest,
+    PreflightResult,
+    RenewalInfoRequest,
+    RenewalInfoResponse,
+    RevokeRequest,
+    RevokeResponse,
+)
+
+if TYPE_CHECKING:
+    from certman.service.runtime import Runtime  # the core passes itself in
+
+log = logging.getLogger("certman.acme")
+
+# How long one attempt waits on the server (validation, issuance) before leaving the order
+# to be resumed by the next attempt.
+MIN_ORDER_TIMEOUT = 90.0
+
+
+class CheckableSolver(ChallengeSolver, Protocol):
+    def check(self) -> str:
+        """Say why the solver is ready, or raise a certman error saying why not."""
+        ...
+
+
+class AcmeIssuer:
+    """Issues through one ACME directory with one account; safe for concurrent orders."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        settings: AcmeSettings,
+        client: AcmeClient,
+        account: Account,
+        solver: CheckableSolver,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = settings.name
+        self.runtime = runtime
+        self.settings = settings
+        self.client = client
+        self.account = account
+        self.solver = solver
+        self.ari = RenewalInfo(client)
+        self.sleep = sleep
+
+    # --- Issuer ------------------------------------------------------------------------
+
+    def precheck(self, request: PrecheckRequest) -> None:
+        """Refuse, before any key exists, what the configured challenge cannot prove."""
+        challenge = self.settings.challenge
+        for identifier in request.identifiers:
+            if identifier.startswith("*.") and challenge != "dns-01":
+                raise ValidationError(
+                    f"{identifier} is a wildcard; ACME proves wildcards only with dns-01 "
+                    f'(RFC 8555 section 7.1.3), so set challenge = "dns-01" in '
+                    f"{self.settings.table} or use another issuer."
+                )
+            if _is_ip(identifier) and challenge != "http-01":
+                raise ValidationError(
+                    f"{identifier} is an IP address; ACME proves those with http-01 "
+                    f"(RFC 8738 section 7), not {challenge}; use an http-01 issuer."
+                )
+        self._honour_backoff(request.now)
+        self._profile()  # reaches the directory: unreachable or untrusted fails here
+        if challenge == "http-01":
+            self.solver.check()  # a busy port or a missing webroot: refused before any key
+
+    def issue(self, request: IssueRequest) -> IssueResponse:
+        from certman.pki import split_pem_chain
+
+        self._honour_backoff(request.now)
+        try:
+            self.account.ensure()
+            plan = OrderPlan(
+                request=request,
+                solver=self.solver,
+                challenge=self.settings.challenge,
+                replaces=self._replaces(request),
+                profile=self._profile(),
+                timeout=max(MIN_ORDER_TIMEOUT, self.settings.propagation_timeout.total_seconds()),
+                sleep=self.sleep,
+            )
+            order, chain = obtain(self.client, plan)
+        except ServerBusy as error:
+            self.account.record_backoff(error.retry_after)
+            raise
+        try:
+            parts = split_pem_chain(chain.encode())
+        except ValueError as e:
+            raise IssuanceError(f"The ACME server sent a malformed certificate chain: {e}.") from e
+        if not parts:
+            raise IssuanceError("The ACME server sent an empty certificate chain.")
+        return IssueResponse(
+            certificate_pem=parts[0], chain_pem=b"".join(parts[1:]), order_url=order.url
+        )
+
+    # --- SupportsRevoke ----------------------------------------------------------------
+
+    def revoke(self, request: RevokeRequest) -> RevokeResponse:
+        """RFC 8555 section 7.6; an already revoked certificate is not an error."""
+        self.account.ensure()
+        try:
+            self.client.revoke(request.certificate_pem, request.reason.code)
+        except ProblemError as error:
+            if error.code != "alreadyRevoked":
+                raise
+        return RevokeResponse(revoked_at=request.now)
+
+    # --- SupportsRenewalInfo -----------------------------------------------------------
+
+    def renewal_info(self, request: RenewalInfoRequest) -> RenewalInfoResponse | None:
+        """RFC 9773: the server's suggested window; None without ARI or when it fails."""
+        try:
+            return self.ari.fetch(request)
+        except CertmanError as error:  # advisory: the default renewal time still applies
+            log.warning("renewal information unavailable: %s", error.message)
+            return None
+
+    # --- SupportsPreflight -------------------------------------------------------------
+
+    def preflight(self, now: datetime) -> PreflightResult:
+        from acme_client.preflight import run_checks
+
+        return run_checks(self, now)
+
+    # --- account management ------------------------------------------------------------
+
+    def deactivate(self) -> str:
+        """Deactivate the account at the server; returns its URL."""
+        return self.account.deactivate()
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _honour_backoff(self, now: datetime) -> None:
+        until = self.account.backoff_until()
+        if until is not None and until > now:
+            raise IssuanceError(
+                f"The ACME server {self.settings.directory} asked certman to wait until "
+                f"{until.isoformat()}; certman will try again then.",
+                retryable=True,
+                retry_after=until,
+            )
+
+    def _profile(self) -> str | None:
+        """The configured profile when the server offers profiles (draft-aaron-acme-profiles)."""
+        info = self.client.directory_info()
+        wanted = self.settings.profile
+        if wanted is None or not info.profiles:
+            return None
+        if wanted not in info.profiles:
+            raise ConfigError(
+                f"The ACME server offers no profile {wanted!r} (it offers: "
+                f"{', '.join(info.profiles)}); fix profile in {self.settings.table}."
+            )
+        return wanted
+
+    def _replaces(self, request: IssueRequest) -> str | None:
+        """RFC 9773 section 5: a renewal names the certificate it replaces, if ARI is offered."""
+        if request.replaces:
+            return request.replaces
+        if request.revision <= 1 or self.client.directory_info().renewal_info is None:
+            return None
+        previous = self._previous_certificate(request.name)
+        if previous is None:
+            return None
+        try:
+            return cert_id(previous)
+        except ValidationError:
+            return None
+
+    def _previous_certificate(self, name: str) -> bytes | None:
+        """The certificate this issuance replaces: the active revision in the inventory."""
+        from sqlmodel import select
+
+        from certman.inventory.tables import ManagedCertificate, Revision
+
+        with self.runtime.session() as session:
+            row = session.exec(
+                select(Revision.certificate_pem)
+                .join(ManagedCertificate, ManagedCertificate.id == Revision.certificate_id)  # type: ignore[arg-type]
+                .where(ManagedCertificate.name == name)
+                .where(Revision.number == ManagedCertificate.current_revision)
+            ).first()
+        return row.encode() if row else None
+
+
+def _is_ip(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,213 @@
+"""The adapter boundary: acme, josepy and requests exceptions become certman errors here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import josepy
+import requests
+from acme import errors as acme_errors
+from acme import messages
+
+from certman.errors import (
+    CertmanError,
+    ConfigError,
+    IssuanceError,
+    PolicyError,
+)
+
+ERROR_PREFIX = "urn:ietf:params:acme:error:"
+# RFC 8555 section 6.7 / RFC 9773 section 7.4: problems that say "the request is refused
+# by the CA's policy for this identifier" - a different request could succeed, retrying this
+# one cannot.
+POLICY_PROBLEMS = frozenset({"rejectedIdentifier", "unsupportedIdentifier", "caa"})
+# Problems that a later attempt may not hit again (RFC 8555 section 6.6 for rateLimited).
+RETRYABLE_PROBLEMS = frozenset({"rateLimited", "serverInternal", "badNonce"})
+# When a server asks us to slow down without saying for how long (RFC 8555 section 6.6).
+DEFAULT_RATE_LIMIT_BACKOFF = timedelta(hours=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Where:
+    """What the operator needs in a message: which issuer, which server, which config file."""
+
+    issuer: str
+    directory: str
+    config_path: str
+    now: Callable[[], datetime]
+
+    @property
+    def table(self) -> str:
+        return f"[issuers.{self.issuer}] of {self.config_path}"
+
+
+class AccountGone(CertmanError):
+    """The server answered accountDoesNotExist; the account layer re-registers (internal)."""
+
+
+class AccountUnknown(IssuanceError):
+    """The server does not know the account and certman did not (or could not) re-register."""
+
+
+class ServerBusy(IssuanceError):
+    """rateLimited, 5xx and the like: the server asked for a pause (retryable)."""
+
+
+class ProblemError(IssuanceError):
+    """A permanent refusal by the server; ``code`` is the ACME problem type's last part."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, retryable=False)
+        self.code = code
+
+
+def problem_code(error: messages.Error) -> str:
+    return str(error.typ).removeprefix(ERROR_PREFIX)
+
+
+def describe_problem(error: messages.Error) -> str:
+    """`type: detail` of an RFC 7807 problem, with the identifier and subproblems if any."""
+    text = f"{error.typ}"
+    if error.detail:
+        text += f": {error.detail}"
+    if error.identifier is not None:
+        text += f" (identifier {error.identifier.value})"
+    for sub in error.subproblems or ():
+        text += f"; {describe_problem(sub)}"
+    return text
+
+
+def retry_after_from(value: str | None, now: datetime) -> datetime | None:
+    """Parse an HTTP Retry-After header (RFC 9110 section 10.2.3): seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return now + timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(now, when.replace(microsecond=0))
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    when = retry_after_from(value, now)
+    return None if when is None else max(0.0, (when - now).total_seconds())
+
+
+def translate(error: BaseException, where: Where, action: str) -> CertmanError:
+    """One certman error for any exception raised while ``action`` talked to the server."""
+    if isinstance(error, CertmanError):
+        return error
+    now = where.now()
+    if isinstance(error, messages.Error):
+        return _from_problem(error, where, action, now)
+    if isinstance(error, requests.exceptions.SSLError):
+        return ConfigError(
+            f"TLS to the ACME server {where.directory} failed while {action}: the server's "
+            f"certificate is not trusted ({_short(error)}). If it uses a private CA, set "
+            f"ca_bundle in {where.table} to that CA's PEM file."
+        )
+    if isinstance(error, requests.exceptions.Timeout | requests.exceptions.ConnectionError):
+        return IssuanceError(
+            f"The ACME server {where.directory} is unreachable while {action} "
+            f"({_short(error)}); check directory in {where.table} and the network. "
+            "certman will retry.",
+            retryable=True,
+        )
+    if isinstance(error, requests.exceptions.RequestException):
+        return IssuanceError(
+            f"Talking to the ACME server {where.directory} failed while {action}: {_short(error)}.",
+            retryable=True,
+        )
+    if isinstance(error, acme_errors.ClientError):
+        status, retry_after = _response_facts(error, now)
+        if status is not None and status >= 500:
+            return ServerBusy(
+                f"The ACME server {where.directory} answered HTTP {status} while {action}; "
+                "certman will retry later.",
+                retryable=True,
+                retry_after=retry_after,
+            )
+        detail = f"HTTP {status}" if status is not None else _short(error)
+        return ProblemError(
+            f"The ACME server {where.directory} sent an unexpected answer while {action} "
+            f"({detail}); is directory in {where.table} an ACME directory URL?",
+            code=f"http-{status}",
+        )
+    if isinstance(error, josepy.errors.Error | ValueError | KeyError):
+        return IssuanceError(
+            f"The ACME server {where.directory} sent a malformed answer while {action} "
+            f"({type(error).__name__}: {_short(error)}); is directory in {where.table} "
+            "an ACME directory URL?"
+        )
+    if isinstance(error, acme_errors.Error):
+        return IssuanceError(f"ACME failed while {action}: {_short(error)}.")
+    raise error
+
+
+def _from_problem(error: messages.Error, where: Where, action: str, now: datetime) -> CertmanError:
+    code = problem_code(error)
+    status = getattr(error, "http_status", None)
+    retry_after = retry_after_from(getattr(error, "retry_after_header", None), now)
+    described = describe_problem(error)
+    if code == "accountDoesNotExist":
+        return AccountGone(described)
+    if code in RETRYABLE_PROBLEMS or (isinstance(status, int) and status >= 500):
+        if code == "rateLimited" and retry_after is None:
+            retry_after = now + DEFAULT_RATE_LIMIT_BACKOFF
+        return ServerBusy(
+            f"The ACME server {where.directory} asked certman to try again later while "
+            f"{action} ({described}).",
+            retryable=True,
+            retry_after=retry_after,
+        )
+    if code in POLICY_PROBLEMS:
+        return PolicyError(
+            f"The ACME server {where.directory} refused the request while {action}: "
+            f"{described}. Remove or change that name."
+        )
+    if code in {"externalAccountRequired"}:
+        return ConfigError(
+            f"The ACME server {where.directory} requires External Account Binding "
+            f"({described}); set eab_kid and eab_hmac_env in {where.table}."
+        )
+    return ProblemError(
+        f"The ACME server refused the request while {action}: {described}.", code=code
+    )
+
+
+def _response_facts(error: BaseException, now: datetime) -> tuple[int | None, datetime | None]:
+    for arg in error.args:
+        response = arg[0] if isinstance(arg, tuple) and arg else arg
+        if isinstance(response, requests.Response):
+            return response.status_code, retry_after_from(response.headers.get("Retry-After"), now)
+    return None, None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    # requests nests urllib3's reasons; the innermost one is the readable part.
+    reason = getattr(error, "args", (None,))[0]
+    inner = getattr(reason, "reason", None)
+    if inner is not None:
+        text = str(inner)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextmanager
+def translated(where: Where, action: str) -> Iterator[None]:
+    """Run a block that talks ACME; anything it raises leaves as a certman error."""
+    try:
+        yield
+    except CertmanError:
+        raise
+    except Exception as error:  # every third-party failure is translated, bugs included
+        raise translate(error, where, action) from error

@@ -1,0 +1,1 @@
+"""ACME issuer tests against a real Pebble and pebble-challtestsrv."""

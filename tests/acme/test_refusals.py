@@ -1,0 +1,147 @@
+"""Every refusal gets a clear error and the right exit code, and leaves nothing half-done."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from acme_client.problems import Where, translate
+from certman.errors import ConfigError, IssuanceError, PolicyError
+from certman.inventory.tables import AcmeAccount
+from tests.acme.ari_server import AriServer, Canned
+from tests.acme.conftest import BLOCKED, AcmeHome
+from tests.components.pebble import port_is_free
+
+RATE_LIMITED = {
+    "type": "urn:ietf:params:acme:error:rateLimited",
+    "detail": "too many certificates for this name",
+}
+
+
+def test_an_unreachable_directory_names_the_url_and_plans_nothing(
+    acme_home: AcmeHome, other_port: int
+) -> None:
+    url = f"https://127.0.0.1:{other_port}/dir"
+    acme_home.configure(directory=url)
+    result = acme_home.issue("web", "down.example.com")
+    assert result.exit_code == 1
+    assert f"The ACME server {url} is unreachable" in result.stderr
+    assert "directory in [issuers.pebble]" in result.stderr
+    assert acme_home.certificate("web") is None
+
+
+def test_untrusted_tls_names_ca_bundle_and_plans_nothing(acme_home: AcmeHome) -> None:
+    acme_home.configure(ca_bundle="")  # the system store does not trust Pebble's TLS CA
+    result = acme_home.issue("web", "tls.example.com")
+    assert result.exit_code == 2
+    assert f"TLS to the ACME server {acme_home.pebble.directory_url} failed" in result.stderr
+    assert "set ca_bundle in [issuers.pebble]" in result.stderr
+    assert acme_home.certificate("web") is None
+
+
+def test_a_blocklisted_identifier_is_a_policy_refusal(acme_home: AcmeHome) -> None:
+    acme_home.configure()
+    result = acme_home.issue("web", f"www.{BLOCKED}")
+    assert result.exit_code == 2
+    assert "urn:ietf:params:acme:error:rejectedIdentifier" in result.stderr
+    assert BLOCKED in result.stderr
+    (rev,) = acme_home.revisions("web")
+    assert rev.state == "failed" and rev.certificate_pem is None
+    assert port_is_free(acme_home.pebble.http_port)
+
+
+def test_rate_limited_is_retryable_and_its_retry_after_is_honoured(
+    acme_home: AcmeHome, ari: AriServer
+) -> None:
+    acme_home.configure(directory=ari.directory_url)
+    ari.canned["/order-plz"] = Canned(status=429, body=RATE_LIMITED, headers={"Retry-After": "600"})
+    before = datetime.now(UTC)
+    result = acme_home.issue("web", "busy.example.com")
+    assert result.exit_code == 1
+    assert "try again later" in result.stderr and "rateLimited" in result.stderr
+    assert "too many certificates for this name" in result.stderr
+    (rev,) = acme_home.revisions("web")
+    assert rev.state == "key_sealed", "a retryable failure keeps the revision in flight"
+    assert rev.retry_after is not None and rev.retry_after >= before + timedelta(seconds=590)
+    cert = acme_home.certificate("web")
+    assert cert is not None and cert.next_attempt_at is not None
+    assert cert.next_attempt_at >= rev.retry_after
+    rt = acme_home.runtime()
+    with rt.session() as session:
+        account = session.exec(select(AcmeAccount)).one()
+    assert account.retry_after == rev.retry_after
+    # A later attempt does not even ask the server before Retry-After has passed.
+    orders_before = len(ari.log.new_orders)
+    again = acme_home.issue("web", "busy.example.com")
+    assert again.exit_code == 1 and "asked certman to wait until" in again.stderr
+    assert len(ari.log.new_orders) == orders_before
+
+
+def test_a_server_error_is_retryable(acme_home: AcmeHome, ari: AriServer) -> None:
+    acme_home.configure(directory=ari.directory_url)
+    ari.canned["/order-plz"] = Canned(
+        status=503,
+        body={"type": "urn:ietf:params:acme:error:serverInternal", "detail": "maintenance"},
+    )
+    result = acme_home.issue("web", "down.example.com")
+    assert result.exit_code == 1 and "maintenance" in result.stderr
+    (rev,) = acme_home.revisions("web")
+    assert rev.state == "key_sealed"
+    # No Retry-After: the lifecycle's own back-off applies; an operator may retry at once.
+    resumed = acme_home.issue("web", "down.example.com")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "Resuming" in resumed.stderr
+
+
+def where() -> Where:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    return Where(
+        issuer="le", directory="https://acme.test/dir", config_path="/c.toml", now=lambda: now
+    )
+
+
+def test_translate_keeps_the_problem_type_and_detail() -> None:
+    from acme import messages
+
+    problem = messages.Error.from_json(
+        {"type": "urn:ietf:params:acme:error:badCSR", "detail": "key too small"}
+    )
+    error = translate(problem, where(), "finalizing the order")
+    assert isinstance(error, IssuanceError) and not error.retryable
+    assert "urn:ietf:params:acme:error:badCSR: key too small" in error.message
+
+
+def test_translate_rate_limited_without_retry_after_backs_off_an_hour() -> None:
+    from acme import messages
+
+    problem = messages.Error.from_json({"type": "urn:ietf:params:acme:error:rateLimited"})
+    error = translate(problem, where(), "placing the order")
+    assert error.retryable and error.retry_after == datetime(2030, 1, 1, 1, tzinfo=UTC)
+
+
+def test_translate_honours_an_http_date_retry_after() -> None:
+    from acme import messages
+
+    problem = messages.Error.from_json({"type": "urn:ietf:params:acme:error:rateLimited"})
+    problem.http_status = 429
+    problem.retry_after_header = "Tue, 01 Jan 2030 00:10:00 GMT"
+    error = translate(problem, where(), "placing the order")
+    assert error.retry_after == datetime(2030, 1, 1, 0, 10, tzinfo=UTC)
+
+
+def test_translate_rejected_identifier_is_a_policy_error() -> None:
+    from acme import messages
+
+    problem = messages.Error.from_json(
+        {"type": "urn:ietf:params:acme:error:rejectedIdentifier", "detail": "blocked"}
+    )
+    assert isinstance(translate(problem, where(), "placing the order"), PolicyError)
+
+
+def test_translate_ssl_errors_point_at_ca_bundle() -> None:
+    import requests
+
+    error = translate(requests.exceptions.SSLError("bad cert"), where(), "reading the directory")
+    assert isinstance(error, ConfigError)
+    assert "https://acme.test/dir" in error.message and "ca_bundle" in error.message
