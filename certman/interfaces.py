@@ -261,20 +261,25 @@ class ArchiveStore(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class DeployRequest:
-    """One revision to roll out to one target. ``private_key_pem`` lives only in memory."""
+    """One revision to roll out to one unit of a target (a listener; or the whole target).
+
+    ``private_key_pem`` lives only in memory. ``previous_state`` is what an earlier,
+    interrupted attempt at the same unit recorded.
+    """
 
     name: str
     revision: int
     certificate_pem: bytes
     chain_pem: bytes
     private_key_pem: bytes
+    unit: str = ""
     acm_arn: str | None = None
     previous_state: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeployResponse:
-    """``state`` is what verify and rollback need later (ARN, previous files, listeners)."""
+    """``state`` is what verify and rollback need later (ARN, listener, serial); no secrets."""
 
     changed: bool
     state: Mapping[str, str] = field(default_factory=dict)
@@ -286,6 +291,7 @@ class VerifyRequest:
     name: str
     revision: int
     certificate_pem: bytes
+    unit: str = ""
     state: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -296,10 +302,41 @@ class VerifyResponse:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Material:
+    """A revision's certificate, chain and key (key in memory only): what a rollback restores."""
+
+    revision: int
+    certificate_pem: bytes
+    chain_pem: bytes
+    private_key_pem: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RollbackRequest:
+    """Undo ``deploy`` on one unit. ``previous`` is the revision to restore, when there is one."""
+
     name: str
     revision: int
+    unit: str = ""
     state: Mapping[str, str] = field(default_factory=dict)
+    previous: Material | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRequest:
+    name: str
+    certificate_pem: bytes
+    unit: str = ""
+    acm_arn: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanResponse:
+    """What the unit serves now (serial, not_after; empty when unknown) and what would change."""
+
+    current_serial: str = ""
+    current_not_after: str = ""
+    description: str = ""
 
 
 @runtime_checkable
@@ -311,7 +348,21 @@ class Deployer(Protocol):
     def verify(self, request: VerifyRequest) -> VerifyResponse: ...
 
     def rollback(self, request: RollbackRequest) -> None:
-        """Put the target back as it was before ``deploy``; idempotent."""
+        """Put the unit back as it was before ``deploy``; idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsUnits(Protocol):
+    def units(self) -> list[str]:
+        """The independently switched parts of the target (listeners), canary candidates first."""
+        ...
+
+
+@runtime_checkable
+class SupportsPlan(Protocol):
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        """What the unit serves now; never changes anything."""
         ...
 
 
