@@ -105,8 +105,6 @@ class AriServer:
         if method == "GET" and request.path.startswith("/renewal-info/"):
             self._renewal_info(request)
             return
-        if method == "POST" and request.path.endswith("/order-plz"):
-            self.log.new_orders.append(_jws_payload(body))
         for suffix, canned in list(self.canned.items()):
             if method == "POST" and request.path.endswith(suffix):
                 del self.canned[suffix]
@@ -115,6 +113,9 @@ class AriServer:
                 self._send(request, canned.status, headers, json.dumps(canned.body).encode())
                 return
         status, headers, answer = self._forward(request, method, body)
+        if method == "POST" and request.path.endswith("/order-plz") and status == 201:
+            # only orders the server created: a badNonce retry is not a second order
+            self.log.new_orders.append(_jws_payload(body))
         if method == "GET" and request.path == "/dir" and status == 200:
             directory = json.loads(answer)
             directory["renewalInfo"] = f"https://127.0.0.1:{self.port}/renewal-info"
