@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import typer
 
@@ -60,10 +60,15 @@ def state(ctx: typer.Context) -> CliState:
     return root.obj
 
 
+# typer hands commands its (vendored) click Context, of which typer.Context is a subclass,
+# so an isinstance check against typer.Context never matches: test the base class.
+_CONTEXT_TYPES = tuple(t for t in typer.Context.__mro__ if t is not object)
+
+
 def _debug_enabled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     for value in (*args, *kwargs.values()):
-        if isinstance(value, typer.Context):
-            return state(value).debug
+        if isinstance(value, _CONTEXT_TYPES):
+            return state(cast("typer.Context", value)).debug
     return bool(os.environ.get("CERTMAN_DEBUG"))
 
 

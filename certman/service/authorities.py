@@ -86,6 +86,8 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
     policy = SigningPolicy(
         max_validity=spec.max_validity,
         permitted_domains=domains,
+        # A CA limited to some domains signs no IP address (its name constraints exclude them).
+        allow_ip=not domains,
         crl_url=spec.crl_url or None,
     )
     now = runtime.clock.now()

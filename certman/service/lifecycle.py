@@ -19,7 +19,7 @@ from certman.errors import (
 from certman.interfaces import PrecheckRequest, SupportsPrecheck
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
-from certman.models import KeyType, RevisionState
+from certman.models import KeyType, RevisionState, WrappedKey
 from certman.service import steps
 from certman.service.runtime import Runtime
 
@@ -90,6 +90,7 @@ class Lifecycle:
                     now=self.runtime.clock.now(),
                 )
             )
+        _ = self.runtime.key_wrapper  # a missing master key is refused before anything is planned
         return IssueSpec(
             name=spec.name,
             domains=identifiers,
@@ -128,9 +129,10 @@ class Lifecycle:
             cert.updated_at = now
             session.add(cert)
             session.flush()
-            self._new_revision(session, cert, reason="issue", now=now)
+            rev = self._new_revision(session, cert, reason="issue", now=now)
             session.commit()
-            return cert, True
+        self._notify(spec.name, rev.number, S.PLANNED)
+        return cert, True
 
     def _new_revision(
         self, session: Session, cert: ManagedCertificate, *, reason: str, now: datetime
@@ -154,6 +156,8 @@ class Lifecycle:
 
     def advance(self, name: str) -> Outcome:
         """Walk the certificate's unfinished revision to active; resumable after any crash."""
+        with self.runtime.session() as session:
+            self._check_master_key(session, get_certificate(session, name))
         while True:
             with self.runtime.session() as session:
                 cert = get_certificate(session, name)
@@ -182,6 +186,23 @@ class Lifecycle:
                     _audit_activation(session, now, cert, rev)
                 session.commit()
             self._notify(name, rev.number, S(rev.state))
+
+    def _check_master_key(self, session: Session, cert: ManagedCertificate) -> None:
+        """Raise KeyWrapError, before anything is written, if the master key cannot unseal.
+
+        A missing or replaced master key is the operator's to fix. Found inside a step, it
+        would be recorded as a permanent failure: the certificate marked failed and an
+        in-flight revision (perhaps already issued) abandoned. So it is checked first, on
+        the key sealed most recently.
+        """
+        wrapper = self.runtime.key_wrapper  # loading it refuses a missing master key file
+        for number in (cert.latest_revision, cert.current_revision):
+            rev = _revision(session, cert, number)
+            if rev is not None and rev.sealed_key:
+                wrapper.unwrap(
+                    WrappedKey.from_json(rev.sealed_key), steps.key_context(cert.name, rev.number)
+                )
+                return
 
     def _run_step(self, session: Session, work: steps.Work, state: RevisionState) -> None:
         step = steps.NEXT_STEP[state]
@@ -269,9 +290,13 @@ class Lifecycle:
                         state=S.ACTIVE,
                         message=f"not due until {due.isoformat()}; use --force to renew now",
                     )
-                self._new_revision(session, cert, reason="force" if force else "renew", now=now)
+                self._check_master_key(session, cert)
+                rev = self._new_revision(
+                    session, cert, reason="force" if force else "renew", now=now
+                )
                 cert.updated_at = now
                 session.commit()
+                self._notify(name, rev.number, S.PLANNED)
         return self.advance(name)
 
     def due(self, *, limit: int = 500) -> list[str]:

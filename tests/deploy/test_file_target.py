@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certman.deploy.probe import Endpoint, served_serial
+from certman.deploy.probe import Endpoint, served_serial, wait_for_serial
 from tests.components.nginx import Nginx, free_port
 
 
@@ -30,8 +30,12 @@ def file_target(nginx: Nginx, reload_command: str | None = None, probe: str | No
     )
 
 
-def serving(nginx: Nginx) -> str:
-    return served_serial(Endpoint.parse(nginx.endpoint, where="test"), "www.example.com")
+def serving(nginx: Nginx, expected: str | None = None) -> str:
+    """What nginx serves; with ``expected``, give old workers of a reload a moment to exit."""
+    endpoint = Endpoint.parse(nginx.endpoint, where="test")
+    if expected is not None:
+        wait_for_serial(endpoint, "www.example.com", expected, timeout=10, confirmations=5)
+    return served_serial(endpoint, "www.example.com")
 
 
 def serial_on_disk(nginx: Nginx) -> str:
@@ -50,7 +54,7 @@ def test_issue_deploys_files_and_nginx_serves_the_new_serial(
     add_target(initialised_home, "web", file_target(nginx))
     cli.ok("issue", "site", "-d", "www.example.com", "--target", "web")
     view = show(cli, "site")
-    assert serving(nginx) == view["serial"]
+    assert serving(nginx, view["serial"]) == view["serial"]
     assert serial_on_disk(nginx) == view["serial"]
     assert stat.S_IMODE(nginx.key.stat().st_mode) == 0o600
     assert view["revisions"][0]["state"] == "active"
@@ -65,7 +69,7 @@ def test_renewal_redeploys_and_the_new_serial_is_served(
     cli.ok("renew", "site", "--force")
     second = show(cli, "site")["serial"]
     assert second != first
-    assert serving(nginx) == second
+    assert serving(nginx, second) == second
 
 
 def test_failed_reload_restores_previous_files_and_nginx_keeps_serving_them(

@@ -1,0 +1,128 @@
+"""Identifier names: DNS names with IDNA and wildcards, IP addresses."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from certman.domains import name_within, normalize_name, normalize_names
+from certman.errors import ValidationError
+
+
+def test_dns_names_are_lowercased_and_lose_the_trailing_dot() -> None:
+    assert normalize_name("WWW.Example.COM.").value == "www.example.com"
+
+
+def test_internationalised_names_become_their_a_label() -> None:
+    assert normalize_name("bücher.example").value == "xn--bcher-kva.example"
+
+
+def test_uppercase_internationalised_names_become_the_same_a_label() -> None:
+    assert normalize_name("BÜCHER.example").value == "xn--bcher-kva.example"
+
+
+def test_a_labels_are_kept_as_given() -> None:
+    assert normalize_name("xn--bcher-kva.example").value == "xn--bcher-kva.example"
+
+
+def test_duplicates_are_refused_after_idna_normalisation() -> None:
+    with pytest.raises(ValidationError, match="given twice"):
+        normalize_names(["bücher.example", "xn--bcher-kva.example"])
+
+
+def test_duplicates_are_refused_after_case_and_dot_normalisation() -> None:
+    with pytest.raises(ValidationError, match=re.escape("'Example.com.' is given twice")):
+        normalize_names(["example.com", "Example.com."])
+
+
+def test_duplicate_ip_addresses_are_refused_after_normalisation() -> None:
+    with pytest.raises(ValidationError, match="given twice"):
+        normalize_names(["2001:db8::1", "2001:DB8:0:0::0001"])
+
+
+def test_an_empty_list_of_names_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least one name"):
+        normalize_names([])
+
+
+def test_normalize_names_keeps_the_order_given() -> None:
+    names = normalize_names(["b.example.com", "a.example.com", "192.0.2.1"])
+    assert [n.value for n in names] == ["b.example.com", "a.example.com", "192.0.2.1"]
+
+
+def test_a_wildcard_as_the_whole_left_most_label_is_accepted() -> None:
+    ident = normalize_name("*.Example.com")
+    assert ident.value == "*.example.com"
+    assert ident.is_wildcard
+
+
+def test_a_wildcard_on_an_internationalised_name_keeps_the_star() -> None:
+    assert normalize_name("*.bücher.example").value == "*.xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "text", ["www.*.example.com", "w*.example.com", "*w.example.com", "*.*.example.com", "**.a.b"]
+)
+def test_a_wildcard_that_is_not_the_whole_left_most_label_is_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match=r"wildcard|not a valid DNS name"):
+        normalize_name(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("192.0.2.10", "192.0.2.10"),
+        ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        (" ::1 ", "::1"),
+    ],
+)
+def test_ip_addresses_are_normalised(text: str, expected: str) -> None:
+    ident = normalize_name(text)
+    assert ident.is_ip
+    assert ident.value == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "exa mple.com",
+        "-bad.example.com",
+        "bad-.example.com",
+        "under_score.example.com",
+        "localhost",
+        "a..example.com",
+        "a" * 64 + ".example.com",
+        ".".join(["a" * 60] * 5),  # 304 characters, over 253
+        "192.168.001.1",  # leading zeros: neither an IP address nor a DNS name
+        "example.123",
+        "http://example.com",
+    ],
+)
+def test_invalid_dns_names_are_refused_naming_the_input(text: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        normalize_name(text)
+    assert repr(text) in info.value.message
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_an_empty_name_is_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="empty"):
+        normalize_name(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "domain", "within"),
+    [
+        ("example.com", "example.com", True),
+        ("www.example.com", "example.com", True),
+        ("*.example.com", "example.com", True),
+        ("a.b.example.com", "Example.COM.", True),
+        ("evil.com", "example.com", False),
+        ("notexample.com", "example.com", False),
+        ("example.com.evil.com", "example.com", False),
+    ],
+)
+def test_name_within_checks_label_boundaries(name: str, domain: str, within: bool) -> None:
+    assert name_within(name, domain) is within
