@@ -1,5 +1,7 @@
 """`certman keys`: the master key that seals every private key."""
 
+from typing import Annotated
+
 import typer
 
 from certman.cli.context import handles_errors, state
@@ -11,11 +13,25 @@ app = typer.Typer(help="Key sealing.", no_args_is_help=True)
 @handles_errors
 def rotate(
     ctx: typer.Context,
+    to: Annotated[
+        str | None,
+        typer.Option(help="Move every sealed key to this wrapper: local, aws-kms or pkcs11."),
+    ] = None,
 ) -> None:
-    """Add a master key version and re-wrap every sealed key under it."""
-    from certman.service.rotation import rotate_master_key
+    """Add a master key version and re-wrap every sealed key under it (or, with --to, move
+    every sealed key to another key wrapper)."""
+    from certman.service.rotation import move_keys, rotate_master_key
 
-    report = rotate_master_key(state(ctx).runtime())
+    rt = state(ctx).runtime()
+    if to is not None:
+        moved = move_keys(rt, to)
+        typer.echo(
+            f"{moved.keys_rewrapped} sealed keys re-sealed with {moved.to}. Now set "
+            f'[kms] type = "{moved.to}" in {rt.config.path}; until then new keys are still '
+            f"sealed with {rt.key_wrapper.wrapper_type} (both can be opened)."
+        )
+        return
+    report = rotate_master_key(rt)
     typer.echo(
         f"Master key version {report.new_version} is active; {report.keys_rewrapped} sealed keys "
         "re-wrapped; older versions are retired (kept only to read archived bundles)."

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from certman.cli import audit, bulk, ca, certs, issuers, keys, maintenance
+from certman.cli import acm, audit, bulk, ca, certs, deploy, issuers, keys, maintenance
 from certman.cli.context import CliState
 
 app = typer.Typer(
@@ -55,11 +55,13 @@ def main(
 maintenance.register(app)
 certs.register(app)
 bulk.register(app)
+deploy.register(app)
 app.add_typer(ca.app, name="ca")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(maintenance.archive_app, name="archive")
 app.add_typer(issuers.app, name="issuer")
+app.add_typer(acm.app, name="acm")
 
 
 def run() -> None:

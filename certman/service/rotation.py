@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlmodel import col, select
 
 from certman.errors import ConfigError
-from certman.interfaces import SupportsRewrap
+from certman.interfaces import KeyWrapper, SupportsRewrap
 from certman.inventory.audit import append_event
-from certman.inventory.tables import Authority, ManagedCertificate, Revision
-from certman.models import WrappedKey
+from certman.inventory.tables import AcmeAccount, Authority, ManagedCertificate, Revision
+from certman.models import EncryptionContext, WrappedKey
 from certman.service.authorities import key_context as ca_key_context
 from certman.service.runtime import Runtime
 from certman.service.steps import key_context
@@ -33,7 +34,6 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
     bundles are immutable records (S3 object lock may even forbid rewriting them), so they
     keep the version they were sealed under.
     """
-    from certman.keywrap.envelope import rewrap
 
     wrapper = rt.key_wrapper
     rotate = getattr(wrapper, "rotate", None)
@@ -44,46 +44,7 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
         )
     _check_master_key(rt)
     version = rotate()
-    keys = 0
-    with rt.session() as session:
-        for ca in session.exec(select(Authority)).all():
-            for role, attr in (
-                ("root", "root_sealed_key"),
-                ("intermediate", "intermediate_sealed_key"),
-            ):
-                sealed = WrappedKey.from_json(getattr(ca, attr))
-                if wrapper.needs_rewrap(sealed):
-                    new = rewrap(wrapper, wrapper, sealed, ca_key_context(ca.name, role))
-                    setattr(ca, attr, new.to_json())
-                    keys += 1
-            session.add(ca)
-        session.commit()
-
-    last_id = 0
-    while True:
-        with rt.session() as session:
-            rows = session.exec(
-                select(Revision, ManagedCertificate.name)
-                .join(
-                    ManagedCertificate, col(ManagedCertificate.id) == col(Revision.certificate_id)
-                )
-                .where(col(Revision.id) > last_id)
-                .where(col(Revision.sealed_key).is_not(None))
-                .order_by(col(Revision.id))
-                .limit(BATCH)
-            ).all()
-            if not rows:
-                break
-            for rev, name in rows:
-                assert rev.id is not None and rev.sealed_key is not None
-                last_id = rev.id
-                context = key_context(name, rev.number)
-                sealed = WrappedKey.from_json(rev.sealed_key)
-                if wrapper.needs_rewrap(sealed):
-                    rev.sealed_key = rewrap(wrapper, wrapper, sealed, context).to_json()
-                    keys += 1
-                session.add(rev)
-            session.commit()
+    keys = rewrap_everything(rt, wrapper, wrapper)
     with rt.session() as session:
         append_event(
             session,
@@ -95,6 +56,107 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
         )
         session.commit()
     return RotationReport(new_version=version, keys_rewrapped=keys)
+
+
+def rewrap_everything(rt: Runtime, source: KeyWrapper, target: KeyWrapper) -> int:
+    """Re-seal, under ``target``, every sealed secret ``target`` does not hold yet.
+
+    CA keys, leaf keys, ACME account keys and SSE-C customer keys; batches commit as they
+    go and what is done is skipped, so an interrupted run is finished by running it again.
+    """
+    from certman.keywrap.envelope import rewrap
+
+    def needs(sealed: WrappedKey) -> bool:
+        if isinstance(target, SupportsRewrap):
+            return target.needs_rewrap(sealed)
+        return sealed.wrapper != target.wrapper_type
+
+    def moved(text: str, context: EncryptionContext) -> str | None:
+        sealed = WrappedKey.from_json(text)
+        return rewrap(source, target, sealed, context).to_json() if needs(sealed) else None
+
+    count = 0
+    with rt.session() as session:
+        for ca in session.exec(select(Authority)).all():
+            for role, attr in (
+                ("root", "root_sealed_key"),
+                ("intermediate", "intermediate_sealed_key"),
+            ):
+                new = moved(getattr(ca, attr), ca_key_context(ca.name, role))
+                if new is not None:
+                    setattr(ca, attr, new)
+                    count += 1
+            session.add(ca)
+        for account in session.exec(select(AcmeAccount)).all():
+            context = EncryptionContext(
+                certificate=f"acme:{account.issuer}", revision=0, purpose="acme-account-key"
+            )
+            new = moved(account.sealed_key, context)
+            if new is not None:
+                account.sealed_key = new
+                session.add(account)
+                count += 1
+        session.commit()
+    last_id = 0
+    while True:
+        with rt.session() as session:
+            rows = session.exec(
+                select(Revision, ManagedCertificate.name)
+                .join(
+                    ManagedCertificate, col(ManagedCertificate.id) == col(Revision.certificate_id)
+                )
+                .where(col(Revision.id) > last_id)
+                .order_by(col(Revision.id))
+                .limit(BATCH)
+            ).all()
+            if not rows:
+                return count
+            for rev, name in rows:
+                assert rev.id is not None
+                last_id = rev.id
+                if rev.sealed_key:
+                    new = moved(rev.sealed_key, key_context(name, rev.number))
+                    if new is not None:
+                        rev.sealed_key = new
+                        count += 1
+                extra = json.loads(rev.archive_extra) if rev.archive_extra else {}
+                if extra.get("sse_c_key"):
+                    context = EncryptionContext(
+                        certificate=name, revision=rev.number, purpose="archive-sse-c"
+                    )
+                    new = moved(extra["sse_c_key"], context)
+                    if new is not None:
+                        extra["sse_c_key"] = new
+                        rev.archive_extra = json.dumps(extra)
+                        count += 1
+                session.add(rev)
+            session.commit()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoveReport:
+    to: str
+    keys_rewrapped: int
+
+
+def move_keys(rt: Runtime, to_type: str) -> MoveReport:
+    """`certman keys rotate --to TYPE`: re-seal every secret with another key wrapper.
+
+    Plaintext stays in memory. The runtime can open records of either wrapper, so
+    certman keeps working half-way; afterwards the operator sets [kms] type = TYPE.
+    """
+    if to_type == "local" and not rt.config.master_key_path.exists():
+        from certman.keywrap.local import LocalMasterKey
+
+        LocalMasterKey.create(rt.config.master_key_path)
+    target = rt.build_key_wrapper(to_type)
+    keys = rewrap_everything(rt, rt.key_wrapper, target)
+    with rt.session() as session:
+        append_event(
+            session, rt.clock.now(), "keys.rotate", "key-wrapper", to=to_type, keys_rewrapped=keys
+        )
+        session.commit()
+    return MoveReport(to=to_type, keys_rewrapped=keys)
 
 
 def _check_master_key(rt: Runtime) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -16,6 +16,9 @@ from certman.config import Config
 from certman.errors import ConfigError, NotFoundError
 from certman.interfaces import ArchiveStore, Deployer, Issuer, KeyWrapper
 from certman.registry import BackendRegistry
+
+if TYPE_CHECKING:
+    from certman.aws.clients import AwsClients
 
 
 @dataclass
@@ -42,9 +45,27 @@ class Runtime:
             yield session
 
     @cached_property
+    def aws(self) -> AwsClients:
+        """boto3 clients from [aws], built once and shared by every AWS adapter."""
+        from certman.aws.clients import AwsClients
+
+        return AwsClients.from_settings(self.config.sections["aws"])
+
+    @cached_property
     def key_wrapper(self) -> KeyWrapper:
+        from certman.keywrap.dispatch import WrapperSet
+
         kms = self.config.sections["kms"]
-        build = self.registry.factory("key_wrappers", kms["type"], f"[kms] of {self.config.path}")
+        return WrapperSet(
+            primary=self.build_key_wrapper(kms["type"]),  # type: ignore[return-value]
+            build_other=self.build_key_wrapper,
+        )
+
+    def build_key_wrapper(self, type_name: str) -> KeyWrapper:
+        """A key wrapper of ``type_name`` from the [kms] settings (whatever [kms] type says)."""
+        kms = dict(self.config.sections["kms"])
+        kms["type"] = type_name
+        build = self.registry.factory("key_wrappers", type_name, f"[kms] of {self.config.path}")
         return build(self, kms)  # type: ignore[no-any-return]
 
     @cached_property

@@ -13,7 +13,7 @@ import pytest
 from acme_client.solvers.dns01 import Route53Solver
 from certman.interfaces import ChallengeRequest
 from tests.acme.conftest import AcmeHome, verify_chain
-from tests.acme.moto import MotoServer
+from tests.components.moto_server import MotoServer
 from tests.components.pebble import Pebble, PebbleOptions
 
 HOOK = """#!{python}

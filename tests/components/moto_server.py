@@ -1,4 +1,4 @@
-"""A moto server on a free loopback port for the Route53 tests (tiny; the AWS suite has its own)."""
+"""A moto server process on a free loopback port: AWS APIs for the tests (boto3 via endpoint_url)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ class MotoServer:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("moto_server did not start within 20 s")
+
+    def reset(self) -> None:
+        """Wipe every resource (moto's own API), so each test starts from an empty account."""
+        request = urllib.request.Request(self.endpoint_url + "/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -1,0 +1,157 @@
+"""The `aws-kms` key wrapper: a KMS data key per sealed object, AES-256-GCM locally."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from certman.aws.errors import aws_call
+from certman.errors import ConfigError, KeyWrapError
+from certman.interfaces import PreflightResult
+from certman.keywrap.envelope import open_sealed, seal
+from certman.models import EncryptionContext, WrappedKey
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from certman.service.runtime import Runtime
+
+WRAPPER_TYPE = "aws-kms"
+
+
+@dataclass
+class DataKeyCache:
+    """Bounded reuse of data keys, as the AWS Encryption SDK's caching CMM does.
+
+    Off unless both bounds are set. Entries are partitioned by encryption context (a data
+    key sealed for one certificate/revision/purpose is never reused for another) and
+    dropped after ``max_age`` seconds or ``max_uses`` uses, whichever comes first.
+    """
+
+    max_age: float
+    max_uses: int
+    max_entries: int = 1000
+    _entries: OrderedDict[bytes, tuple[float, int, bytes, bytes, str]] = field(
+        default_factory=OrderedDict
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, partition: bytes) -> tuple[bytes, bytes, str] | None:
+        with self._lock:
+            entry = self._entries.get(partition)
+            if entry is None:
+                return None
+            created, uses, data_key, blob, key_id = entry
+            if time.monotonic() - created > self.max_age or uses >= self.max_uses:
+                del self._entries[partition]
+                return None
+            self._entries[partition] = (created, uses + 1, data_key, blob, key_id)
+            return data_key, blob, key_id
+
+    def put(self, partition: bytes, data_key: bytes, blob: bytes, key_id: str) -> None:
+        with self._lock:
+            self._entries[partition] = (time.monotonic(), 1, data_key, blob, key_id)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+@dataclass
+class KmsKeyWrapper:
+    """KeyWrapper + SupportsRewrap on AWS KMS (GenerateDataKey / Decrypt).
+
+    The EncryptionContext (certificate, revision, purpose) goes to KMS, which binds it to
+    the data key, and is also the AES-GCM AAD of the sealed bytes: a wrong context fails
+    at KMS and at GCM. Plaintext data keys live only in memory.
+    """
+
+    kms: Any
+    key_id: str
+    cache: DataKeyCache | None = None
+    wrapper_type: str = WRAPPER_TYPE
+    _key_arn: str | None = None
+
+    def wrap(self, plaintext: bytes, context: EncryptionContext) -> WrappedKey:
+        partition = context.aad()
+        cached = self.cache.take(partition) if self.cache else None
+        if cached is not None:
+            data_key, blob, key_arn = cached
+        else:
+            with aws_call("kms:GenerateDataKey", self.key_id, KeyWrapError):
+                answer = self.kms.generate_data_key(
+                    KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context.as_dict()
+                )
+            data_key, blob, key_arn = answer["Plaintext"], answer["CiphertextBlob"], answer["KeyId"]
+            self._key_arn = key_arn
+            if self.cache:
+                self.cache.put(partition, data_key, blob, key_arn)
+        return seal(
+            plaintext,
+            context,
+            data_key=data_key,
+            encrypted_data_key=blob,
+            wrapper=WRAPPER_TYPE,
+            key_id=key_arn,
+        )
+
+    def unwrap(self, wrapped: WrappedKey, context: EncryptionContext) -> bytes:
+        if wrapped.wrapper != WRAPPER_TYPE:
+            raise KeyWrapError(
+                f"A key sealed by {wrapped.wrapper!r} was handed to the aws-kms wrapper; "
+                "run `certman keys rotate --to aws-kms` to move every key to KMS."
+            )
+        with aws_call("kms:Decrypt", wrapped.key_id, KeyWrapError):
+            answer = self.kms.decrypt(
+                CiphertextBlob=wrapped.encrypted_data_key,
+                KeyId=wrapped.key_id,
+                EncryptionContext=context.as_dict(),
+            )
+        return open_sealed(wrapped, context, answer["Plaintext"])
+
+    def key_arn(self) -> str:
+        if self._key_arn is None:
+            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError):
+                self._key_arn = self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]["Arn"]
+        return self._key_arn
+
+    def needs_rewrap(self, wrapped: WrappedKey) -> bool:
+        return wrapped.wrapper != WRAPPER_TYPE or wrapped.key_id != self.key_arn()
+
+    def preflight(self, now: datetime) -> PreflightResult:
+        """Is the KMS key there and enabled? (moto still encrypts with a disabled key.)"""
+        try:
+            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError):
+                meta = self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]
+        except KeyWrapError as e:
+            return PreflightResult(ok=False, checks=(("kms key", False, e.message),))
+        enabled = bool(meta.get("Enabled")) and meta.get("KeyState") == "Enabled"
+        message = (
+            f"KMS key {meta['Arn']} is enabled."
+            if enabled
+            else f"KMS key {meta['Arn']} is {meta.get('KeyState')}; enable it or change "
+            "[kms] key_id."
+        )
+        return PreflightResult(ok=enabled, checks=(("kms key", enabled, message),))
+
+
+def build_key_wrapper(runtime: Runtime, settings: Mapping[str, Any]) -> KmsKeyWrapper:
+    where = f"[kms] of {runtime.config.path}"
+    key_id = str(settings.get("key_id") or "")
+    if not key_id:
+        raise ConfigError(
+            f'[kms] type is "aws-kms" but key_id is empty in {where}; set it to '
+            "a KMS key id, ARN or alias (e.g. alias/certman)."
+        )
+    cache = None
+    max_age = runtime.config.duration("kms", "cache_max_age")
+    max_uses = int(settings.get("cache_max_uses") or 0)
+    if max_age is not None and max_uses > 0:
+        cache = DataKeyCache(max_age=max_age.total_seconds(), max_uses=max_uses)
+    elif (max_age is None) != (max_uses <= 0):
+        raise ConfigError(
+            f"Set both cache_max_age and cache_max_uses in {where} to cache data keys, or neither."
+        )
+    return KmsKeyWrapper(kms=runtime.aws.client("kms"), key_id=key_id, cache=cache)

@@ -1,0 +1,60 @@
+"""`certman acm`: sync the region's ACM certificates, import by hand."""
+
+from typing import Annotated
+
+import typer
+
+from certman.cli.context import handles_errors, state
+
+app = typer.Typer(help="AWS Certificate Manager.", no_args_is_help=True)
+
+
+@app.command("sync")
+@handles_errors
+def sync(
+    ctx: typer.Context,
+    region: Annotated[str | None, typer.Option(help="Region [default: [aws] region].")] = None,
+) -> None:
+    """Read every ACM certificate of the region into the inventory; flag drift."""
+    from certman.aws.sync import sync_acm
+
+    report = sync_acm(state(ctx).runtime(), region)
+    typer.echo(f"{len(report.imported)} new, {len(report.updated)} updated.")
+    for name, message in sorted(report.drift.items()):
+        typer.echo(f"drift: {name}: {message}")
+
+
+@app.command("import")
+@handles_errors
+def import_(
+    ctx: typer.Context,
+    name: str,
+    target: Annotated[
+        str | None, typer.Option(help="An acm target [default: the certificate's own].")
+    ] = None,
+) -> None:
+    """Import (or re-import to its ARN) a certificate's active revision into ACM."""
+    from certman.errors import ValidationError
+    from certman.service.deployment import deploy_certificate
+    from certman.service.views import show_certificate
+
+    rt = state(ctx).runtime()
+    with rt.session() as session:
+        view = show_certificate(session, name, rt.clock.now())
+    chosen = target
+    if chosen is None:
+        acm_targets = [
+            t for t in view["targets"] if rt.config.targets.get(t, {}).get("type") == "acm"
+        ]
+        if not acm_targets:
+            raise ValidationError(
+                f"Certificate {name!r} has no acm target; name one with --target "
+                '(an [targets.NAME] with type = "acm").'
+            )
+        chosen = acm_targets[0]
+    elif rt.config.targets.get(chosen, {}).get("type") != "acm":
+        raise ValidationError(f"Target {chosen!r} is not an acm target.")
+    deploy_certificate(rt, name, [chosen])
+    with rt.session() as session:
+        view = show_certificate(session, name, rt.clock.now())
+    typer.echo(f"{name}: revision {view['revision']} in ACM as {view['acm_arn']}.")

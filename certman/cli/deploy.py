@@ -1,0 +1,55 @@
+"""`certman deploy NAME` and `certman deploy plan NAME`: staged, verified rollouts."""
+
+from typing import Annotated
+
+import typer
+
+from certman.cli.context import emit_json, handles_errors, state
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy")(deploy)
+
+
+@handles_errors
+def deploy(
+    ctx: typer.Context,
+    words: Annotated[
+        list[str], typer.Argument(help="NAME to deploy, or `plan NAME` to show what would change.")
+    ],
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Only this target (repeat).")
+    ] = None,
+    canary: Annotated[
+        str | None, typer.Option(help="The unit (listener ARN or target) to switch first.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With plan: print JSON.")] = False,
+) -> None:
+    """Deploy a certificate's active revision: canary first, verify, then waves; roll back
+    every switched target when a verify fails."""
+    from certman.errors import ValidationError
+    from certman.service.deployment import deploy_certificate, deploy_plan
+
+    rt = state(ctx).runtime()
+    if words[0] == "plan":
+        if len(words) != 2:
+            raise ValidationError("Usage: certman deploy plan NAME [--target T] [--json].")
+        plan = deploy_plan(rt, words[1], target, canary)
+        if as_json:
+            emit_json(plan)
+            return
+        typer.echo(f"{plan['name']} revision {plan['revision']}:")
+        for step in plan["steps"]:
+            where = f"{step['target']} ({step['unit']})" if step["unit"] else step["target"]
+            current = step["current_serial"] or "nothing"
+            typer.echo(
+                f"  wave {step['wave']}: {where} [{step['type']}]: {current} -> "
+                f"{step['new_serial']} (until {step['new_not_after']}); {step['change']}"
+            )
+        return
+    if len(words) != 1:
+        raise ValidationError("Usage: certman deploy NAME [--target T] [--canary UNIT].")
+    if as_json:
+        raise ValidationError("--json goes with `certman deploy plan NAME`.")
+    targets = deploy_certificate(rt, words[0], target, canary)
+    typer.echo(f"{words[0]}: deployed to {', '.join(targets)} and verified.")

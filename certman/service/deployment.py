@@ -1,0 +1,139 @@
+"""`certman deploy`: roll the active revision out again, or show the plan, without renewing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlmodel import select
+
+from certman.errors import CertmanError, ValidationError
+from certman.interfaces import PlanRequest, SupportsPlan
+from certman.inventory.audit import append_event
+from certman.inventory.tables import ManagedCertificate, Revision
+from certman.service.lifecycle import get_certificate
+from certman.service.runtime import Runtime
+from certman.service.steps import Work
+
+
+def _active(rt: Runtime, name: str) -> tuple[ManagedCertificate, Revision, Revision | None]:
+    with rt.session() as session:
+        cert = get_certificate(session, name)
+        revisions = {
+            r.number: r
+            for r in session.exec(select(Revision).where(Revision.certificate_id == cert.id)).all()
+        }
+    rev = revisions.get(cert.current_revision)
+    if rev is None or rev.certificate_pem is None:
+        raise ValidationError(f"Certificate {name!r} has no active revision to deploy.")
+    previous = max(
+        (
+            r
+            for n, r in revisions.items()
+            if n < rev.number and r.certificate_pem and r.state != "failed"
+        ),
+        key=lambda r: r.number,
+        default=None,
+    )
+    return cert, rev, previous
+
+
+def _targets(cert: ManagedCertificate, only: list[str] | None) -> list[str]:
+    bound = json.loads(cert.targets)
+    if not only:
+        if not bound:
+            raise ValidationError(
+                f"Certificate {cert.name!r} has no targets; bind some with --target at issue "
+                "time or name one with --target."
+            )
+        return bound
+    return list(dict.fromkeys(only))
+
+
+def deploy_plan(
+    rt: Runtime, name: str, only: list[str] | None = None, canary: str | None = None
+) -> dict[str, Any]:
+    """What a deployment would change, wave by wave; touches nothing."""
+    from certman.deploy.rollout import target_order, waves
+    from certman.pki import certificate_facts
+
+    cert, rev, _ = _active(rt, name)
+    assert rev.certificate_pem is not None
+    facts = certificate_facts(rev.certificate_pem.encode())
+    plan = []
+    for number, wave in enumerate(waves(rt, target_order(rt, _targets(cert, only)), canary), 1):
+        for unit in wave:
+            deployer = rt.deployer(unit.target)
+            current = (
+                deployer.plan(
+                    PlanRequest(
+                        name=name,
+                        certificate_pem=rev.certificate_pem.encode(),
+                        unit=unit.unit,
+                        acm_arn=cert.acm_arn,
+                    )
+                )
+                if isinstance(deployer, SupportsPlan)
+                else None
+            )
+            current_serial = current.current_serial if current else ""
+            plan.append(
+                {
+                    "wave": number,
+                    "target": unit.target,
+                    "type": unit.target_type,
+                    "unit": unit.unit,
+                    "current_serial": current_serial or None,
+                    "current_not_after": (current.current_not_after if current else "") or None,
+                    "new_serial": facts.serial,
+                    "new_not_after": facts.not_after.isoformat().replace("+00:00", "Z"),
+                    "change": "none"
+                    if current_serial == facts.serial
+                    else (current.description if current else "deploy"),
+                }
+            )
+    return {"name": name, "revision": rev.number, "steps": plan}
+
+
+def deploy_certificate(
+    rt: Runtime, name: str, only: list[str] | None = None, canary: str | None = None
+) -> list[str]:
+    """Roll the active revision out to its targets (or ``only`` these), verified, reversible."""
+    from certman.deploy.rollout import roll_out
+
+    cert, rev, previous = _active(rt, name)
+    targets = _targets(cert, only)
+    for target in targets:
+        rt.deployer(target)  # unknown targets are refused before anything changes
+    rev.deploy_state = None  # an explicit deployment switches every unit again
+    work = Work(cert=cert, rev=rev, previous=previous)
+    now = rt.clock.now()
+    try:
+        roll_out(rt, work, targets, canary=canary)
+    except CertmanError as error:
+        with rt.session() as session:
+            append_event(
+                session,
+                now,
+                "deploy.failed",
+                name,
+                revision=rev.number,
+                targets=targets,
+                error=error.message,
+            )
+            session.commit()
+        raise
+    with rt.session() as session:
+        session.add(cert)
+        session.add(rev)
+        append_event(
+            session,
+            rt.clock.now(),
+            "certificate.deploy",
+            name,
+            revision=rev.number,
+            targets=targets,
+            acm_arn=cert.acm_arn,
+        )
+        session.commit()
+    return targets

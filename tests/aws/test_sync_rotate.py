@@ -1,0 +1,124 @@
+"""`certman acm sync` (unmanaged certificates, drift) and moving keys between wrappers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlmodel import select
+
+from certman.config import load_config
+from certman.inventory.tables import Authority, Revision
+from certman.models import WrappedKey
+from certman.service.home import init_home
+from certman.service.runtime import Runtime
+from tests.aws.conftest import Aws, aws_config, write_config
+from tests.conftest import Cli
+
+
+def self_signed(name: str) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+def listing(cli: Cli) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {c["name"]: c for c in json.loads(cli.ok("list", "--json").stdout)}
+
+
+def test_acm_sync_lists_unmanaged_certificates_with_source_acm(aws_cli: Cli, aws: Aws) -> None:
+    cert, key = self_signed("legacy.example.com")
+    arn = aws.client("acm").import_certificate(Certificate=cert, PrivateKey=key)["CertificateArn"]
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    out = aws_cli.ok("acm", "sync").stdout
+    assert "1 new, 1 updated." in out
+    rows = listing(aws_cli)
+    legacy = next(r for r in rows.values() if r["acm_arn"] == arn)
+    assert legacy["source"] == "acm" and legacy["domains"] == ["legacy.example.com"]
+    assert legacy["status"] == "active" and legacy["not_after"]
+    assert rows["web"]["source"] == "managed" and rows["web"]["drift"] is None
+    # a second sync changes nothing and adds nothing
+    assert "0 new, 2 updated." in aws_cli.ok("acm", "sync").stdout
+    result = aws_cli("renew", legacy["name"])
+    assert result.exit_code == 2 and "not managed by certman" in result.stderr
+
+
+def test_acm_sync_flags_a_certificate_changed_outside_certman(aws_cli: Cli, aws: Aws) -> None:
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    arn = listing(aws_cli)["web"]["acm_arn"]
+    cert, key = self_signed("www.example.com")
+    aws.client("acm").import_certificate(CertificateArn=arn, Certificate=cert, PrivateKey=key)
+    out = aws_cli.ok("acm", "sync").stdout
+    assert "drift: web:" in out and "changed outside certman" in out
+    assert "changed outside certman" in listing(aws_cli)["web"]["drift"]
+
+
+def test_acm_sync_flags_a_certificate_deleted_outside_certman(aws_cli: Cli, aws: Aws) -> None:
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    arn = listing(aws_cli)["web"]["acm_arn"]
+    aws.client("acm").delete_certificate(CertificateArn=arn)
+    assert "deleted outside certman" in aws_cli.ok("acm", "sync").stdout
+
+
+def wrappers(rt: Runtime) -> set[str]:
+    with rt.session() as session:
+        sealed = [r.sealed_key for r in session.exec(select(Revision)).all() if r.sealed_key]
+        for ca in session.exec(select(Authority)).all():
+            sealed += [ca.root_sealed_key, ca.intermediate_sealed_key]
+    return {WrappedKey.from_json(s).wrapper for s in sealed}
+
+
+def test_keys_move_from_local_to_kms_and_back(home: Path, aws: Aws, tmp_path: Path) -> None:
+    aws.kms_key()
+    write_config(
+        home,
+        aws_config(aws, kms=False, sse=None, acm=False) + '\n[kms]\nkey_id = "alias/certman"\n',
+    )
+    init_home(load_config(home, home / "certman.toml"), ca_key_type=None)
+    cli = Cli(home)
+    cli.ok("issue", "web", "-d", "www.example.com")
+    rt = Runtime(config=load_config(home, home / "certman.toml"))
+    assert wrappers(rt) == {"local"}
+
+    out = cli.ok("keys", "rotate", "--to", "aws-kms").stdout
+    assert 'type = "aws-kms"' in out
+    assert wrappers(rt) == {"aws-kms"}
+    # certman works before the operator switches [kms] type: both kinds can be opened
+    cli.ok("export", "web", "--out", str(tmp_path / "a"))
+    config = home / "certman.toml"
+    config.write_text(config.read_text().replace("[kms]\n", '[kms]\ntype = "aws-kms"\n'))
+    cli.ok("renew", "web", "--force")
+    assert "archive" in cli.ok("archive", "verify").stdout  # revision 1's bundle is local-sealed
+
+    cli.ok("keys", "rotate", "--to", "local")
+    assert wrappers(rt) == {"local"}
+    config.write_text(config.read_text().replace('type = "aws-kms"\n', ""))
+    cli.ok("export", "web", "--out", str(tmp_path / "b"), "--force")
+    exported = serialization.load_pem_private_key(
+        (tmp_path / "b" / "privkey.pem").read_bytes(), None
+    )
+    leaf = x509.load_pem_x509_certificate((tmp_path / "b" / "cert.pem").read_bytes())
+    assert exported.public_key() == leaf.public_key()
+    audit = json.loads(cli.ok("audit", "list", "--json").stdout)
+    moves = [e for e in audit if e["action"] == "keys.rotate"]
+    assert [m["details"]["to"] for m in moves] == ["aws-kms", "local"]
