@@ -77,11 +77,14 @@ def aws_call(
         ) from None
     except ParamValidationError:
         # Its text quotes the parameters, which may hold a key: never show it.
-        raise error(f"certman sent invalid parameters for {action} on {resource}; "
-                    "this is a bug in certman, please report it.") from None
+        raise error(
+            f"certman sent invalid parameters for {action} on {resource}; "
+            "this is a bug in certman, please report it."
+        ) from None
     except BotoCoreError as e:
-        raise error(f"AWS {action} on {resource} failed: {type(e).__name__}.",
-                    retryable=True) from None
+        raise error(
+            f"AWS {action} on {resource} failed: {type(e).__name__}.", retryable=True
+        ) from None
 
 
 def _client_error(

@@ -75,6 +75,14 @@ def waves(rt: Runtime, targets: list[str], canary: str | None = None) -> list[li
     return plan
 
 
+def precheck_targets(rt: Runtime, targets: list[str], acm_arn: str | None) -> None:
+    """Refuse, before anything is switched, what a target can tell will fail (quotas)."""
+    for target in targets:
+        precheck = getattr(rt.deployer(target), "precheck", None)
+        if precheck is not None:
+            precheck(acm_arn)
+
+
 def target_order(rt: Runtime, targets: list[str]) -> list[str]:
     """ACM targets first, then the others in the order given."""
     kinds = {t: str(rt.config.targets.get(t, {}).get("type", "")) for t in targets}
@@ -98,6 +106,7 @@ def roll_out(rt: Runtime, work: Work, targets: list[str], *, canary: str | None 
     switched: list[Unit] = []
     plan = waves(rt, target_order(rt, targets), canary)
     all_units = [u for wave in plan for u in wave]
+    precheck_targets(rt, targets, cert.acm_arn)
     try:
         for wave in plan:
             pending = [u for u in wave if done.get(u.key, {}).get("verified") != "yes"]
@@ -118,6 +127,7 @@ def roll_out(rt: Runtime, work: Work, targets: list[str], *, canary: str | None 
                     )
                 )
                 states[unit.key] = dict(response.state)
+                done[unit.key] = states[unit.key]  # what a rollback of this unit needs
                 if states[unit.key].get("acm_arn"):
                     cert.acm_arn = states[unit.key]["acm_arn"]
             for unit in pending:
@@ -172,6 +182,10 @@ def _roll_back(rt: Runtime, work: Work, units: list[Unit], done: dict[str, dict[
         except CertmanError as e:
             failures.append(f"{unit.key}: {e.message}")
     work.rev.deploy_state = None
+    if previous is None and any(done.get(u.key, {}).get("created") == "yes" for u in units):
+        work.cert.acm_arn = None  # the ACM certificate made for this first issuance is gone
+    if work.checkpoint is not None:
+        work.checkpoint()
     if failures:
         return "Rollback incomplete: " + "; ".join(failures)
     restored = f"revision {previous.revision}" if previous else "their previous state"

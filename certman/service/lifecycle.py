@@ -78,8 +78,10 @@ class Lifecycle:
                 f"--renew-before ({spec.renew_before}) must be shorter than --validity "
                 f"({spec.validity}), or the certificate would renew continuously."
             )
-        for target in spec.targets:
-            self.runtime.deployer(target)
+        if spec.targets:
+            from certman.deploy.rollout import precheck_targets
+
+            precheck_targets(self.runtime, list(spec.targets), None)
         issuer = self.runtime.issuer(spec.issuer)
         if isinstance(issuer, SupportsPrecheck):
             issuer.precheck(

@@ -1,4 +1,4 @@
-"""A moto server process on a free loopback port: AWS APIs for the tests (boto3 via endpoint_url)."""
+"""A moto server process on a free loopback port: AWS APIs for tests, through endpoint_url."""
 
 from __future__ import annotations
 

@@ -143,3 +143,30 @@ def test_unknown_target_is_refused(cli, initialised_home: Path) -> None:  # type
     assert result.exit_code == 2
     assert "Unknown target 'nowhere'" in result.stderr
     assert json.loads(cli.ok("list", "--json").stdout) == []
+
+
+def test_deploy_command_rolls_out_the_active_revision(
+    cli, initialised_home: Path, nginx: Nginx
+) -> None:  # type: ignore[no-untyped-def]
+    cli.ok("issue", "site", "-d", "www.example.com")
+    add_target(initialised_home, "web", file_target(nginx))
+    placeholder = serial_on_disk(nginx)
+    plan = json.loads(cli.ok("deploy", "plan", "site", "--target", "web", "--json").stdout)
+    (step,) = plan["steps"]
+    serial = show(cli, "site")["serial"]
+    assert (step["target"], step["current_serial"], step["new_serial"]) == (
+        "web",
+        placeholder,
+        serial,
+    )
+    assert serial_on_disk(nginx) == placeholder, "a plan changes nothing"
+    cli.ok("deploy", "site", "--target", "web")
+    assert serving(nginx, serial) == serial
+    audit = json.loads(cli.ok("audit", "list", "--json").stdout)
+    assert audit[-1]["action"] == "certificate.deploy"
+
+
+def test_deploy_without_any_target_is_refused(cli, initialised_home: Path) -> None:  # type: ignore[no-untyped-def]
+    cli.ok("issue", "site", "-d", "www.example.com")
+    result = cli("deploy", "site")
+    assert result.exit_code == 2 and "has no targets" in result.stderr
