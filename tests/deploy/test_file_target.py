@@ -88,7 +88,7 @@ def test_failed_reload_restores_previous_files_and_nginx_keeps_serving_them(
     assert "reload command" in result.stderr and "Traceback" not in result.stderr
     assert serial_on_disk(nginx) == before["serial"]
     assert nginx.key.read_bytes() == key_before
-    assert serving(nginx) == before["serial"]
+    assert serving(nginx, before["serial"]) == before["serial"]
     after = show(cli, "site")
     assert after["serial"] == before["serial"] and after["revision"] == 1
     assert [r["state"] for r in after["revisions"]] == ["active", "failed"]
