@@ -1,4 +1,10 @@
-"""botocore exceptions translated into certman errors, with the fix in the message."""
+"""botocore exceptions translated into certman errors, with the fix in the message.
+
+Only the modules of certman/aws (and the AWS deploy targets) call boto3; each call runs
+inside ``aws_call``, so no botocore exception ever leaves them. Throttling and 5xx are
+retried by botocore first (standard retry mode, see clients.py); what is still failing
+is a *retryable* certman error, so the lifecycle backs off and tries again later.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,12 @@ _DENIED = {
     "AccessDenied",
     "AccessDeniedException",
     "UnauthorizedOperation",
+    "AuthorizationError",
+}
+_BAD_CREDENTIALS = {
     "UnrecognizedClientException",
     "InvalidClientTokenId",
+    "InvalidAccessKeyId",
     "ExpiredToken",
     "ExpiredTokenException",
     "SignatureDoesNotMatch",
@@ -30,6 +40,7 @@ _MISSING = {
     "NotFoundException",
     "NoSuchBucket",
     "NoSuchKey",
+    "NoSuchVersion",
     "ResourceNotFoundException",
     "NoSuchEntity",
     "ListenerNotFound",
@@ -38,22 +49,44 @@ _MISSING = {
     "404",
     "NotFound",
 }
+_TRANSIENT = {
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "KMSInternalException",
+    "KeyUnavailableException",
+    "DependencyTimeoutException",
+    "RequestTimeout",
+}
+# AWS error messages name resources, never secrets; still, keep them short.
+_DETAIL_LIMIT = 200
 
 
 @contextmanager
 def aws_call(
-    action: str, resource: str, error: type[CertmanError] = OperationError
+    action: str,
+    resource: str,
+    error: type[CertmanError] = OperationError,
+    *,
+    missing: str = "check the name in the configuration",
 ) -> Iterator[None]:
-    """Run one AWS call; any botocore failure leaves as ``error`` with an operator's hint."""
+    """Run one AWS call; any botocore failure leaves as ``error`` with an operator's hint.
+
+    ``action`` is the IAM action ("kms:Decrypt"), ``resource`` what it acted on, and
+    ``missing`` what to do when AWS says that resource does not exist.
+    """
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
         ParamValidationError,
         PartialCredentialsError,
         ProfileNotFound,
+        ReadTimeoutError,
     )
 
     try:
@@ -61,18 +94,22 @@ def aws_call(
     except ClientError as e:
         code = str(e.response.get("Error", {}).get("Code", ""))
         detail = str(e.response.get("Error", {}).get("Message", "")).rstrip(".")
-        raise _client_error(action, resource, code, detail, error) from None
-    except (NoCredentialsError, PartialCredentialsError, ProfileNotFound) as e:
+        raise client_error(action, resource, code, detail[:_DETAIL_LIMIT], error, missing) from None
+    except (NoCredentialsError, PartialCredentialsError) as e:
         raise error(
             f"No usable AWS credentials for {action} ({e}); set [aws] profile, AWS_PROFILE or "
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run certman with an instance role."
         ) from None
+    except ProfileNotFound as e:
+        raise error(
+            f"The AWS profile for {action} does not exist ({e}); fix [aws] profile or AWS_PROFILE."
+        ) from None
     except NoRegionError:
         raise error(f"No AWS region for {action}; set [aws] region.") from None
-    except EndpointConnectionError as e:
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError):
         raise error(
-            f"Cannot reach the AWS endpoint for {action} ({e.kwargs.get('endpoint_url', '')}); "
-            "check the network and [aws] endpoint_url.",
+            f"Cannot reach AWS for {action} on {resource}; check the network and [aws] "
+            "endpoint_url. certman will retry later.",
             retryable=True,
         ) from None
     except ParamValidationError:
@@ -83,46 +120,55 @@ def aws_call(
         ) from None
     except BotoCoreError as e:
         raise error(
-            f"AWS {action} on {resource} failed: {type(e).__name__}.", retryable=True
+            f"AWS {action} on {resource} failed: {type(e).__name__}; certman will retry later.",
+            retryable=True,
         ) from None
 
 
-def _client_error(
-    action: str, resource: str, code: str, detail: str, error: type[CertmanError]
+def client_error(
+    action: str,
+    resource: str,
+    code: str,
+    detail: str,
+    error: type[CertmanError],
+    missing: str = "check the name in the configuration",
 ) -> CertmanError:
+    """The certman error for one AWS error code (also used by tests, with made-up codes)."""
     said = f" ({code}: {detail})" if detail else f" ({code})"
     if code in _DENIED:
         return error(
-            f"AWS denied {action} on {resource}{said}; grant that permission to the "
-            "credentials certman uses."
+            f"AWS denied {action} on {resource}{said}; grant {action} on it to the IAM "
+            "identity certman runs as."
+        )
+    if code in _BAD_CREDENTIALS:
+        return error(
+            f"AWS rejected the credentials for {action}{said}; renew them or fix "
+            "[aws] profile / AWS_ACCESS_KEY_ID."
         )
     if code in _THROTTLED:
         return error(
-            f"AWS throttled {action} on {resource}{said}; certman will retry later.", retryable=True
+            f"AWS throttled {action} on {resource}{said} even after retries; certman will "
+            "retry later.",
+            retryable=True,
         )
     if code in _MISSING:
-        return error(f"{resource} does not exist{said}; check the name in the configuration.")
-    if code == "DisabledException":
+        return error(f"{resource} does not exist{said}; {missing}.")
+    if code in {"DisabledException", "KMS.DisabledException"}:
         return error(
-            f"KMS key {resource} is disabled{said}; enable it (kms enable-key) or set "
+            f"KMS key {resource} is disabled{said}; enable it (aws kms enable-key) or set "
             "[kms] key_id to an enabled key."
         )
-    if code in {"KMSInvalidStateException", "KMSInvalidState"}:
+    if code in {"KMSInvalidStateException", "KMSInvalidState", "KMS.KMSInvalidStateException"}:
         return error(
             f"KMS key {resource} cannot be used now{said}; it may be pending deletion "
-            "(cancel-key-deletion) or disabled."
+            "(aws kms cancel-key-deletion) or pending import."
         )
-    if code == "InvalidCiphertextException":
+    if code in {"InvalidCiphertextException", "IncorrectKeyException"}:
         return error(
             f"KMS refused to decrypt for {resource}: it was sealed for another "
             "certificate, revision or purpose, or it was altered."
         )
-    if code.startswith("5") or code in {
-        "InternalError",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "KMSInternalException",
-    }:
+    if code.startswith("5") or code in _TRANSIENT:
         return error(
             f"AWS failed {action} on {resource}{said}; certman will retry later.", retryable=True
         )

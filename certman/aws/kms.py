@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from certman.aws.errors import aws_call
 from certman.errors import ConfigError, KeyWrapError
 from certman.interfaces import PreflightResult
-from certman.keywrap.envelope import open_sealed, seal
+from certman.keywrap.envelope import check_format, open_sealed, seal
 from certman.models import EncryptionContext, WrappedKey
 
 if TYPE_CHECKING:
@@ -21,42 +21,80 @@ if TYPE_CHECKING:
     from certman.service.runtime import Runtime
 
 WRAPPER_TYPE = "aws-kms"
+_MISSING = "set [kms] key_id to an existing key id, ARN or alias (e.g. alias/certman)"
+_GONE = (
+    "the KMS key that sealed it was deleted, so it cannot be opened any more; restore the "
+    "secret from a backup sealed under another key"
+)
 
 
 @dataclass
 class DataKeyCache:
     """Bounded reuse of data keys, as the AWS Encryption SDK's caching CMM does.
 
-    Off unless both bounds are set. Entries are partitioned by encryption context (a data
-    key sealed for one certificate/revision/purpose is never reused for another) and
-    dropped after ``max_age`` seconds or ``max_uses`` uses, whichever comes first.
+    Off unless both bounds are set. Entries are partitioned by encryption context: a data
+    key made for one certificate/revision/purpose is never used for another, and every
+    object sealed with it still has that context as its AES-GCM AAD (and a fresh nonce).
+    Sealing reuses a data key GenerateDataKey returned; unsealing reuses a data key Decrypt
+    returned, keyed by its encrypted blob and the context. Entries are dropped after
+    ``max_age`` seconds or ``max_uses`` uses, whichever comes first, and the least recently
+    used go when there are more than ``max_entries``. Plaintext data keys live only here,
+    in memory.
     """
 
     max_age: float
     max_uses: int
     max_entries: int = 1000
-    _entries: OrderedDict[bytes, tuple[float, int, bytes, bytes, str]] = field(
-        default_factory=OrderedDict
-    )
+    clock: Callable[[], float] = time.monotonic
+    _entries: OrderedDict[tuple[str, bytes, bytes], _Entry] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, partition: bytes) -> tuple[bytes, bytes, str] | None:
-        with self._lock:
-            entry = self._entries.get(partition)
-            if entry is None:
-                return None
-            created, uses, data_key, blob, key_id = entry
-            if time.monotonic() - created > self.max_age or uses >= self.max_uses:
-                del self._entries[partition]
-                return None
-            self._entries[partition] = (created, uses + 1, data_key, blob, key_id)
-            return data_key, blob, key_id
+        """A data key to seal with under this context (plaintext, blob, KMS key ARN)."""
+        entry = self._take(("seal", b"", partition))
+        return (entry.data_key, entry.blob, entry.key_arn) if entry else None
 
     def put(self, partition: bytes, data_key: bytes, blob: bytes, key_id: str) -> None:
+        self._put(("seal", b"", partition), _Entry(self.clock(), 1, data_key, blob, key_id))
+
+    def take_opened(self, blob: bytes, partition: bytes) -> bytes | None:
+        """The plaintext of ``blob`` as Decrypt returned it for this context, if cached."""
+        entry = self._take(("open", blob, partition))
+        return entry.data_key if entry else None
+
+    def put_opened(self, blob: bytes, partition: bytes, data_key: bytes) -> None:
+        self._put(("open", blob, partition), _Entry(self.clock(), 1, data_key, blob, ""))
+
+    def size(self) -> int:
+        return len(self._entries)
+
+    def _take(self, key: tuple[str, bytes, bytes]) -> _Entry | None:
         with self._lock:
-            self._entries[partition] = (time.monotonic(), 1, data_key, blob, key_id)
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if self.clock() - entry.created > self.max_age or entry.uses >= self.max_uses:
+                del self._entries[key]
+                return None
+            entry.uses += 1
+            self._entries.move_to_end(key)
+            return entry
+
+    def _put(self, key: tuple[str, bytes, bytes], entry: _Entry) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+
+@dataclass
+class _Entry:
+    created: float
+    uses: int
+    data_key: bytes = field(repr=False)
+    blob: bytes
+    key_arn: str
 
 
 @dataclass
@@ -75,18 +113,22 @@ class KmsKeyWrapper:
     _key_arn: str | None = None
 
     def wrap(self, plaintext: bytes, context: EncryptionContext) -> WrappedKey:
+        if not self.key_id:
+            raise ConfigError(
+                "Sealing with aws-kms needs a KMS key: set [kms] key_id (e.g. alias/certman)."
+            )
         partition = context.aad()
-        cached = self.cache.take(partition) if self.cache else None
+        cached = self.cache.take(partition) if self.cache is not None else None
         if cached is not None:
             data_key, blob, key_arn = cached
         else:
-            with aws_call("kms:GenerateDataKey", self.key_id, KeyWrapError):
+            with aws_call("kms:GenerateDataKey", self.key_id, KeyWrapError, missing=_MISSING):
                 answer = self.kms.generate_data_key(
                     KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context.as_dict()
                 )
             data_key, blob, key_arn = answer["Plaintext"], answer["CiphertextBlob"], answer["KeyId"]
             self._key_arn = key_arn
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put(partition, data_key, blob, key_arn)
         return seal(
             plaintext,
@@ -103,17 +145,22 @@ class KmsKeyWrapper:
                 f"A key sealed by {wrapped.wrapper!r} was handed to the aws-kms wrapper; "
                 "run `certman keys rotate --to aws-kms` to move every key to KMS."
             )
-        with aws_call("kms:Decrypt", wrapped.key_id, KeyWrapError):
-            answer = self.kms.decrypt(
-                CiphertextBlob=wrapped.encrypted_data_key,
-                KeyId=wrapped.key_id,
-                EncryptionContext=context.as_dict(),
-            )
-        return open_sealed(wrapped, context, answer["Plaintext"])
+        check_format(wrapped, context)
+        blob, partition = wrapped.encrypted_data_key, context.aad()
+        data_key = self.cache.take_opened(blob, partition) if self.cache is not None else None
+        if data_key is None:
+            with aws_call("kms:Decrypt", wrapped.key_id, KeyWrapError, missing=_GONE):
+                answer = self.kms.decrypt(
+                    CiphertextBlob=blob, KeyId=wrapped.key_id, EncryptionContext=context.as_dict()
+                )
+            data_key = answer["Plaintext"]
+            if self.cache is not None:
+                self.cache.put_opened(blob, partition, data_key)
+        return open_sealed(wrapped, context, data_key)
 
     def key_arn(self) -> str:
         if self._key_arn is None:
-            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError):
+            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError, missing=_MISSING):
                 self._key_arn = self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]["Arn"]
         return self._key_arn
 
@@ -123,7 +170,7 @@ class KmsKeyWrapper:
     def preflight(self, now: datetime) -> PreflightResult:
         """Is the KMS key there and enabled? (moto still encrypts with a disabled key.)"""
         try:
-            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError):
+            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError, missing=_MISSING):
                 meta = self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]
         except KeyWrapError as e:
             return PreflightResult(ok=False, checks=(("kms key", False, e.message),))
@@ -140,7 +187,9 @@ class KmsKeyWrapper:
 def build_key_wrapper(runtime: Runtime, settings: Mapping[str, Any]) -> KmsKeyWrapper:
     where = f"[kms] of {runtime.config.path}"
     key_id = str(settings.get("key_id") or "")
-    if not key_id:
+    # With another [kms] type this wrapper only opens what KMS sealed before a move
+    # (`certman keys rotate --to local`): each record names its KMS key, key_id may be empty.
+    if not key_id and runtime.config.get("kms", "type") == WRAPPER_TYPE:
         raise ConfigError(
             f'[kms] type is "aws-kms" but key_id is empty in {where}; set it to '
             "a KMS key id, ARN or alias (e.g. alias/certman)."

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from certman.service.runtime import Runtime
 
 SSE_MODES = ("s3", "kms", "c")
+# put_many: S3 is latency-bound, a few uploads in flight hide most of it.
+PUT_CONCURRENCY = 8
+_BUCKET = "create the bucket or fix [archive] bucket"
+_OBJECT = "restore it from a previous object version or a backup"
 
 
 @dataclass
@@ -33,8 +38,14 @@ class S3ArchiveStore:
     the certificate, revision and purpose "archive-sse-c") and returned in the ref's
     ``extra`` for the inventory; the key goes with every put, get and head. certman refuses
     to read such an object without its key itself (moto, unlike S3, would not).
-    ``client_side``: the whole object, header included, is sealed once more before upload,
-    so not even the certificate's name and revision are readable from the bucket.
+    ``client_side``: bundles are already sealed by the key wrapper (archive/bundle.py), but
+    their first line is a readable header (certificate name, revision, wrapper, KMS key
+    ARN, encrypted data key). With client_side the whole bundle, header included, is sealed
+    once more under its own data key (purpose "archive-object") before upload, so a reader
+    of the bucket learns nothing from the body; the object metadata (certificate, revision,
+    fingerprint) stays readable, as S3 needs it to list and find objects.
+    Every read checks the SHA-256 of what was stored; in a versioned bucket the ref names
+    the object version written, so a later overwrite cannot change what a revision reads.
     """
 
     s3: Any
@@ -75,7 +86,10 @@ class S3ArchiveStore:
                 "revision": str(request.revision),
                 "fingerprint": str(request.metadata.get("fingerprint", "")),
                 "sha256": sha256,
+                "sse": self.sse,
             },
+            # S3 checks the body against this as it arrives (a torn upload is refused).
+            "ChecksumAlgorithm": "SHA256",
         }
         if self.sse == "s3":
             args["ServerSideEncryption"] = "AES256"
@@ -91,7 +105,7 @@ class S3ArchiveStore:
             )
             extra["sse_c_key"] = sealed.to_json()
             args.update(_sse_c(customer_key))
-        with aws_call("s3:PutObject", f"s3://{self.bucket}/{key}", ArchiveError):
+        with aws_call("s3:PutObject", f"s3://{self.bucket}/{key}", ArchiveError, missing=_BUCKET):
             answer = self.s3.put_object(**args)
         if answer.get("VersionId"):
             extra["version_id"] = str(answer["VersionId"])
@@ -105,9 +119,17 @@ class S3ArchiveStore:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": ref.location}
         if ref.extra.get("version_id"):
             args["VersionId"] = ref.extra["version_id"]
-        args.update(self._sse_c_args(ref, name, revision))
-        with aws_call("s3:GetObject", f"s3://{self.bucket}/{ref.location}", IntegrityError):
-            body = self.s3.get_object(**args)["Body"].read()
+        sse_c = self._sse_c_args(ref, name, revision)
+        args.update(sse_c)
+        where = f"s3://{self.bucket}/{ref.location}"
+        with aws_call("s3:GetObject", where, IntegrityError, missing=_OBJECT):
+            answer = self.s3.get_object(**args)
+            stored_sse = answer.get("Metadata", {}).get("sse", "")
+            if stored_sse == "c" and not sse_c:
+                # S3 itself refuses this with 400; moto does not, so certman checks too.
+                answer["Body"].close()
+                raise _keyless(where)
+            body = answer["Body"].read()
         if hashlib.sha256(body).hexdigest() != ref.sha256:
             raise IntegrityError(
                 f"Archive object s3://{self.bucket}/{ref.location} was modified (SHA-256 "
@@ -122,28 +144,51 @@ class S3ArchiveStore:
     def head(self, ref: ArchiveRef) -> Mapping[str, Any]:
         name, revision = _name_revision(ref.location)
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": ref.location}
+        if ref.extra.get("version_id"):
+            args["VersionId"] = ref.extra["version_id"]
         args.update(self._sse_c_args(ref, name, revision))
-        with aws_call("s3:HeadObject", f"s3://{self.bucket}/{ref.location}", IntegrityError):
-            return dict(self.s3.head_object(**args))
+        where = f"s3://{self.bucket}/{ref.location}"
+        with aws_call("s3:HeadObject", where, IntegrityError, missing=_OBJECT):
+            head = dict(self.s3.head_object(**args))
+        if head.get("Metadata", {}).get("sse") == "c" and "SSECustomerKey" not in args:
+            raise _keyless(where)
+        return head
+
+    def put_many(self, requests: Sequence[ArchivePutRequest]) -> list[ArchiveRef]:
+        """Store many bundles with a few uploads in flight; refs in the order of ``requests``.
+
+        Every bundle is stored when this returns; on an error some may be stored already,
+        which is harmless: no revision refers to them until its ref is recorded.
+        """
+        if len(requests) <= 1:
+            return [self.put(r) for r in requests]
+        with ThreadPoolExecutor(max_workers=min(PUT_CONCURRENCY, len(requests))) as pool:
+            return list(pool.map(self.put, requests))
 
     def copy(self, ref: ArchiveRef, destination: str) -> None:
         """Server-side copy (e.g. to another prefix), keeping SSE-C keys on both sides."""
         name, revision = _name_revision(ref.location)
+        source: dict[str, str] = {"Bucket": self.bucket, "Key": ref.location}
+        if ref.extra.get("version_id"):
+            source["VersionId"] = ref.extra["version_id"]
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": destination,
-            "CopySource": {"Bucket": self.bucket, "Key": ref.location},
+            "CopySource": source,
         }
         sse_c = self._sse_c_args(ref, name, revision)
         if sse_c:
             args.update(sse_c)
             args.update({f"CopySource{k}": v for k, v in sse_c.items()})
-        with aws_call("s3:CopyObject", f"s3://{self.bucket}/{ref.location}", ArchiveError):
+        with aws_call(
+            "s3:CopyObject", f"s3://{self.bucket}/{ref.location}", ArchiveError, missing=_OBJECT
+        ):
             self.s3.copy_object(**args)
 
     def list(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
-        with aws_call("s3:ListObjectsV2", f"s3://{self.bucket}/{self.prefix}", ArchiveError):
+        where = f"s3://{self.bucket}/{self.prefix}"
+        with aws_call("s3:ListObjectsV2", where, ArchiveError, missing=_BUCKET):
             for page in self.s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix
             ):
@@ -154,16 +199,20 @@ class S3ArchiveStore:
         sealed = ref.extra.get("sse_c_key")
         if not sealed:
             if self.sse == "c":
-                raise IntegrityError(
-                    f"Archive object s3://{self.bucket}/{ref.location} is SSE-C encrypted but "
-                    "the inventory holds no customer key for it; certman will not read it "
-                    "without its key."
-                )
+                raise _keyless(f"s3://{self.bucket}/{ref.location}")
             return {}
         key = self.key_wrapper.unwrap(
             WrappedKey.from_json(sealed), _context(name, revision, "archive-sse-c")
         )
         return _sse_c(key)
+
+
+def _keyless(where: str) -> IntegrityError:
+    return IntegrityError(
+        f"Archive object {where} is SSE-C encrypted but the inventory holds no customer key "
+        "for it; certman will not read it without its key. Restore the revision's archive "
+        "record (archive_extra) from a database backup."
+    )
 
 
 def _sse_c(customer_key: bytes) -> dict[str, Any]:

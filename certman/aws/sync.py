@@ -8,25 +8,24 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
-from certman.aws.acm import acm_serial
+from certman.aws.acm import KEY_TYPES, acm_serial
+from certman.aws.clients import region_of
 from certman.aws.errors import aws_call
 from certman.errors import OperationError
 from certman.inventory.audit import append_event
-from certman.inventory.tables import ManagedCertificate
+from certman.inventory.tables import ManagedCertificate, Revision
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime
 
-# ListCertificates returns only RSA-2048 certificates unless asked for every key type.
-KEY_TYPES = [
-    "RSA_1024",
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "EC_prime256v1",
-    "EC_secp384r1",
-    "EC_secp521r1",
-]
+# ACM's KeyAlgorithm in certman's key type words, where certman has one.
+_KEY_TYPES = {
+    "RSA_2048": "rsa-2048",
+    "RSA_3072": "rsa-3072",
+    "RSA_4096": "rsa-4096",
+    "EC_prime256v1": "ec-p256",
+    "EC_secp384r1": "ec-p384",
+}
 _STATUS = {
     "ISSUED": "active",
     "EXPIRED": "expired",
@@ -46,9 +45,16 @@ class SyncReport:
 
 
 def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
+    """Mirror every ACM certificate of ``region`` (default [aws] region) in the inventory.
+
+    Unmanaged certificates get (or update) a row with source "acm"; managed ones get their
+    ACM status, type and InUseBy, and ``drift`` when ACM no longer holds the serial certman
+    deployed, or no longer has the ARN. Rows of certificates in other regions are left alone.
+    """
+    region = region or rt.aws.region
     acm = rt.aws.client("acm", region)
     described = {}
-    with aws_call("acm:ListCertificates", region or rt.aws.region, OperationError):
+    with aws_call("acm:ListCertificates", region, OperationError):
         for page in acm.get_paginator("list_certificates").paginate(
             Includes={"keyTypes": KEY_TYPES}
         ):
@@ -62,7 +68,7 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
         rows = session.exec(
             select(ManagedCertificate).where(col(ManagedCertificate.acm_arn).is_not(None))
         ).all()
-        by_arn = {r.acm_arn: r for r in rows}
+        by_arn = {r.acm_arn: r for r in rows if r.acm_arn and region_of(r.acm_arn) == region}
         for arn, cert in described.items():
             row = by_arn.get(arn)
             facts = _facts(cert)
@@ -76,13 +82,14 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
             if row.source == "acm":
                 row.domains = json.dumps(facts["domains"])
                 row.issuer = str(cert.get("Issuer") or "acm")
-                row.key_type = str(cert.get("KeyAlgorithm") or "")
+                algorithm = str(cert.get("KeyAlgorithm") or "")
+                row.key_type = _KEY_TYPES.get(algorithm, algorithm)[:16]
                 row.status = _STATUS.get(str(cert.get("Status")), "pending")
                 row.serial = facts["serial"]
                 row.not_before = cert.get("NotBefore")
                 row.not_after = cert.get("NotAfter")
                 row.renewal_due_at = None
-            elif facts["serial"] != row.serial:
+            elif facts["serial"] not in _deployed_serials(session, row):
                 row.drift = (
                     f"ACM holds serial {facts['serial']}, not certman's {row.serial}: "
                     "the certificate was changed outside certman."
@@ -108,13 +115,23 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
             session,
             now,
             "acm.sync",
-            region or rt.aws.region,
+            region,
             imported=len(report.imported),
             updated=len(report.updated),
             drift=sorted(report.drift),
         )
         session.commit()
     return report
+
+
+def _deployed_serials(session: Any, row: ManagedCertificate) -> set[str | None]:
+    """The active revision's serial, and a renewal's that may be imported but not active yet."""
+    latest = session.exec(
+        select(Revision.serial)
+        .where(Revision.certificate_id == row.id)
+        .where(Revision.number == row.latest_revision)
+    ).first()
+    return {row.serial, latest}
 
 
 def _facts(cert: dict[str, Any]) -> dict[str, Any]:
@@ -126,3 +143,20 @@ def _facts(cert: dict[str, Any]) -> dict[str, Any]:
 
 def _name_for(arn: str) -> str:
     return "acm-" + arn.rsplit("/", 1)[-1]
+
+
+def forget_acm_arn(rt: Runtime, name: str, arn: str) -> None:
+    """Drop an ARN that no longer exists from a certificate (before importing it anew)."""
+    from certman.service.lifecycle import get_certificate
+
+    now = rt.clock.now()
+    with rt.session() as session:
+        row = get_certificate(session, name)
+        if row.acm_arn != arn:
+            return
+        row.acm_arn = None
+        row.drift = None
+        row.updated_at = now
+        session.add(row)
+        append_event(session, now, "acm.arn_forgotten", name, acm_arn=arn)
+        session.commit()

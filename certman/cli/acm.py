@@ -33,7 +33,9 @@ def import_(
         str | None, typer.Option(help="An acm target [default: the certificate's own].")
     ] = None,
 ) -> None:
-    """Import (or re-import to its ARN) a certificate's active revision into ACM."""
+    """Import (or re-import to its ARN) a certificate's active revision into ACM; one whose
+    ARN was deleted outside certman is imported under a new ARN."""
+    from certman.aws.sync import forget_acm_arn
     from certman.errors import ValidationError
     from certman.service.deployment import deploy_certificate
     from certman.service.views import show_certificate
@@ -54,7 +56,17 @@ def import_(
         chosen = acm_targets[0]
     elif rt.config.targets.get(chosen, {}).get("type") != "acm":
         raise ValidationError(f"Target {chosen!r} is not an acm target.")
+    old_arn = view["acm_arn"]
+    deployer = rt.deployer(chosen)
+    if old_arn and not getattr(deployer, "exists", lambda _arn: True)(old_arn):
+        # Deleted outside certman: asking by hand is the request for a new ARN (rule 3).
+        forget_acm_arn(rt, name, old_arn)
+        typer.echo(f"{old_arn} no longer exists in ACM; importing under a new ARN.", err=True)
     deploy_certificate(rt, name, [chosen])
     with rt.session() as session:
         view = show_certificate(session, name, rt.clock.now())
     typer.echo(f"{name}: revision {view['revision']} in ACM as {view['acm_arn']}.")
+    if old_arn and view["acm_arn"] != old_arn:
+        typer.echo(
+            f"The ARN changed: point the listeners that used {old_arn} at the new one.", err=True
+        )

@@ -108,22 +108,30 @@ def _table(rows: list[dict[str, Any]]) -> None:
     if not rows:
         typer.echo("No certificates.")
         return
-    headers = ["NAME", "STATUS", "ISSUER", "REV", "NOT AFTER", "RENEWAL DUE", "DOMAINS"]
+    headers = ["NAME", "STATUS", "ISSUER", "SOURCE", "REV", "NOT AFTER", "RENEWAL DUE", "DOMAINS"]
+    with_arn = any(r.get("acm_arn") for r in rows)
+    if with_arn:
+        headers.append("ACM ARN")
     lines = [
         [
             r["name"],
             r["status"],
             r["issuer"],
+            r["source"],
             str(r["revision"]),
             r["not_after"] or "-",
             r["renewal_due_at"] or "-",
             ",".join(r["domains"]),
         ]
+        + ([r.get("acm_arn") or "-"] if with_arn else [])
         for r in rows
     ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
     for line in [headers, *lines]:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    for r in rows:
+        if r.get("drift"):
+            typer.echo(f"drift: {r['name']}: {r['drift']}")
 
 
 @handles_errors

@@ -25,10 +25,16 @@ def rotate(
     rt = state(ctx).runtime()
     if to is not None:
         moved = move_keys(rt, to)
+        current = rt.key_wrapper.wrapper_type
+        typer.echo(f"{moved.keys_rewrapped} sealed keys re-sealed with {moved.to}.")
+        if current == moved.to:
+            typer.echo(f'[kms] type is already "{moved.to}": nothing else to do.')
+            return
         typer.echo(
-            f"{moved.keys_rewrapped} sealed keys re-sealed with {moved.to}. Now set "
-            f'[kms] type = "{moved.to}" in {rt.config.path}; until then new keys are still '
-            f"sealed with {rt.key_wrapper.wrapper_type} (both can be opened)."
+            f'Now set [kms] type = "{moved.to}" in {rt.config.path}. Until then certman '
+            f"keeps sealing new keys with {current} (it opens both kinds); run this command "
+            "again after the switch to move those too. Archived bundles stay sealed as they "
+            f"were: keep the {current} key available to read them."
         )
         return
     report = rotate_master_key(rt)

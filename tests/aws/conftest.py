@@ -27,15 +27,25 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 
 
 @pytest.fixture(autouse=True)
-def aws_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+def aws_env(
+    moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> MotoServer:
+    """An empty moto account, dummy credentials, and nothing read from the real ~/.aws."""
     moto.reset()
+    nowhere = tmp_path_factory.getbasetemp() / "no-aws-config"
     for var, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(nowhere),
+        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        # moto answers what it does not implement with HTTP 500: do not retry it.
+        "AWS_MAX_ATTEMPTS": "1",
     }.items():
         monkeypatch.setenv(var, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
     return moto
 
 

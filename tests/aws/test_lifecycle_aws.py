@@ -100,3 +100,54 @@ def test_no_plaintext_key_in_home_database_or_bucket(
         assert b"PRIVATE KEY" not in blob
         assert der not in blob
         assert scalar not in blob
+
+
+def test_no_plaintext_key_in_any_object_version_with_sse_c_and_client_side(
+    home: Path, aws: Aws
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from certman.service.authorities import key_context as ca_key_context
+    from certman.service.runtime import Runtime
+    from certman.service.steps import unseal_private_key
+
+    aws.kms_key()
+    aws.bucket(versioned=True)
+    write_config(home, aws_config(aws, sse="c", client_side=True))
+    init_home(load_config(home, home / "certman.toml"), ca_key_type=None)
+    cli = Cli(home)
+    cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    cli.ok("renew", "web", "--force")
+
+    # every private key certman holds, unsealed here in memory only
+    rt = Runtime(config=load_config(home, home / "certman.toml"))
+    with rt.session() as session:
+        revisions = session.exec(select(Revision)).all()
+        ca = session.exec(select(Authority)).one()
+    ders = [unseal_private_key(rt, "web", rev) for rev in revisions]
+    for role in ("root", "intermediate"):
+        sealed = WrappedKey.from_json(getattr(ca, f"{role}_sealed_key"))
+        ders.append(rt.key_wrapper.unwrap(sealed, ca_key_context(ca.name, role)))
+    rt.engine.dispose()
+    needles = [b"PRIVATE KEY"]
+    for der in ders:
+        key = serialization.load_der_private_key(der, None)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        needles += [der, pem.splitlines()[1]]  # the DER, and a line of its PEM body
+        needles.append(key.private_numbers().private_value.to_bytes(32, "big"))  # type: ignore[union-attr]
+
+    blobs = {str(p): p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    assert any(name.endswith("certman.db") for name in blobs)
+    s3 = aws.client("s3")
+    versions = s3.list_object_versions(Bucket="certman-archive")["Versions"]
+    assert len(versions) == 2
+    for v in versions:
+        body = s3.get_object(Bucket="certman-archive", Key=v["Key"], VersionId=v["VersionId"])
+        blobs[f"s3:{v['Key']}@{v['VersionId']}"] = body["Body"].read()  # moto ignores SSE-C
+    for where, blob in blobs.items():
+        for needle in needles:
+            assert needle not in blob, f"plaintext key material in {where}"

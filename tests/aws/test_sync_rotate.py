@@ -122,3 +122,20 @@ def test_keys_move_from_local_to_kms_and_back(home: Path, aws: Aws, tmp_path: Pa
     audit = json.loads(cli.ok("audit", "list", "--json").stdout)
     moves = [e for e in audit if e["action"] == "keys.rotate"]
     assert [m["details"]["to"] for m in moves] == ["aws-kms", "local"]
+
+
+def test_list_shows_the_source_the_arn_and_the_drift(aws_cli: Cli, aws: Aws) -> None:
+    cert, key = self_signed("legacy.example.com")
+    arn = aws.client("acm").import_certificate(Certificate=cert, PrivateKey=key)["CertificateArn"]
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    managed_arn = listing(aws_cli)["web"]["acm_arn"]
+    aws.client("acm").delete_certificate(CertificateArn=managed_arn)
+    aws_cli.ok("acm", "sync")
+    lines = aws_cli.ok("list").stdout.splitlines()
+    assert lines[0].split()[:4] == ["NAME", "STATUS", "ISSUER", "SOURCE"]
+    assert lines[0].rstrip().endswith("ACM ARN")
+    legacy = next(line for line in lines if arn in line)
+    assert " acm " in legacy
+    web = next(line for line in lines if line.startswith("web "))
+    assert " managed " in web and managed_arn in web
+    assert any(line.startswith("drift: web:") for line in lines)

@@ -1,0 +1,187 @@
+"""Every AWS failure reaches the operator as one clear sentence, and nothing is half-written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import botocore.endpoint
+import pytest
+from sqlmodel import select
+
+from certman.aws.clients import AwsClients
+from certman.aws.kms import KmsKeyWrapper
+from certman.errors import ConfigError, DeployError, KeyWrapError
+from certman.inventory.tables import ManagedCertificate, Revision
+from certman.models import EncryptionContext, KeyType
+from certman.service.lifecycle import IssueSpec, Lifecycle
+from certman.service.runtime import Runtime
+from tests.aws.conftest import REGION, Aws
+from tests.aws.faults import Fault
+from tests.conftest import Cli
+
+CTX = EncryptionContext(certificate="web", revision=1, purpose="private-key")
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """botocore's retry back-off delays, recorded instead of slept."""
+    delays: list[float] = []
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", delays.append)
+    return delays
+
+
+def kms_client(aws: Aws, attempts: int) -> object:
+    clients = AwsClients(region=REGION, endpoint_url=aws.endpoint_url, max_attempts=attempts)
+    return clients.client("kms")
+
+
+def spec(name: str = "web", targets: tuple[str, ...] = ()) -> IssueSpec:
+    return IssueSpec(
+        name=name,
+        domains=("www.example.com",),
+        issuer="default",
+        key_type=KeyType.EC_P256,
+        validity=timedelta(days=30),
+        targets=targets,
+    )
+
+
+def revision_row(rt: Runtime, name: str = "web") -> Revision:
+    with rt.session() as session:
+        cert = session.exec(select(ManagedCertificate).where(ManagedCertificate.name == name)).one()
+        return session.exec(select(Revision).where(Revision.certificate_id == cert.id)).one()
+
+
+def objects(aws: Aws) -> list[str]:
+    answer = aws.client("s3").list_objects_v2(Bucket="certman-archive")
+    return [o["Key"] for o in answer.get("Contents", [])]
+
+
+@pytest.fixture
+def rt(aws_runtime: Runtime, aws: Aws) -> Iterator[Runtime]:
+    """The home's runtime with clients that retry throttling up to 3 attempts."""
+    aws_runtime.aws = AwsClients(  # type: ignore[misc]
+        region=REGION, endpoint_url=aws.endpoint_url, max_attempts=3
+    )
+    yield aws_runtime
+
+
+def test_throttling_is_retried_with_backoff_by_botocore(aws: Aws, sleeps: list[float]) -> None:
+    aws.kms_key()
+    kms = kms_client(aws, attempts=3)
+    fault = Fault(kms, "GenerateDataKey", "ThrottlingException", times=2)
+    sealed = KmsKeyWrapper(kms=kms, key_id="alias/certman").wrap(b"secret", CTX)
+    assert sealed.wrapper == "aws-kms"
+    assert fault.calls == 3 and len(sleeps) == 2  # two back-offs, then the answer
+
+
+def test_throttling_that_persists_is_retryable_and_the_revision_waits(
+    rt: Runtime, aws: Aws, sleeps: list[float]
+) -> None:
+    Fault(rt.aws.client("kms"), "GenerateDataKey", "ThrottlingException")
+    lifecycle = Lifecycle(rt)
+    lifecycle.plan(spec())
+    with pytest.raises(KeyWrapError) as caught:
+        lifecycle.advance("web")
+    assert caught.value.retryable
+    assert "throttled kms:GenerateDataKey" in caught.value.message
+    rev = revision_row(rt)
+    assert rev.state == "planned" and rev.sealed_key is None
+    with rt.session() as session:
+        cert = session.exec(select(ManagedCertificate)).one()
+    assert cert.next_attempt_at is not None and cert.status == "pending"
+
+
+def test_a_disabled_kms_key_stops_the_issuance_before_anything_is_written(
+    rt: Runtime, aws: Aws
+) -> None:
+    # moto still encrypts with a disabled key; AWS answers DisabledException
+    Fault(rt.aws.client("kms"), "GenerateDataKey", "DisabledException")
+    lifecycle = Lifecycle(rt)
+    lifecycle.plan(spec(targets=("acm",)))
+    with pytest.raises(KeyWrapError, match=r"is disabled .*enable it") as caught:
+        lifecycle.advance("web")
+    assert not caught.value.retryable
+    rev = revision_row(rt)
+    assert rev.state == "failed" and rev.sealed_key is None and rev.archive_location is None
+    assert objects(aws) == []
+    assert aws.client("acm").list_certificates()["CertificateSummaryList"] == []
+
+
+def test_a_disabled_kms_key_is_reported_by_doctor(aws_cli: Cli, aws: Aws) -> None:
+    kms = aws.client("kms")
+    kms.disable_key(KeyId=kms.describe_key(KeyId="alias/certman")["KeyMetadata"]["KeyId"])
+    result = aws_cli("doctor")
+    assert result.exit_code == 1
+    assert "Disabled" in result.stdout and "enable it" in result.stdout
+
+
+def test_access_denied_on_import_leaves_no_certificate_in_acm(rt: Runtime, aws: Aws) -> None:
+    Fault(rt.aws.client("acm"), "ImportCertificate", "AccessDeniedException")
+    lifecycle = Lifecycle(rt)
+    lifecycle.plan(spec(targets=("acm",)))
+    with pytest.raises(DeployError, match=r"denied acm:ImportCertificate .*grant") as caught:
+        lifecycle.advance("web")
+    assert "Traceback" not in caught.value.message
+    assert aws.client("acm").list_certificates()["CertificateSummaryList"] == []
+    rev = revision_row(rt)
+    assert rev.state == "failed" and rev.deploy_state is None
+    with rt.session() as session:
+        assert session.exec(select(ManagedCertificate)).one().acm_arn is None
+
+
+def test_a_missing_bucket_fails_the_archive_step_cleanly_and_a_rerun_succeeds(
+    aws_cli: Cli, aws: Aws
+) -> None:
+    aws.client("s3").delete_bucket(Bucket="certman-archive")
+    result = aws_cli("issue", "web", "-d", "www.example.com", "--target", "acm")
+    assert result.exit_code == 1
+    assert "s3://certman-archive/" in result.stderr
+    assert "create the bucket or fix [archive] bucket" in result.stderr
+    view = json.loads(aws_cli.ok("show", "web", "--json").stdout)
+    assert view["revisions"][0]["archive"] is None
+    assert aws.client("acm").list_certificates()["CertificateSummaryList"] == []
+    aws.bucket()
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    assert objects(aws) == ["archive/web/000002.bundle"]
+
+
+def test_rejected_credentials_name_the_fix(aws: Aws) -> None:
+    aws.kms_key()
+    kms = kms_client(aws, attempts=1)
+    Fault(kms, "GenerateDataKey", "UnrecognizedClientException")
+    with pytest.raises(KeyWrapError, match=r"rejected the credentials .*renew them"):
+        KmsKeyWrapper(kms=kms, key_id="alias/certman").wrap(b"x", CTX)
+
+
+def test_an_unreachable_endpoint_is_retryable(aws: Aws) -> None:
+    clients = AwsClients(region=REGION, endpoint_url="http://127.0.0.1:9", max_attempts=1)
+    wrapper = KmsKeyWrapper(kms=clients.client("kms"), key_id="alias/certman")
+    with pytest.raises(KeyWrapError, match=r"Cannot reach AWS .*endpoint_url") as caught:
+        wrapper.wrap(b"x", CTX)
+    assert caught.value.retryable
+
+
+def test_an_unknown_profile_is_a_config_error(aws: Aws) -> None:
+    with pytest.raises(ConfigError, match=r"profile 'nope' .*does not exist"):
+        AwsClients(region=REGION, profile="nope").client("kms")
+
+
+def test_a_missing_kms_key_names_the_setting(aws: Aws) -> None:
+    wrapper = KmsKeyWrapper(kms=kms_client(aws, attempts=1), key_id="alias/nope")
+    with pytest.raises(KeyWrapError, match=r"alias/nope does not exist .*set \[kms\] key_id"):
+        wrapper.wrap(b"x", CTX)
+
+
+def test_messages_never_carry_the_secret(aws: Aws) -> None:
+    aws.kms_key()
+    kms = kms_client(aws, attempts=1)
+    Fault(kms, "Decrypt", "AccessDeniedException")
+    wrapper = KmsKeyWrapper(kms=kms, key_id="alias/certman")
+    sealed = wrapper.wrap(b"TOP-SECRET-VALUE", CTX)
+    with pytest.raises(KeyWrapError) as caught:
+        wrapper.unwrap(sealed, CTX)
+    assert "TOP-SECRET" not in caught.value.message
+    assert sealed.encrypted_data_key.hex() not in caught.value.message

@@ -1,0 +1,130 @@
+"""The S3 archive store against moto: SSE modes, metadata, versions, keyless SSE-C reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from certman.aws.clients import AwsClients
+from certman.aws.kms import KmsKeyWrapper
+from certman.aws.s3 import S3ArchiveStore
+from certman.errors import IntegrityError
+from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef
+from tests.aws.conftest import REGION, Aws
+
+BUCKET = "certman-archive"
+
+
+def store(
+    aws: Aws, sse: str, *, versioned: bool = False, setup: bool = True, **options: Any
+) -> S3ArchiveStore:
+    if setup:
+        aws.kms_key()
+        aws.bucket(versioned=versioned)
+    clients = AwsClients(region=REGION, endpoint_url=aws.endpoint_url, max_attempts=1)
+    return S3ArchiveStore(
+        s3=clients.client("s3"),
+        bucket=BUCKET,
+        prefix="archive/",
+        sse=sse,
+        key_wrapper=KmsKeyWrapper(kms=clients.client("kms"), key_id="alias/certman"),
+        kms_key_id="alias/certman",
+        **options,
+    )
+
+
+def put(target: S3ArchiveStore, revision: int = 1, body: bytes = b"bundle") -> ArchiveRef:
+    return target.put(
+        ArchivePutRequest(
+            name="web",
+            revision=revision,
+            body=body,
+            metadata={"certificate": "web", "revision": str(revision), "fingerprint": "ab" * 32},
+        )
+    )
+
+
+def sent_params(target: S3ArchiveStore, operation: str) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    target.s3.meta.events.register(
+        f"before-parameter-build.s3.{operation}", lambda params, **_: seen.append(dict(params))
+    )
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("sse", "expected"), [("s3", "AES256"), ("kms", "aws:kms")], ids=["sse-s3", "sse-kms"]
+)
+def test_server_side_encryption_and_metadata_are_set(aws: Aws, sse: str, expected: str) -> None:
+    target = store(aws, sse)
+    ref = put(target)
+    head = target.head(ref)
+    assert head["ServerSideEncryption"] == expected
+    assert head["Metadata"] == {
+        "certificate": "web",
+        "revision": "1",
+        "fingerprint": "ab" * 32,
+        "sha256": ref.sha256,
+        "sse": sse,
+    }
+    if sse == "kms":
+        assert head["BucketKeyEnabled"] is True
+        assert head["SSEKMSKeyId"]  # S3 answers the key ARN; moto echoes what was sent
+
+
+def test_uploads_carry_a_sha256_checksum_s3_verifies(aws: Aws) -> None:
+    target = store(aws, "s3")
+    puts = sent_params(target, "PutObject")
+    put(target)
+    assert puts[0]["ChecksumAlgorithm"] == "SHA256"
+
+
+def test_a_versioned_bucket_reads_the_version_each_revision_wrote(aws: Aws) -> None:
+    target = store(aws, "kms", versioned=True)
+    ref = put(target, body=b"first")
+    assert ref.extra["version_id"]
+    put(target, body=b"second")  # the same key again: a new object version
+    assert target.get(ArchiveGetRequest(ref=ref)).body == b"first"
+
+
+def test_an_sse_c_object_is_refused_without_its_key_whatever_the_config(aws: Aws) -> None:
+    ref = put(store(aws, "c"))
+    keyless = ArchiveRef(location=ref.location, sha256=ref.sha256)
+    # configured for SSE-KMS now: the object itself says it is SSE-C
+    reader = store(aws, "kms", setup=False)
+    with pytest.raises(IntegrityError, match="without its key"):
+        reader.get(ArchiveGetRequest(ref=keyless))
+    with pytest.raises(IntegrityError, match="without its key"):
+        reader.head(keyless)
+
+
+def test_each_sse_c_object_has_its_own_customer_key_sealed_for_its_revision(aws: Aws) -> None:
+    target = store(aws, "c")
+    one, two = put(target, 1), put(target, 2)
+    assert one.extra["sse_c_key"] != two.extra["sse_c_key"]
+    swapped = ArchiveRef(
+        location=two.location, sha256=two.sha256, extra={"sse_c_key": one.extra["sse_c_key"]}
+    )
+    with pytest.raises(Exception, match="another certificate, revision or purpose"):
+        target.get(ArchiveGetRequest(ref=swapped))
+
+
+def test_client_side_sealing_on_top_of_sse_c(aws: Aws) -> None:
+    target = store(aws, "c", client_side=True)
+    ref = put(target, body=b'{"name":"web"}\nciphertext')
+    raw = target.s3.get_object(Bucket=BUCKET, Key=ref.location)["Body"].read()  # moto: no key
+    assert b'"name":"web"' not in raw
+    assert target.get(ArchiveGetRequest(ref=ref)).body == b'{"name":"web"}\nciphertext'
+
+
+def test_put_many_stores_every_bundle_and_keeps_the_order(aws: Aws) -> None:
+    target = store(aws, "s3")
+    requests = [
+        ArchivePutRequest(name=f"host{i}", revision=1, body=f"bundle {i}".encode())
+        for i in range(20)
+    ]
+    refs = target.put_many(requests)
+    assert [r.location for r in refs] == [f"archive/host{i}/000001.bundle" for i in range(20)]
+    assert [target.get(ArchiveGetRequest(ref=r)).body for r in refs] == [r.body for r in requests]
+    assert len(target.list()) == 20
