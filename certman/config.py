@@ -56,10 +56,25 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "aws": {"region": "us-east-1", "profile": "", "endpoint_url": ""},
     "logging": {"level": "warning"},
+    "service": {
+        "interval": "60s",
+        "listen": "127.0.0.1:9464",
+        "jitter": "30s",
+        "max_backoff": "32h",
+        "preflight_interval": "24h",
+        "lease": "10m",
+    },
+    "notify": {
+        "thresholds": ["30d", "14d", "7d", "3d", "1d"],
+        "webhook": {"url": ""},
+        "sns": {"topic_arn": ""},
+    },
 }
 NAMED_SECTIONS = ("issuers", "targets")
-# Sections that later features own; their keys are checked where they are read.
-OPEN_SECTIONS = ("service", "notify")
+# Duration keys where 0 makes sense (no jitter).
+ZERO_OK = frozenset({"jitter"})
+# Sections whose keys are checked where they are read (none today).
+OPEN_SECTIONS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +97,7 @@ class Config:
         if raw in ("", None):
             return None
         try:
-            return parse_duration(raw, field=f"{section}.{key}")
+            return parse_duration(raw, field=f"{section}.{key}", allow_zero=key in ZERO_OK)
         except ValidationError as e:
             raise ConfigError(f"{e} (in {self.path})") from None
 
@@ -175,6 +190,9 @@ def _build(home: Path, path: Path, raw: Mapping[str, Any], exists: bool) -> Conf
                 raise ConfigError(
                     f"{name}.{key} in {path} must be a {_type_word(default)}, not {item!r}."
                 )
+            if isinstance(default, dict):
+                _check_table(path, f"{name}.{key}", default, item)
+                item = {**default, **item}
             sections[name][key] = item
     for section in SCHEMA:
         sections.setdefault(section, dict(SCHEMA[section]))
@@ -201,11 +219,24 @@ def _named_section(path: Path, name: str, value: Any) -> dict[str, dict[str, Any
     return {entry: dict(body) for entry, body in value.items()}
 
 
+def _check_table(path: Path, where: str, default: dict[str, Any], item: dict[str, Any]) -> None:
+    for key, value in item.items():
+        if key not in default:
+            known = ", ".join(default)
+            raise ConfigError(f"Unknown key {where}.{key} in {path}; [{where}] takes: {known}.")
+        if not isinstance(value, type(default[key])):
+            raise ConfigError(
+                f"{where}.{key} in {path} must be a {_type_word(default[key])}, not {value!r}."
+            )
+
+
 def _type_word(default: Any) -> str:
     if isinstance(default, bool):
         return "boolean (true or false)"
     if isinstance(default, int):
         return "whole number"
+    if isinstance(default, list):
+        return "list"
     return "string"
 
 
@@ -218,7 +249,39 @@ def _check_values(config: Config) -> None:
         ("ca", "root_validity"),
         ("ca", "intermediate_validity"),
         ("ca", "crl_next_update"),
+        ("service", "interval"),
+        ("service", "jitter"),
+        ("service", "max_backoff"),
+        ("service", "preflight_interval"),
+        ("service", "lease"),
     ):
         config.duration(section, key)
+    _check_service(config)
     config.key_type("defaults", "key_type")
     config.key_type("ca", "key_type")
+
+
+def _check_service(config: Config) -> None:
+    """[service] and [notify]: what `certman serve` would otherwise trip over hours later."""
+    where = f"(in {config.path})"
+    host, sep, port = str(config.get("service", "listen")).rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"service.listen must be host:port, e.g. 127.0.0.1:9464 {where}.")
+    for threshold in config.get("notify", "thresholds"):
+        if not isinstance(threshold, str):
+            raise ConfigError(
+                f'notify.thresholds holds {threshold!r}; write durations like "14d" {where}.'
+            )
+        try:
+            parse_duration(threshold, field="notify.thresholds")
+        except ValidationError as e:
+            raise ConfigError(f"{e} {where}") from None
+    url = str(config.get("notify", "webhook")["url"])
+    if url and not url.startswith(("https://", "http://")):
+        raise ConfigError(f"notify.webhook.url must be an http(s) URL, not {url!r} {where}.")
+    arn = str(config.get("notify", "sns")["topic_arn"])
+    if arn and (not arn.startswith("arn:") or arn.split(":")[2:3] != ["sns"]):
+        raise ConfigError(
+            f"notify.sns.topic_arn must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME), "
+            f"not {arn!r} {where}."
+        )

@@ -1,0 +1,1 @@
+"""The renewal service: reconcile ticks on APScheduler, claims, notices, health, simulation."""

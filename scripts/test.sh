@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh "dev,aws,acme,hsm,postgres,service"
-scripts/apt-install.sh openssl pebble nginx
+scripts/apt-install.sh openssl pebble nginx postgresql
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 # pytest exits non-zero on any failure and with 5 when it collected nothing.

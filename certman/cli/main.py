@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from certman.cli import acm, audit, bulk, ca, certs, deploy, issuers, keys, maintenance
+from certman.cli import acm, audit, bulk, ca, certs, deploy, issuers, keys, maintenance, service
 from certman.cli.context import CliState
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ maintenance.register(app)
 certs.register(app)
 bulk.register(app)
 deploy.register(app)
+service.register(app)
 app.add_typer(ca.app, name="ca")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")

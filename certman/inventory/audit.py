@@ -13,12 +13,14 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlmodel import Session, col, select
 
 from certman.inventory.tables import AuditEvent
 
 GENESIS = "0" * 64
+# pg_advisory_xact_lock key that serialises appends ("audit" in ASCII).
+AUDIT_LOCK_KEY = 0x6175646974
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +59,15 @@ def event_hash(
 
 
 def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -> None:
-    """Append ``events`` in order, in the caller's transaction (so they commit with the change)."""
+    """Append ``events`` in order, in the caller's transaction (so they commit with the change).
+
+    Each event's hash covers the one before it, so appends must not interleave. On
+    PostgreSQL, where several `certman serve` instances write at once, a transaction-level
+    advisory lock (released at commit or rollback) makes the next writer wait and then read
+    the new last event; SQLite already allows only one writer at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     actor = current_actor()

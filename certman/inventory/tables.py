@@ -43,6 +43,8 @@ class CertificateBase(SQLModel):
     acm_type: str | None = Field(default=None, max_length=32)
     in_use_by: str | None = _text()
     drift: str | None = _text()
+    claimed_by: str | None = Field(default=None, max_length=255)
+    claimed_until: datetime | None = _dt()
     failures: int = 0
     next_attempt_at: datetime | None = _dt()
     last_error: str | None = _text()
@@ -172,3 +174,16 @@ class AcmeAccount(SQLModel, table=True):
     retry_after: datetime | None = _dt()
     created_at: datetime | None = _dt(nullable=False)
     updated_at: datetime | None = _dt(nullable=False)
+
+
+class Notification(SQLModel, table=True):
+    """A notification that was sent, so that it is sent once (restarts included)."""
+
+    __tablename__ = "notification"
+    __table_args__ = (UniqueConstraint("certificate", "kind", "key", name="uq_notification"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    certificate: str = Field(max_length=255)
+    kind: str = Field(max_length=32)
+    key: str = Field(max_length=255)
+    sent_at: datetime | None = _dt(nullable=False)

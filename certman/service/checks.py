@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import col, func, select
 
@@ -100,7 +100,8 @@ def run_doctor(rt: Runtime) -> CheckReport:
         return report
     if not report.run("keys", lambda: _check_keys(rt)):
         return report
-    _check_authorities(rt, report)
+    check_authorities(rt, report)
+    check_backends(rt, report)
     verify_archive(rt, report)
     report.run("audit", lambda: verify_audit(rt))
     _check_certificates(rt, report)
@@ -128,7 +129,7 @@ def _check_keys(rt: Runtime) -> str:
     return f"key wrapper {wrapper.wrapper_type} ready."
 
 
-def _check_authorities(rt: Runtime, report: CheckReport) -> None:
+def check_authorities(rt: Runtime, report: CheckReport) -> None:
     from cryptography import x509
 
     from ca import SigningPolicy
@@ -167,6 +168,41 @@ def _check_authorities(rt: Runtime, report: CheckReport) -> None:
                 True,
                 f"key unseals; intermediate valid until {inter.not_valid_after_utc:%Y-%m-%d}.",
             )
+        stranded = _outlived_leaves(rt, row.name, inter.not_valid_after_utc)
+        if stranded:
+            report.add(
+                area,
+                False,
+                f"the intermediate expires {inter.not_valid_after_utc:%Y-%m-%d}, before the next "
+                f"renewal of {', '.join(stranded[:5])}{' ...' if len(stranded) > 5 else ''} "
+                "would end: the CA will refuse it; create a new CA and move them to it.",
+            )
+
+
+def _outlived_leaves(rt: Runtime, ca: str, ca_not_after: datetime) -> list[str]:
+    """Managed certificates of CA ``ca`` whose next renewal would outlive the CA."""
+    issuers = {ca} | {
+        name
+        for name, body in rt.config.issuers.items()
+        if body.get("type") == "private-ca" and str(body.get("ca") or name) == ca
+    }
+    now = rt.clock.now()
+    with rt.session() as session:
+        rows = session.exec(
+            select(
+                ManagedCertificate.name,
+                ManagedCertificate.renewal_due_at,
+                ManagedCertificate.validity_seconds,
+            )
+            .where(ManagedCertificate.source == "managed")
+            .where(col(ManagedCertificate.issuer).in_(issuers))
+            .where(col(ManagedCertificate.status).in_(["active", "failed"]))
+        ).all()
+    return sorted(
+        name
+        for name, due, seconds in rows
+        if max(due or now, now) + timedelta(seconds=seconds) > ca_not_after
+    )
 
 
 def _check_certificates(rt: Runtime, report: CheckReport) -> None:
@@ -198,3 +234,40 @@ def _check_certificates(rt: Runtime, report: CheckReport) -> None:
         )
     if not (failed or expired or overdue):
         report.add("certificates", True, "no certificate failed, expired or overdue.")
+
+
+def check_backends(rt: Runtime, report: CheckReport) -> None:
+    """Preflight of every configured issuer and of the key wrapper ("can we still renew?").
+
+    Issuers that implement SupportsPreflight check themselves (ACME: directory, account,
+    DNS credentials); a key wrapper with a ``preflight`` method (AWS KMS: key enabled) too.
+    """
+    from certman.interfaces import SupportsPreflight
+
+    now = rt.clock.now()
+    for name in sorted(rt.config.issuers):
+        area = f"issuer {name}"
+        try:
+            issuer = rt.issuer(name)
+            result = issuer.preflight(now) if isinstance(issuer, SupportsPreflight) else None
+        except CertmanError as e:
+            report.add(area, False, e.message)
+            continue
+        for check, ok, message in result.checks if result else ():
+            report.add(area, ok, f"{check}: {message}")
+    try:
+        preflight = getattr(rt.key_wrapper, "preflight", None)
+        result = preflight(now) if preflight is not None else None
+    except CertmanError as e:
+        report.add("keys", False, e.message)
+        return
+    for check, ok, message in result.checks if result else ():
+        report.add("keys", ok, f"{check}: {message}")
+
+
+def run_preflight(rt: Runtime) -> CheckReport:
+    """What `certman serve` checks every preflight_interval, long before renewals are due."""
+    report = CheckReport()
+    check_authorities(rt, report)
+    check_backends(rt, report)
+    return report

@@ -238,7 +238,7 @@ class Lifecycle:
 
     def record_failure(self, name: str, number: int, error: CertmanError) -> None:
         """Retryable: back off and keep the revision where it is. Permanent: mark it failed."""
-        from certman.service.renewal import next_attempt_at
+        from certman.service.renewal import BACKOFF_MAX, next_attempt_at
 
         now = self.runtime.clock.now()
         with self.runtime.session() as session:
@@ -251,7 +251,10 @@ class Lifecycle:
             rev.retry_after = error.retry_after
             if error.retryable:
                 cert.next_attempt_at = next_attempt_at(
-                    now=now, failures=cert.failures, retry_after=error.retry_after
+                    now=now,
+                    failures=cert.failures,
+                    retry_after=error.retry_after,
+                    cap=self.runtime.config.duration("service", "max_backoff") or BACKOFF_MAX,
                 )
             else:
                 rev.state = S.FAILED

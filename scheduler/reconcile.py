@@ -1,0 +1,207 @@
+"""One reconcile tick: renew what is due, finish what was interrupted, notify; never stall."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import select
+
+from certman.errors import CertmanError, DeployError, OperationError
+from certman.inventory.tables import ManagedCertificate
+from certman.models import RevisionState
+from certman.service.lifecycle import Lifecycle
+from certman.service.runtime import Runtime
+from scheduler.claims import ClaimLost, claim, extend, release
+from scheduler.events import (
+    DEPLOY_FAILED,
+    KIND,
+    RENEWAL_FAILED,
+    RENEWAL_RECOVERED,
+    certificate_event,
+)
+from scheduler.expiry import send_expiry_notices
+from scheduler.notify import Notifier
+
+log = logging.getLogger("certman.serve")
+
+
+class Interrupted(Exception):
+    """The service is stopping: the step just committed is a safe place to stop at."""
+
+
+@dataclass
+class TickReport:
+    at: datetime
+    renewed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # held by another instance, or not due
+    interrupted: list[str] = field(default_factory=list)
+    notified: int = 0
+
+
+@dataclass
+class TickHooks:
+    """What the service watches (metrics, health); the simulation passes none."""
+
+    renewal: Callable[[str, float], None] = lambda result, seconds: None
+    progress: Callable[[], None] = lambda: None
+    finished: Callable[[TickReport], None] = lambda report: None
+
+
+@dataclass
+class Reconciler:
+    """The service's work as a function of the inventory and the (injected) clock.
+
+    It picks certificates exactly as `certman renew --due` does (``Lifecycle.unfinished``
+    and ``Lifecycle.due``, the indexed query) and renews each through ``Lifecycle.renew``,
+    whose deploy step rolls the new revision out to the certificate's targets. `certman
+    serve` calls ``tick`` on a schedule; `certman simulate` calls the same ``tick`` on a
+    simulated clock.
+    """
+
+    rt: Runtime
+    holder: str
+    notifier: Notifier
+    lease: timedelta = timedelta(minutes=10)
+    batch: int = 500
+    stopping: threading.Event = field(default_factory=threading.Event)
+    hooks: TickHooks = field(default_factory=TickHooks)
+    lifecycle: Lifecycle = field(init=False)
+    _current: str | None = field(default=None, init=False)
+    _claimed_at: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        # The back-off cap, [service] max_backoff, is read by Lifecycle.record_failure.
+        self.lifecycle = Lifecycle(self.rt, observers=[self._after_step])
+
+    def tick(self) -> TickReport:
+        report = TickReport(at=self.rt.clock.now())
+        seen: set[str] = set()
+        while not self.stopping.is_set():
+            # Batches, so a large backlog never loads every name at once; `seen` ends the
+            # loop once only certificates held elsewhere (or failing) are left.
+            names = [
+                n
+                for n in dict.fromkeys(
+                    [*self.lifecycle.unfinished(), *self.lifecycle.due(limit=self.batch)]
+                )
+                if n not in seen
+            ]
+            if not names:
+                break
+            for name in names:
+                if self.stopping.is_set():
+                    break
+                seen.add(name)
+                self._renew_one(name, report)
+                self.hooks.progress()
+        if not self.stopping.is_set():
+            report.notified += send_expiry_notices(self.rt, self.notifier, self.rt.clock.now())
+        self.hooks.finished(report)
+        return report
+
+    def _after_step(self, name: str, _number: int, state: RevisionState) -> None:
+        """After every committed step: keep the lease, and stop here if asked to.
+
+        ORDERED is committed in the middle of the issue step (the order URL, DESIGN.md
+        rule 2); the step is let finish rather than stopped there.
+        """
+        if name != self._current:
+            return
+        # A lease cannot be lost before it expires: renewing it once a third has passed
+        # keeps it safe without a write per step.
+        if time.monotonic() - self._claimed_at > self.lease.total_seconds() / 3:
+            extend(self.rt, name, self.holder, self.lease)
+            self._claimed_at = time.monotonic()
+        if self.stopping.is_set() and state != RevisionState.ORDERED:
+            raise Interrupted(name)
+
+    def _renew_one(self, name: str, report: TickReport) -> None:
+        if not claim(self.rt, name, self.holder, self.lease):
+            report.skipped.append(name)
+            return
+        started = self._claimed_at = time.monotonic()
+        self._current = name
+        try:
+            failures_before = self._certificate(name).failures
+            outcome = self.lifecycle.renew(name)
+            if outcome.message:  # not due any more: another instance renewed it meanwhile
+                report.skipped.append(name)
+                return
+            report.renewed.append(name)
+            self.hooks.renewal("success", time.monotonic() - started)
+            if failures_before:
+                report.notified += self._notify(
+                    name,
+                    RENEWAL_RECOVERED,
+                    f"r{outcome.revision}",
+                    {"Revision": outcome.revision, "FailuresBefore": failures_before},
+                )
+        except (Interrupted, ClaimLost) as stop:
+            report.interrupted.append(name)
+            log.warning("%s: stopped at a safe point (%s)", name, type(stop).__name__)
+        except CertmanError as error:
+            self._failed(name, error, report, time.monotonic() - started)
+        except Exception as error:  # a bug or a lost database: recorded, never blocks the rest
+            log.exception("%s: renewal crashed", name)
+            wrapped = OperationError(f"Renewal crashed: {type(error).__name__}: {error}.")
+            wrapped.retryable = True
+            self._record_crash(name, wrapped)
+            self._failed(name, wrapped, report, time.monotonic() - started)
+        finally:
+            self._current = None
+            try:
+                release(self.rt, name, self.holder)
+            except Exception:  # the lease expires by itself
+                log.exception("%s: could not release the claim", name)
+
+    def _failed(self, name: str, error: CertmanError, report: TickReport, seconds: float) -> None:
+        """Lifecycle.record_failure has backed off (retryable) or marked it failed; alert."""
+        report.failed[name] = error.message
+        self.hooks.renewal("retryable" if error.retryable else "failed", seconds)
+        cert = self._certificate(name)
+        kind = DEPLOY_FAILED if isinstance(error, DeployError) else RENEWAL_FAILED
+        next_attempt = cert.next_attempt_at.isoformat() if cert.next_attempt_at else None
+        report.notified += self._notify(
+            name,
+            kind,
+            f"r{cert.latest_revision}:{cert.failures}",
+            {
+                "Revision": cert.latest_revision,
+                "Error": error.message,
+                "Retryable": error.retryable,
+                "Failures": cert.failures,
+                "NextAttemptAt": next_attempt,
+            },
+        )
+
+    def _record_crash(self, name: str, error: CertmanError) -> None:
+        try:
+            cert = self._certificate(name)
+            self.lifecycle.record_failure(name, cert.latest_revision, error)
+        except Exception:
+            log.exception("%s: could not record the failure", name)
+
+    def _certificate(self, name: str) -> ManagedCertificate:
+        with self.rt.session() as session:
+            return session.exec(
+                select(ManagedCertificate).where(ManagedCertificate.name == name)
+            ).one()
+
+    def _notify(self, name: str, kind: str, key: str, detail: dict[str, object]) -> int:
+        if not self.notifier.enabled:
+            return 0
+        cert = self._certificate(name)
+        payload = certificate_event(
+            kind,
+            cert,
+            time=self.rt.clock.now(),
+            default_region=str(self.rt.config.get("aws", "region")),
+            detail=detail,
+        )
+        return int(self.notifier.send_once(name, KIND[kind], key, payload))

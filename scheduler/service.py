@@ -1,0 +1,174 @@
+"""`certman serve`: APScheduler ticks the reconcile loop and the preflight; signals stop it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from certman.service.runtime import Runtime
+from scheduler.claims import instance_id, release_all
+from scheduler.health import HealthServer
+from scheduler.instance_lock import ServiceLock
+from scheduler.metrics import Metrics
+from scheduler.notify import Notifier
+from scheduler.preflight import Preflight
+from scheduler.reconcile import Reconciler, TickHooks, TickReport
+
+log = logging.getLogger("certman.serve")
+
+
+class Service:
+    """One running service instance; the inventory holds all state, this holds none.
+
+    APScheduler runs three interval jobs in a small thread pool: the reconcile tick
+    (``[service] interval`` plus up to ``jitter``), the preflight (``preflight_interval``)
+    and, on SQLite, the heartbeat of the single-service lock. There are no per-certificate
+    jobs: what is due is always read from the inventory.
+    """
+
+    def __init__(self, rt: Runtime, holder: str | None = None) -> None:
+        cfg = rt.config
+        self.rt = rt
+        self.holder = holder or instance_id()
+        self.stopping = threading.Event()
+        self.interval = cfg.duration("service", "interval") or timedelta(seconds=60)
+        self.jitter = cfg.duration("service", "jitter") or timedelta(0)
+        self.preflight_every = cfg.duration("service", "preflight_interval") or timedelta(hours=24)
+        self.alive_at: float | None = None
+        self.metrics = Metrics()
+        self.metrics.watch(rt)
+        self.notifier = Notifier.from_config(rt)
+        self.reconciler = Reconciler(
+            rt,
+            holder=self.holder,
+            notifier=self.notifier,
+            lease=cfg.duration("service", "lease") or timedelta(minutes=10),
+            stopping=self.stopping,
+            hooks=TickHooks(
+                renewal=self.metrics.count_renewal,
+                progress=self._alive,
+                finished=self._finished,
+            ),
+        )
+        self.preflight = Preflight(rt, self.notifier, self.metrics)
+        self.lock = ServiceLock(rt, self.holder, ttl=max(3 * self.interval, timedelta(seconds=30)))
+
+    def once(self) -> TickReport:
+        """One tick, under the same single-service rule as `serve` (`certman serve --once`)."""
+        self.lock.acquire()
+        try:
+            return self.reconciler.tick()
+        finally:
+            release_all(self.rt, self.holder)
+            self.lock.release()
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT, then let the step in flight finish; exit code 0."""
+        self.lock.acquire()
+        try:
+            health = HealthServer(
+                str(self.rt.config.get("service", "listen")),
+                self.metrics,
+                self.interval.total_seconds(),
+                lambda: self.alive_at,
+            )
+        except BaseException:
+            self.lock.release()
+            raise
+        scheduler = self._scheduler()
+        previous = self._trap_signals()
+        health.start()
+        scheduler.start()
+        log.warning("serving on %s as %s", self.rt.config.get("service", "listen"), self.holder)
+        try:
+            while not self.stopping.wait(0.5):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)  # the tick in flight stops after its current step
+            health.stop()
+            release_all(self.rt, self.holder)
+            self.lock.release()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.warning("stopped")
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(3)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        now = datetime.now(UTC)
+        scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=self.interval.total_seconds(),
+            jitter=int(self.jitter.total_seconds()) or None,
+            next_run_time=now,
+            id="reconcile",
+        )
+        scheduler.add_job(
+            self._preflight,
+            "interval",
+            seconds=self.preflight_every.total_seconds(),
+            next_run_time=now,
+            id="preflight",
+        )
+        if self.lock.needed:
+            scheduler.add_job(
+                self._heartbeat,
+                "interval",
+                seconds=self.lock.ttl.total_seconds() / 3,
+                id="heartbeat",
+            )
+        return scheduler
+
+    def _trap_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}  # embedded (tests): the caller stops it with stop()
+
+        def on_signal(signum: int, _frame: object) -> None:
+            log.warning("signal %d: stopping after the step in flight", signum)
+            self.stopping.set()
+
+        return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _tick(self) -> None:
+        try:
+            report = self.reconciler.tick()
+        except Exception:  # keep ticking; /healthz turns 503 if this keeps happening
+            log.exception("reconcile tick failed")
+            return
+        if report.renewed or report.failed:
+            log.warning("tick: %d renewed, %d failed", len(report.renewed), len(report.failed))
+
+    def _preflight(self) -> None:
+        try:
+            self.preflight.run()
+        except Exception:
+            log.exception("preflight failed")
+
+    def _heartbeat(self) -> None:
+        try:
+            self.lock.heartbeat()
+        except Exception:
+            log.exception("single-service lock heartbeat failed")
+
+    def _alive(self) -> None:
+        self.alive_at = time.time()
+
+    def _finished(self, report: TickReport) -> None:
+        if not self.stopping.is_set():
+            self.alive_at = time.time()
+            self.metrics.tick_finished()

@@ -1,0 +1,106 @@
+"""The offline issuer `certman simulate` uses in place of every real one.
+
+It signs with a throwaway in-memory CA. For a private CA it mirrors the real one's limits
+(its signing policy, and the expiry of its intermediate, past which no leaf may reach), so
+the simulation shows the renewals that the real CA would refuse. An issuer that is no
+longer configured refuses everything, as the real lookup would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from certman.errors import CertmanError, IssuanceError
+from certman.interfaces import IssueRequest, IssueResponse, KeyIssueRequest
+from certman.service.runtime import Runtime
+
+TYPE = "simulated"
+FACTORY = "scheduler.stand_in:build"
+
+
+def describe(real: Runtime, name: str) -> dict[str, Any]:
+    """The stand-in settings for issuer ``name``, read without building the real issuer
+    (that could reach an ACME server or an HSM)."""
+    from cryptography import x509
+
+    from certman.service.authorities import authority_exists, get_authority
+
+    settings = dict(real.config.issuers.get(name, {}))
+    ca_name: str | None = None
+    if settings.get("type") == "private-ca":
+        ca_name = str(settings.get("ca") or name)
+    elif not settings:
+        try:
+            if not authority_exists(real, name):
+                return {"type": TYPE, "refuse": f"Issuer {name!r} is not configured."}
+        except CertmanError as e:
+            return {"type": TYPE, "refuse": e.message}
+        ca_name = name
+    if ca_name is None:
+        return {"type": TYPE, "kind": str(settings.get("type", "?"))}
+    try:
+        row = get_authority(real, ca_name)
+    except CertmanError as e:
+        return {"type": TYPE, "refuse": e.message}
+    inter = x509.load_pem_x509_certificate(row.intermediate_certificate_pem.encode())
+    return {
+        "type": TYPE,
+        "kind": "private-ca",
+        "ca_not_after": inter.not_valid_after_utc.isoformat(),
+        "policy": json.loads(row.policy),
+    }
+
+
+class StandInIssuer:
+    """Implements Issuer and SupportsKeyIssue; holds a throwaway CA, nothing real."""
+
+    def __init__(self, name: str, settings: Mapping[str, Any], now: datetime) -> None:
+        from ca import PrivateCA, SigningPolicy, create_hierarchy
+        from certman.models import KeyType
+
+        self.name = name
+        self.refuse = str(settings.get("refuse") or "")
+        self._ca: Any = None
+        if self.refuse:
+            return
+        policy = (
+            SigningPolicy.from_dict(settings["policy"])
+            if "policy" in settings
+            else SigningPolicy(max_validity=timedelta(days=3650))
+        )
+        until = (
+            datetime.fromisoformat(settings["ca_not_after"])
+            if "ca_not_after" in settings
+            else now + timedelta(days=365 * 100)
+        )
+        if until <= now:
+            self.refuse = f"The issuing CA of {name!r} expired on {until:%Y-%m-%d}."
+            return
+        hierarchy = create_hierarchy(
+            name=f"simulated-{name}",
+            common_name="certman simulation",
+            key_type=KeyType.EC_P256,
+            policy=policy,
+            now=now,
+            root_validity=until - now + timedelta(days=1),
+            intermediate_validity=until - now,
+        )
+        self._ca = PrivateCA.from_hierarchy(hierarchy, policy)
+
+    def issue_for_key(self, request: KeyIssueRequest) -> IssueResponse:
+        if self.refuse:
+            raise IssuanceError(self.refuse)
+        return self._ca.issue_for_key(request)  # type: ignore[no-any-return]
+
+    def issue(self, request: IssueRequest) -> IssueResponse:
+        if self.refuse:
+            raise IssuanceError(self.refuse)
+        return self._ca.issue(request)  # type: ignore[no-any-return]
+
+
+def build(runtime: Runtime, settings: Mapping[str, Any]) -> StandInIssuer:
+    """Registry factory for ``type = "simulated"``."""
+    return StandInIssuer(str(settings["name"]), settings, runtime.clock.now())
