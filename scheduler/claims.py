@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from certman.errors import OperationError
 from certman.inventory.tables import ManagedCertificate
 from certman.service.runtime import Runtime
 
@@ -92,3 +95,39 @@ def release_all(rt: Runtime, holder: str) -> None:
             .values(claimed_by=None, claimed_until=None)
         )
         session.commit()
+
+
+def holder_of(rt: Runtime, name: str) -> tuple[str | None, object] | None:
+    """Who holds ``name`` now and until when (None, None when nobody; None: no such name)."""
+    with rt.session() as session:
+        row = session.execute(
+            select(TABLE.c.claimed_by, TABLE.c.claimed_until).where(TABLE.c.name == name)
+        ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+class CertificateBusy(OperationError):
+    """Another instance (a running `certman serve`, or another CLI) is renewing it."""
+
+
+@contextmanager
+def held(rt: Runtime, name: str, holder: str, lease: timedelta) -> Iterator[None]:
+    """Hold ``name`` for a manual renewal, exactly as the service does for its own.
+
+    Refuses (CertificateBusy) when another instance holds a live lease, so `certman renew`
+    and `certman serve` never renew one certificate at the same time.
+    """
+    if not claim(rt, name, holder, lease):
+        current = holder_of(rt, name)
+        if current is None:  # no such certificate: the caller reports it as usual
+            yield
+            return
+        other, until = current
+        raise CertificateBusy(
+            f"Certificate {name!r} is being renewed by {other} (lease until {until}); "
+            "wait for it to finish, or run again after the lease ends."
+        )
+    try:
+        yield
+    finally:
+        release(rt, name, holder)

@@ -42,6 +42,8 @@ def issue(
     ] = None,
 ) -> None:
     """Issue a new certificate and track it."""
+    from datetime import timedelta
+
     from certman.models import KeyType
     from certman.service.lifecycle import IssueSpec, Lifecycle
 
@@ -55,7 +57,8 @@ def issue(
         if key_type
         else cfg.key_type("defaults", "key_type"),
         validity=parse_duration_option(validity, "--validity")
-        or cfg.duration("defaults", "validity"),
+        or cfg.duration("defaults", "validity")
+        or timedelta(days=90),
         renew_before=parse_duration_option(renew_before, "--renew-before")
         or cfg.duration("defaults", "renew_before"),
         reuse_key=reuse_key or bool(cfg.get("defaults", "reuse_key")),
@@ -184,10 +187,21 @@ def renew(
         raise ValidationError("--dry-run goes with --due.")
     if force and due:
         raise ValidationError("--force goes with a NAME, not with --due.")
+    from datetime import timedelta
+
+    from scheduler.claims import CertificateBusy, extend, held, instance_id
+
     rt = state(ctx).runtime()
-    lifecycle = Lifecycle(rt)
+    holder = f"cli:{instance_id()}"
+    lease = rt.config.duration("service", "lease") or timedelta(minutes=10)
+
+    def keep_lease(each: str, _number: int, _state: object) -> None:
+        extend(rt, each, holder, lease)
+
+    lifecycle = Lifecycle(rt, observers=[keep_lease])
     if name is not None:
-        outcome = lifecycle.renew(name, force=force)
+        with held(rt, name, holder, lease):
+            outcome = lifecycle.renew(name, force=force)
         if outcome.message:
             typer.echo(f"{name}: {outcome.message}.")
         else:
@@ -203,8 +217,11 @@ def renew(
     failed = 0
     for each in names:
         try:
-            outcome = lifecycle.renew(each)
+            with held(rt, each, holder, lease):
+                outcome = lifecycle.renew(each)
             typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
+        except CertificateBusy as busy:  # a running service has it: not a failure
+            typer.echo(f"{each}: skipped; {busy.message}")
         except CertmanError as e:  # one failure never blocks the others
             failed += 1
             typer.echo(f"error: {each}: {e.message}", err=True)

@@ -36,7 +36,7 @@ class Unit:
 
 
 def units_of(rt: Runtime, targets: list[str]) -> list[Unit]:
-    result = []
+    result: list[Unit] = []
     for target in targets:
         deployer = rt.deployer(target)
         parts = deployer.units() if isinstance(deployer, SupportsUnits) else [""]
