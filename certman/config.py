@@ -101,6 +101,13 @@ class Config:
         except ValidationError as e:
             raise ConfigError(f"{e} (in {self.path})") from None
 
+    def required_duration(self, section: str, key: str) -> timedelta:
+        """A duration key that must be set (an empty value is refused, naming the key)."""
+        value = self.duration(section, key)
+        if value is None:
+            raise ConfigError(f"{section}.{key} must be set to a duration (in {self.path}).")
+        return value
+
     def key_type(self, section: str, key: str) -> KeyType:
         try:
             return KeyType.parse(self.get(section, key), field=f"{section}.{key}")

@@ -236,3 +236,18 @@ def test_config_example_documents_every_key_with_its_default(tmp_path: Path) -> 
     ]
     assert not wrong, f"{EXAMPLE.name} shows other values than the defaults: {'; '.join(wrong)}"
     assert not set(raw) - set(SCHEMA) - set(NAMED_SECTIONS), "sections outside the schema"
+
+
+def test_an_empty_ca_validity_is_refused_by_init_naming_the_key(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from certman.cli.main import app
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "certman.toml").write_text('[ca]\nmax_validity = ""\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["--home", str(home), "init"])
+    assert result.exit_code == 2
+    assert "ca.max_validity must be set" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in home.iterdir()) == ["certman.toml"]  # nothing was created

@@ -41,10 +41,10 @@ def create(
         else cfg.key_type("ca", "key_type"),
         common_name=common_name or f"certman {name} CA",
         max_validity=parse_duration_option(max_validity, "--max-validity")
-        or cfg.duration("ca", "max_validity"),
+        or cfg.required_duration("ca", "max_validity"),
         permitted_domains=tuple(permitted_domain or ()),
-        root_validity=cfg.duration("ca", "root_validity"),
-        intermediate_validity=cfg.duration("ca", "intermediate_validity"),
+        root_validity=cfg.required_duration("ca", "root_validity"),
+        intermediate_validity=cfg.required_duration("ca", "intermediate_validity"),
         crl_url=crl_url or str(cfg.get("ca", "crl_url")) or None,
     )
     create_authority(rt, spec)

@@ -213,8 +213,9 @@ class FileDeployer:
             mode = 0o600 if key == "key_path" else 0o644
             try:
                 write_private(path, data, mode=mode)
-                if self.settings.owner != (None, None):
-                    shutil.chown(path, *self.settings.owner)
+                user, group = self.settings.owner
+                if user is not None or group is not None:
+                    shutil.chown(path, user, group)  # type: ignore[arg-type]
             except (OSError, LookupError) as e:
                 raise DeployError(
                     f"Cannot write {path} for target {self.settings.name!r}: {e}; check the "

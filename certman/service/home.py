@@ -37,6 +37,16 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     from certman.service.authorities import AuthoritySpec, authority_exists, create_authority
     from certman.service.runtime import Runtime
 
+    # Everything the CA needs is read first: a bad value refuses before anything is created.
+    spec = AuthoritySpec(
+        name="default",
+        key_type=ca_key_type or config.key_type("ca", "key_type"),
+        common_name=str(config.get("ca", "common_name")),
+        max_validity=config.required_duration("ca", "max_validity"),
+        root_validity=config.required_duration("ca", "root_validity"),
+        intermediate_validity=config.required_duration("ca", "intermediate_validity"),
+        crl_url=str(config.get("ca", "crl_url")) or None,
+    )
     report = InitReport()
     home = config.home
     _note(report, not home.exists(), f"home {home}")
@@ -66,25 +76,13 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     if not authority_exists(runtime, "default"):
         create_authority(
             runtime,
-            AuthoritySpec(
-                name="default",
-                key_type=ca_key_type or config.key_type("ca", "key_type"),
-                common_name=str(config.get("ca", "common_name")),
-                max_validity=config.duration("ca", "max_validity") or _never(),
-                root_validity=config.duration("ca", "root_validity") or _never(),
-                intermediate_validity=config.duration("ca", "intermediate_validity") or _never(),
-                crl_url=str(config.get("ca", "crl_url")) or None,
-            ),
+            spec,
         )
         report.created.append("private CA default (root + intermediate)")
     else:
         report.present.append("private CA default")
     engine.dispose()
     return report
-
-
-def _never() -> object:
-    raise AssertionError("duration defaults are never empty")
 
 
 def _note(report: InitReport, created: bool, what: str) -> None:
