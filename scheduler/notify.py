@@ -158,3 +158,76 @@ class Notifier:
 
             self._sns = self.rt.aws.client("sns", region_of(self.sns_topic_arn) or None)
         return self._sns
+
+
+def notify_certificate(
+    rt: Runtime, notifier: Notifier, name: str, kind: str, key: str, detail: dict[str, object]
+) -> int:
+    """One notice about certificate ``name`` (an events.* detail-type), once per key."""
+    from sqlmodel import select as select_model
+
+    from certman.inventory.tables import ManagedCertificate
+    from scheduler.events import KIND, certificate_event
+
+    if not notifier.enabled:
+        return 0
+    with rt.session() as session:
+        cert = session.exec(
+            select_model(ManagedCertificate).where(ManagedCertificate.name == name)
+        ).one()
+    payload = certificate_event(
+        kind,
+        cert,
+        time=rt.clock.now(),
+        default_region=str(rt.config.get("aws", "region")),
+        detail=detail,
+    )
+    return int(notifier.send_once(name, KIND[kind], key, payload))
+
+
+def notify_failure(
+    rt: Runtime, notifier: Notifier, name: str, error: CertmanError, *, key: str | None = None
+) -> int:
+    """A failed renewal or rollout (DeployError): why, and when the next attempt is."""
+    from sqlmodel import select as select_model
+
+    from certman.errors import DeployError
+    from certman.inventory.tables import ManagedCertificate
+    from scheduler.events import DEPLOY_FAILED, RENEWAL_FAILED
+
+    with rt.session() as session:
+        cert = session.exec(
+            select_model(ManagedCertificate).where(ManagedCertificate.name == name)
+        ).first()
+    if cert is None:
+        return 0
+    kind = DEPLOY_FAILED if isinstance(error, DeployError) else RENEWAL_FAILED
+    next_attempt = cert.next_attempt_at.isoformat() if cert.next_attempt_at else None
+    return notify_certificate(
+        rt,
+        notifier,
+        name,
+        kind,
+        key or f"r{cert.latest_revision}:{cert.failures}",
+        {
+            "Revision": cert.latest_revision,
+            "Error": error.message,
+            "Retryable": error.retryable,
+            "Failures": cert.failures,
+            "NextAttemptAt": next_attempt,
+        },
+    )
+
+
+def alert_failure(rt: Runtime, name: str, error: CertmanError, *, key: str | None = None) -> None:
+    """From a command (`certman renew`, `certman deploy`): the same notice the service sends.
+
+    Only failed operations (exit code 1) are sent: bad input is the operator's to see.
+    A notice that cannot go out is logged; it never hides the failure being reported.
+    """
+    if error.exit_code != 1:
+        return
+    try:
+        notify_failure(rt, Notifier.from_config(rt), name, error, key=key)
+    except Exception:
+        log.exception("%s: could not send the failure notice", name)

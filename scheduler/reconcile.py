@@ -11,21 +11,15 @@ from datetime import datetime, timedelta
 
 from sqlmodel import select
 
-from certman.errors import CertmanError, DeployError, OperationError
+from certman.errors import CertmanError, OperationError
 from certman.inventory.tables import ManagedCertificate
 from certman.models import RevisionState
 from certman.service.lifecycle import Lifecycle
 from certman.service.runtime import Runtime
 from scheduler.claims import ClaimLost, claim, extend, release
-from scheduler.events import (
-    DEPLOY_FAILED,
-    KIND,
-    RENEWAL_FAILED,
-    RENEWAL_RECOVERED,
-    certificate_event,
-)
+from scheduler.events import RENEWAL_RECOVERED
 from scheduler.expiry import send_expiry_notices
-from scheduler.notify import Notifier
+from scheduler.notify import Notifier, notify_certificate, notify_failure
 
 log = logging.getLogger("certman.serve")
 
@@ -164,21 +158,7 @@ class Reconciler:
         """Lifecycle.record_failure has backed off (retryable) or marked it failed; alert."""
         report.failed[name] = error.message
         self.hooks.renewal("retryable" if error.retryable else "failed", seconds)
-        cert = self._certificate(name)
-        kind = DEPLOY_FAILED if isinstance(error, DeployError) else RENEWAL_FAILED
-        next_attempt = cert.next_attempt_at.isoformat() if cert.next_attempt_at else None
-        report.notified += self._notify(
-            name,
-            kind,
-            f"r{cert.latest_revision}:{cert.failures}",
-            {
-                "Revision": cert.latest_revision,
-                "Error": error.message,
-                "Retryable": error.retryable,
-                "Failures": cert.failures,
-                "NextAttemptAt": next_attempt,
-            },
-        )
+        report.notified += notify_failure(self.rt, self.notifier, name, error)
 
     def _record_crash(self, name: str, error: CertmanError) -> None:
         try:
@@ -194,14 +174,4 @@ class Reconciler:
             ).one()
 
     def _notify(self, name: str, kind: str, key: str, detail: dict[str, object]) -> int:
-        if not self.notifier.enabled:
-            return 0
-        cert = self._certificate(name)
-        payload = certificate_event(
-            kind,
-            cert,
-            time=self.rt.clock.now(),
-            default_region=str(self.rt.config.get("aws", "region")),
-            detail=detail,
-        )
-        return int(self.notifier.send_once(name, KIND[kind], key, payload))
+        return notify_certificate(self.rt, self.notifier, name, kind, key, detail)

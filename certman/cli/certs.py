@@ -190,6 +190,7 @@ def renew(
     from datetime import timedelta
 
     from scheduler.claims import CertificateBusy, extend, held, instance_id
+    from scheduler.notify import alert_failure
 
     rt = state(ctx).runtime()
     holder = f"cli:{instance_id()}"
@@ -200,8 +201,14 @@ def renew(
 
     lifecycle = Lifecycle(rt, observers=[keep_lease])
     if name is not None:
-        with held(rt, name, holder, lease):
-            outcome = lifecycle.renew(name, force=force)
+        try:
+            with held(rt, name, holder, lease):
+                outcome = lifecycle.renew(name, force=force)
+        except CertificateBusy:
+            raise
+        except CertmanError as error:
+            alert_failure(rt, name, error)
+            raise
         if outcome.message:
             typer.echo(f"{name}: {outcome.message}.")
         else:
@@ -224,6 +231,7 @@ def renew(
             typer.echo(f"{each}: skipped; {busy.message}")
         except CertmanError as e:  # one failure never blocks the others
             failed += 1
+            alert_failure(rt, each, e)
             typer.echo(f"error: {each}: {e.message}", err=True)
     if failed:
         typer.echo(f"{failed} of {len(names)} renewals failed.", err=True)

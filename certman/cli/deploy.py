@@ -27,7 +27,7 @@ def deploy(
 ) -> None:
     """Deploy a certificate's active revision: canary first, verify, then waves; roll back
     every switched target when a verify fails."""
-    from certman.errors import ValidationError
+    from certman.errors import CertmanError, ValidationError
     from certman.service.deployment import deploy_certificate, deploy_plan
 
     rt = state(ctx).runtime()
@@ -51,5 +51,11 @@ def deploy(
         raise ValidationError("Usage: certman deploy NAME [--target T] [--canary UNIT].")
     if as_json:
         raise ValidationError("--json goes with `certman deploy plan NAME`.")
-    targets = deploy_certificate(rt, words[0], target, canary)
+    try:
+        targets = deploy_certificate(rt, words[0], target, canary)
+    except CertmanError as error:
+        from scheduler.notify import alert_failure
+
+        alert_failure(rt, words[0], error, key=f"deploy:{rt.clock.now().isoformat()}")
+        raise
     typer.echo(f"{words[0]}: deployed to {', '.join(targets)} and verified.")

@@ -1,15 +1,19 @@
-"""`certman renew` takes the same lease as `certman serve`, so the two never renew one
-certificate at the same time."""
+"""Commands behave as the service does: `certman renew` takes the same lease as
+`certman serve` (the two never renew one certificate at once), and a failed renewal or
+deployment from the command line sends the same notice."""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import update
 
 from certman.service.runtime import Runtime
 from scheduler.claims import TABLE, claim, holder_of
+from scheduler.events import DEPLOY_FAILED
+from tests.scheduler.conftest import Webhook
 
 
 def revision(cli, name: str) -> int:  # type: ignore[no-untyped-def]
@@ -67,3 +71,64 @@ def test_renew_due_skips_held_certificates_and_renews_the_rest(cli, runtime: Run
     assert "free: revision 2 active." in result.stdout
     assert revision(cli, "held") == 1 and revision(cli, "free") == 2
     assert holder_of(runtime, "free") == (None, None)
+
+
+def _file_target(home: Path, reload_command: str) -> None:
+    tls = home.parent / "tls"
+    tls.mkdir(exist_ok=True)
+    config = home / "certman.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[targets.web]\ntype = "file"\n'
+        + f'fullchain_path = "{tls / "fullchain.pem"}"\nkey_path = "{tls / "privkey.pem"}"\n'
+        + f'reload_command = "{reload_command}"\n'
+    )
+
+
+def _hook(home: Path, url: str) -> None:
+    config = home / "certman.toml"
+    config.write_text(config.read_text() + f'\n[notify.webhook]\nurl = "{url}"\n')
+
+
+def test_a_failed_manual_deploy_sends_the_deployment_failed_notice(
+    cli, initialised_home: Path, webhook: Webhook
+) -> None:  # type: ignore[no-untyped-def]
+    _file_target(initialised_home, "true")
+    cli.ok("issue", "web", "-d", "web.example.com", "--target", "web")
+    config = initialised_home / "certman.toml"
+    config.write_text(
+        config.read_text().replace('reload_command = "true"', 'reload_command = "false"')
+    )
+    _hook(initialised_home, webhook.url)
+
+    result = cli("deploy", "web")
+
+    assert result.exit_code == 1
+    [notice] = webhook.of(DEPLOY_FAILED)
+    assert notice["detail"]["CertificateName"] == "web"
+    assert "reload command" in notice["detail"]["Error"]
+
+
+def test_a_failed_manual_renewal_sends_the_renewal_failed_notice(
+    cli, initialised_home: Path, webhook: Webhook
+) -> None:  # type: ignore[no-untyped-def]
+    _file_target(initialised_home, "true")
+    cli.ok("issue", "web", "-d", "web.example.com", "--target", "web")
+    config = initialised_home / "certman.toml"
+    config.write_text(
+        config.read_text().replace('reload_command = "true"', 'reload_command = "false"')
+    )
+    _hook(initialised_home, webhook.url)
+
+    assert cli("renew", "web", "--force").exit_code == 1
+
+    [notice] = webhook.received
+    assert notice["detail"]["CertificateName"] == "web" and notice["detail"]["Revision"] == 2
+
+
+def test_bad_input_sends_no_notice(cli, initialised_home: Path, webhook: Webhook) -> None:  # type: ignore[no-untyped-def]
+    cli.ok("issue", "web", "-d", "web.example.com")
+    _hook(initialised_home, webhook.url)
+
+    assert cli("deploy", "web", "--target", "nowhere").exit_code == 2
+    assert webhook.received == []
