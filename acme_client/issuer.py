@@ -14,6 +14,7 @@ from acme_client.client import AcmeClient
 from acme_client.orders import OrderPlan, obtain
 from acme_client.problems import ProblemError, ServerBusy
 from acme_client.settings import AcmeSettings
+from certman.domains import is_ip_address
 from certman.errors import CertmanError, ConfigError, IssuanceError, ValidationError
 from certman.interfaces import (
     ChallengeSolver,
@@ -77,7 +78,7 @@ class AcmeIssuer:
                     f'(RFC 8555 section 7.1.3), so set challenge = "dns-01" in '
                     f"{self.settings.table} or use another issuer."
                 )
-            if _is_ip(identifier) and challenge != "http-01":
+            if is_ip_address(identifier) and challenge != "http-01":
                 raise ValidationError(
                     f"{identifier} is an IP address; ACME proves those with http-01 "
                     f"(RFC 8738 section 7), not {challenge}; use an http-01 issuer."
@@ -204,13 +205,3 @@ class AcmeIssuer:
                 .where(Revision.number == ManagedCertificate.current_revision)
             ).first()
         return row.encode() if row else None
-
-
-def _is_ip(value: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True

@@ -24,6 +24,15 @@ class Identifier:
         return self.value.startswith("*.")
 
 
+def is_ip_address(value: str) -> bool:
+    """True for an IPv4 or IPv6 address literal (as an identifier or a server name)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def normalize_name(text: str) -> Identifier:
     """Return the canonical identifier for ``text`` or raise ValidationError naming it."""
     raw = str(text).strip()

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID
 
+from certman.domains import is_ip_address
 from certman.errors import ValidationError
 from certman.models import KeyType
 
@@ -115,7 +116,7 @@ def build_csr(key: CertificateIssuerPrivateKeyTypes, identifiers: list[str]) -> 
         except ValueError:
             names.append(x509.DNSName(value))
     subject = []
-    first_dns = next((v for v in identifiers if not _is_ip(v)), None)
+    first_dns = next((v for v in identifiers if not is_ip_address(v)), None)
     if first_dns and len(first_dns) <= 64:
         subject.append(x509.NameAttribute(NameOID.COMMON_NAME, first_dns))
     csr = (
@@ -125,16 +126,6 @@ def build_csr(key: CertificateIssuerPrivateKeyTypes, identifiers: list[str]) -> 
         .sign(key, signature_hash_for(key))
     )
     return csr.public_bytes(serialization.Encoding.PEM)
-
-
-def _is_ip(value: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True, kw_only=True)

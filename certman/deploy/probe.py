@@ -7,6 +7,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from certman.domains import is_ip_address
 from certman.errors import ConfigError
 
 
@@ -39,7 +40,7 @@ def served_serial(endpoint: Endpoint, server_name: str | None, timeout: float = 
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as raw:
-        sni = server_name if server_name and not _is_ip(server_name) else None
+        sni = server_name if server_name and not is_ip_address(server_name) else None
         with context.wrap_socket(raw, server_hostname=sni) as tls:
             der = tls.getpeercert(binary_form=True)
     if not der:
@@ -80,13 +81,3 @@ def wait_for_serial(
             return False, last
         if streak == 0:
             time.sleep(interval)
-
-
-def _is_ip(value: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True

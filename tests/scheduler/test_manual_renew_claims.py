@@ -90,16 +90,21 @@ def _hook(home: Path, url: str) -> None:
     config.write_text(config.read_text() + f'\n[notify.webhook]\nurl = "{url}"\n')
 
 
-def test_a_failed_manual_deploy_sends_the_deployment_failed_notice(
-    cli, initialised_home: Path, webhook: Webhook
-) -> None:  # type: ignore[no-untyped-def]
-    _file_target(initialised_home, "true")
+def _issued_with_a_failing_reload(cli, home: Path, webhook: Webhook) -> None:  # type: ignore[no-untyped-def]
+    """`web` issued and deployed; from now on its reload command fails; notices on."""
+    _file_target(home, "true")
     cli.ok("issue", "web", "-d", "web.example.com", "--target", "web")
-    config = initialised_home / "certman.toml"
+    config = home / "certman.toml"
     config.write_text(
         config.read_text().replace('reload_command = "true"', 'reload_command = "false"')
     )
-    _hook(initialised_home, webhook.url)
+    _hook(home, webhook.url)
+
+
+def test_a_failed_manual_deploy_sends_the_deployment_failed_notice(
+    cli, initialised_home: Path, webhook: Webhook
+) -> None:  # type: ignore[no-untyped-def]
+    _issued_with_a_failing_reload(cli, initialised_home, webhook)
 
     result = cli("deploy", "web")
 
@@ -112,13 +117,7 @@ def test_a_failed_manual_deploy_sends_the_deployment_failed_notice(
 def test_a_failed_manual_renewal_sends_the_renewal_failed_notice(
     cli, initialised_home: Path, webhook: Webhook
 ) -> None:  # type: ignore[no-untyped-def]
-    _file_target(initialised_home, "true")
-    cli.ok("issue", "web", "-d", "web.example.com", "--target", "web")
-    config = initialised_home / "certman.toml"
-    config.write_text(
-        config.read_text().replace('reload_command = "true"', 'reload_command = "false"')
-    )
-    _hook(initialised_home, webhook.url)
+    _issued_with_a_failing_reload(cli, initialised_home, webhook)
 
     assert cli("renew", "web", "--force").exit_code == 1
 
