@@ -27,6 +27,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "key_id": "",
         "cache_max_age": "",
         "cache_max_uses": 0,
+        "module": "",
+        "token_label": "certman",
+        "pin_env": "CERTMAN_HSM_PIN",
+        "key_label": "certman-wrap",
     },
     "archive": {
         "type": "local",
@@ -264,8 +268,22 @@ def _check_values(config: Config) -> None:
     ):
         config.duration(section, key)
     _check_service(config)
+    _check_kms(config)
     config.key_type("defaults", "key_type")
     config.key_type("ca", "key_type")
+
+
+def _check_kms(config: Config) -> None:
+    """[kms] type = "pkcs11" needs a token, a key label and the variable holding the PIN."""
+    if config.get("kms", "type") != "pkcs11":
+        return
+    for key in ("module", "token_label", "key_label", "pin_env"):
+        if not str(config.get("kms", key)).strip():
+            raise ConfigError(
+                f'[kms] type is "pkcs11" but kms.{key} is empty (in {config.path}); '
+                "set module to the HSM's PKCS#11 library, token_label and key_label to the "
+                "token and AES key to use, pin_env to the variable that holds the PIN."
+            )
 
 
 def _check_service(config: Config) -> None:

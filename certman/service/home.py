@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from certman.config import Config
 from certman.errors import KeyWrapError
 from certman.models import KeyType
+
+if TYPE_CHECKING:
+    from certman.keywrap.pkcs11 import Pkcs11KeyWrapper
 
 DEFAULT_CONFIG = """\
 # certman configuration. Every key has a default, so this file only needs what you change;
@@ -47,6 +51,8 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
         intermediate_validity=config.required_duration("ca", "intermediate_validity"),
         crl_url=str(config.get("ca", "crl_url")) or None,
     )
+    # An HSM that cannot be reached (PIN variable unset, no such token) refuses now too.
+    hsm = _HsmKey.probe(config) if config.get("kms", "type") == "pkcs11" else None
     report = InitReport()
     home = config.home
     _note(report, not home.exists(), f"home {home}")
@@ -62,6 +68,8 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     had_schema = _has_schema(engine)
     if config.get("kms", "type") == "local":
         _init_master_key(config, report, had_schema)
+    elif hsm is not None:
+        hsm.init(report, had_schema)
 
     applied = migrate(engine)
     _note(report, applied, f"database {config.database_url} (migrated to head)")
@@ -93,6 +101,36 @@ def _has_schema(engine: object) -> bool:
     from certman.inventory.database import current_revision
 
     return current_revision(engine) is not None  # type: ignore[arg-type]
+
+
+@dataclass
+class _HsmKey:
+    """The token's AES wrapping key: created (non-extractable) only on a fresh inventory."""
+
+    wrapper: Pkcs11KeyWrapper
+    present: bool
+
+    @classmethod
+    def probe(cls, config: Config) -> _HsmKey:
+        from certman.keywrap.pkcs11 import Pkcs11KeyWrapper
+        from certman.service.runtime import Runtime
+
+        wrapper = Runtime(config=config).build_key_wrapper("pkcs11")
+        assert isinstance(wrapper, Pkcs11KeyWrapper)
+        return cls(wrapper=wrapper, present=wrapper.token.has_key(wrapper.key_label))
+
+    def init(self, report: InitReport, had_schema: bool) -> None:
+        where = f"HSM key {self.wrapper.key_label!r} on token {self.wrapper.token.token_label!r}"
+        if self.present:
+            report.present.append(where)
+            return
+        if had_schema:
+            raise KeyWrapError(
+                f"The {where} is missing but the database already holds sealed keys; restore "
+                "the key into the token (a new one could not open them) or fix [kms] key_label."
+            )
+        self.wrapper.ensure_key()
+        report.created.append(f"{where} (AES-256, non-extractable)")
 
 
 def _init_master_key(config: Config, report: InitReport, had_schema: bool) -> None:

@@ -150,6 +150,9 @@ def move_keys(rt: Runtime, to_type: str) -> MoveReport:
 
         LocalMasterKey.create(rt.config.master_key_path)
     target = rt.build_key_wrapper(to_type)
+    ensure_key = getattr(target, "ensure_key", None)
+    if ensure_key is not None:  # an HSM token gets its wrapping key on the first move
+        ensure_key()
     keys = rewrap_everything(rt, rt.key_wrapper, target)
     with rt.session() as session:
         append_event(

@@ -20,10 +20,11 @@ from certman.inventory.tables import ManagedCertificate, Revision
 from certman.service.runtime import Runtime
 from tests.acme.ari_server import AriServer
 from tests.components.pebble import Pebble, PebbleOptions, free_port, pebble_available
+from tests.components.required import missing_component
 from tests.conftest import Cli
 
 if not pebble_available():  # scripts/test.sh installs it: scripts/apt-install.sh pebble
-    pytest.skip("pebble is not installed (apt-get install pebble)", allow_module_level=True)
+    missing_component("pebble is not installed (apt-get install pebble)", module_level=True)
 
 BLOCKED = "blocked.example"
 

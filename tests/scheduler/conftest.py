@@ -19,6 +19,7 @@ from certman.service.home import init_home
 from certman.service.runtime import Runtime
 from tests.cli.conftest import cli_clock, fake_issuers  # noqa: F401  (shared fixtures)
 from tests.components.postgres import PostgresCluster, postgres_available, postgres_cluster
+from tests.components.required import missing_component
 
 
 class Webhook:
@@ -87,7 +88,7 @@ def clock() -> FrozenClock:
 def pg_cluster() -> Iterator[PostgresCluster]:
     """One throwaway PostgreSQL cluster for the session (scripts/apt-install.sh postgresql)."""
     if not postgres_available():
-        pytest.skip("PostgreSQL 15 is not installed (scripts/apt-install.sh postgresql)")
+        missing_component("PostgreSQL 15 is not installed (scripts/apt-install.sh postgresql)")
     with postgres_cluster() as cluster:
         yield cluster
 

@@ -10,11 +10,12 @@ import pytest
 
 from tests.components.nginx import free_port
 from tests.components.pebble import Pebble, PebbleOptions, pebble_available
+from tests.components.required import missing_component
 from tests.scheduler.conftest import Webhook, make_home
 from tests.scheduler.processes import get, metrics, run, serve, stop, wait_for
 
 if not pebble_available():  # scripts/test.sh installs it: scripts/apt-install.sh pebble
-    pytest.skip("pebble is not installed (apt-get install pebble)", allow_module_level=True)
+    missing_component("pebble is not installed (apt-get install pebble)", module_level=True)
 
 
 @pytest.fixture
