@@ -110,6 +110,10 @@ class Pkcs11Token:
     def has_key(self, key_label: str) -> bool:
         return self._call(lambda: self._find_key(key_label) is not None)
 
+    def with_session(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(session)`` under the process-wide lock, errors translated."""
+        return self._call(lambda: fn(self._session()))
+
     # --- plumbing ----------------------------------------------------------------------
 
     def _with_key(self, key_label: str, fn: Callable[[Any], T]) -> T:
