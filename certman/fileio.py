@@ -6,7 +6,7 @@ import contextlib
 import fcntl
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 PRIVATE_FILE_MODE = 0o600
@@ -54,6 +54,8 @@ def write_private_many(
     mode: int = PRIVATE_FILE_MODE,
     fsync: bool = True,
     overwrite: bool = True,
+    modes: Mapping[Path, int] | None = None,
+    owner: tuple[int, int] | None = None,
 ) -> None:
     """``write_private`` for many files in one pass: the bulk path (archiving 1,000 bundles).
 
@@ -61,7 +63,10 @@ def write_private_many(
     directory is flushed once. Durability is the same as one ``write_private`` per file
     (no rename happens before its content is on disk), with fewer waits on the disk.
     The batch is not atomic as a whole: a crash half-way leaves some paths new and some
-    old, each one whole. On any error no temporary file is left behind.
+    old, each one whole; the renames run back to back, so a reader (a server reloading a
+    certificate and its key) sees a mixed set only within that instant. ``modes`` overrides
+    ``mode`` per path; ``owner`` (uid, gid; -1 keeps one) is set on each temporary file
+    before its rename. On any error no temporary file is left behind.
     """
     # Past a few files, one system-wide sync is far cheaper than a flush per file and per
     # directory, and gives the same guarantee: contents on disk before any rename, renames
@@ -72,7 +77,11 @@ def write_private_many(
     try:
         for start in range(0, len(items), _OPEN_FILES_PER_CHUNK):
             chunk = items[start : start + _OPEN_FILES_PER_CHUNK]
-            staged.extend(_stage_chunk(chunk, mode=mode, fsync=fsync and not batch))
+            staged.extend(
+                _stage_chunk(
+                    chunk, mode=mode, fsync=fsync and not batch, modes=modes or {}, owner=owner
+                )
+            )
         if batch:
             os.sync()
         for temp, path in staged:
@@ -143,17 +152,25 @@ def exclusive_lock(lock_path: Path) -> Iterator[None]:
 
 
 def _stage_chunk(
-    chunk: Sequence[tuple[Path, bytes]], *, mode: int, fsync: bool
+    chunk: Sequence[tuple[Path, bytes]],
+    *,
+    mode: int,
+    fsync: bool,
+    modes: Mapping[Path, int],
+    owner: tuple[int, int] | None,
 ) -> list[tuple[Path, Path]]:
     """Write every file of ``chunk`` to a temporary sibling, then flush them all."""
     opened: list[tuple[int, Path, Path]] = []  # (fd, temporary, final)
     try:
         for path, data in chunk:
             path = Path(path)
+            file_mode = modes.get(path, mode)
             temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-            fd = os.open(temp, _CREATE_FLAGS, mode)
+            fd = os.open(temp, _CREATE_FLAGS, file_mode)
             opened.append((fd, temp, path))
-            os.fchmod(fd, mode)  # the umask may have narrowed the mode; make it exact
+            if owner is not None:
+                os.fchown(fd, *owner)  # before any byte is written or the name is visible
+            os.fchmod(fd, file_mode)  # the umask may have narrowed the mode; make it exact
             _write_all(fd, data)
         if fsync:
             for fd, _, _ in opened:

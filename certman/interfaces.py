@@ -366,6 +366,51 @@ class SupportsPlan(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class RolloutPrecheckRequest:
+    """Asked of every target before a rollout switches anything (and before issuance).
+
+    ``acm_arn`` is the certificate's ARN in the target's region when one is known;
+    ``acm_in_rollout`` says whether an acm target of that region deploys first.
+    ``probe``: also check that the target's probe endpoint answers at all (not on a first
+    issuance, where no server may be running yet).
+    """
+
+    name: str
+    acm_arn: str | None = None
+    acm_in_rollout: bool = False
+    probe: bool = False
+    server_name: str | None = None
+
+
+@runtime_checkable
+class SupportsRolloutPrecheck(Protocol):
+    def precheck_rollout(self, request: RolloutPrecheckRequest) -> None:
+        """Raise InputError for what would make the rollout fail half-way; change nothing."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class CleanupRequest:
+    """``state`` is what this rollout recorded for the unit; ``earlier`` what the unit held
+    before it (the previous revision's rollout, or an earlier run of this one)."""
+
+    name: str
+    revision: int
+    unit: str = ""
+    state: Mapping[str, str] = field(default_factory=dict)
+    earlier: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class SupportsCleanup(Protocol):
+    def clean_up(self, request: CleanupRequest) -> str:
+        """After every unit of the rollout verified: drop what only the earlier state needed
+        (a replaced ARN in an SNI list). Idempotent; returns what it did ("" for nothing).
+        Never called on a failed rollout, and its failure does not undo the rollout."""
+        ...
+
+
 # --- ACME challenge solvers ----------------------------------------------------------------
 
 

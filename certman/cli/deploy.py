@@ -27,7 +27,7 @@ def deploy(
 ) -> None:
     """Deploy a certificate's active revision: canary first, verify, then waves; roll back
     every switched target when a verify fails."""
-    from certman.errors import CertmanError, ValidationError
+    from certman.errors import CertmanError, InputError, ValidationError
     from certman.service.deployment import deploy_certificate, deploy_plan
 
     rt = state(ctx).runtime()
@@ -42,6 +42,8 @@ def deploy(
         for step in plan["steps"]:
             where = f"{step['target']} ({step['unit']})" if step["unit"] else step["target"]
             current = step["current_serial"] or "nothing"
+            if step["current_not_after"]:
+                current += f" (until {step['current_not_after']})"
             typer.echo(
                 f"  wave {step['wave']}: {where} [{step['type']}]: {current} -> "
                 f"{step['new_serial']} (until {step['new_not_after']}); {step['change']}"
@@ -52,10 +54,14 @@ def deploy(
     if as_json:
         raise ValidationError("--json goes with `certman deploy plan NAME`.")
     try:
-        targets = deploy_certificate(rt, words[0], target, canary)
+        targets, notes = deploy_certificate(rt, words[0], target, canary)
+    except InputError:
+        raise  # refused before anything was switched: nothing to alert about
     except CertmanError as error:
         from scheduler.notify import alert_failure
 
         alert_failure(rt, words[0], error, key=f"deploy:{rt.clock.now().isoformat()}")
         raise
     typer.echo(f"{words[0]}: deployed to {', '.join(targets)} and verified.")
+    for note in notes:
+        typer.echo(f"  {note}")

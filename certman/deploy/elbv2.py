@@ -7,15 +7,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from certman.aws.errors import aws_call
-from certman.deploy.probe import Endpoint, wait_for_serial
-from certman.durations import parse_duration
+from certman.deploy.probe import Probe
+from certman.deploy.settings import boolean, check_keys, whole_number
 from certman.errors import ConfigError, DeployError, ValidationError
 from certman.interfaces import (
+    CleanupRequest,
     DeployRequest,
     DeployResponse,
     PlanRequest,
     PlanResponse,
     RollbackRequest,
+    RolloutPrecheckRequest,
+    SupportsPlan,
     VerifyRequest,
     VerifyResponse,
 )
@@ -30,6 +33,7 @@ KNOWN_KEYS = {
     "role",
     "probe",
     "probe_timeout",
+    "probe_settle",
     "wave_size",
     "remove_old",
     "region",
@@ -45,18 +49,23 @@ class Elbv2Deployer:
     """Adds the ARN to each listener's SNI list, or makes it the listener's default.
 
     Verification asks the listener itself (ACM InUseBy is not trusted) and, with a probe,
-    a TLS handshake must see the new serial. ``remove_old`` would drop a replaced ARN from
-    the SNI list; renewals re-import to the same ARN, so there is none to drop today.
+    TLS handshakes must settle on the new serial. With ``remove_old``, once the whole
+    rollout verified, an ARN the listener got from an earlier rollout of this certificate
+    is dropped from its SNI list when it differs from the new one (renewals re-import to
+    the same ARN, so this happens only when the ARN itself changed).
     """
 
     elb: Any
     name: str
     listener_arns: list[str]
+    region: str = ""
     role: str = "sni"
-    probe: Endpoint | None = None
-    probe_timeout: float = 30.0
+    probe: Probe | None = None
+    wave_size: int = 1
     remove_old: bool = True
     quota: int = DEFAULT_QUOTA
+    # Reads what an ARN holds (serial, NotAfter) for `deploy plan`: an ACM client's plan.
+    acm: SupportsPlan | None = None
     target_type: str = "elbv2"
 
     def units(self) -> list[str]:
@@ -82,26 +91,41 @@ class Elbv2Deployer:
             c["CertificateArn"] for c in pages.get("Certificates", []) if not c.get("IsDefault")
         ]
 
-    def _check_quota(self, listener_arn: str) -> None:
-        """Refuse before adding anything when the load balancer is at its certificate quota."""
-        lb_arn = self._listener(listener_arn)["LoadBalancerArn"]
+    def _sni_used(self, lb_arn: str) -> int:
+        """SNI certificates on all the load balancer's listeners (what the quota counts)."""
         with aws_call("elasticloadbalancing:DescribeListeners", lb_arn, DeployError):
             listeners = self.elb.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
-        used = sum(len(self._sni_arns(item["ListenerArn"])) for item in listeners)
-        if used >= self.quota:
+        return sum(len(self._sni_arns(item["ListenerArn"])) for item in listeners)
+
+    def _check_quota(self, lb_arn: str, adding: int) -> None:
+        used = self._sni_used(lb_arn)
+        if used + adding > self.quota:
             raise ValidationError(
-                f"Load balancer {lb_arn} already holds {used} SNI certificates, its quota of "
-                f"{self.quota}; remove unused ones or ask AWS to raise the quota (then set "
-                f"certificate_quota in [targets.{self.name}])."
+                f"Load balancer {lb_arn} holds {used} SNI certificates and this rollout would "
+                f"add {adding}, over its quota of {self.quota}; remove unused ones or ask AWS "
+                f"to raise the quota (then set certificate_quota in [targets.{self.name}])."
             )
 
-    def precheck(self, acm_arn: str | None) -> None:
+    def precheck_rollout(self, request: RolloutPrecheckRequest) -> None:
         """Everything that would make a rollout fail half-way, checked before it starts."""
-        if self.role != "sni":
-            return
-        for listener in self.listener_arns:
-            if not acm_arn or acm_arn not in self._sni_arns(listener):
-                self._check_quota(listener)
+        arn = request.acm_arn
+        if not arn and not request.acm_in_rollout:
+            raise ValidationError(
+                f"Target {self.name!r} puts the certificate's ACM ARN on listeners, but no "
+                f"acm target in {self.region} deploys it; bind an acm target of that region "
+                "too (it deploys first)."
+            )
+        if self.role == "sni":
+            # Per load balancer: every listener still missing the ARN adds one certificate.
+            adding: dict[str, int] = {}
+            for listener in self.listener_arns:
+                if not arn or arn not in self._sni_arns(listener):
+                    lb_arn = str(self._listener(listener)["LoadBalancerArn"])
+                    adding[lb_arn] = adding.get(lb_arn, 0) + 1
+            for lb_arn, count in adding.items():
+                self._check_quota(lb_arn, count)
+        if request.probe and self.probe is not None:
+            self.probe.require_answer(request.server_name)
 
     # --- Deployer ---------------------------------------------------------------------
 
@@ -109,14 +133,14 @@ class Elbv2Deployer:
         arn = request.acm_arn
         if not arn:
             raise ValidationError(
-                f"Target {self.name!r} needs the certificate's ACM ARN: bind an acm target "
-                "too (it deploys first)."
+                f"Target {self.name!r} needs the certificate's ACM ARN in {self.region}: bind "
+                "an acm target of that region too (it deploys first)."
             )
         listener = request.unit
         if self.role == "sni":
             if arn in self._sni_arns(listener):
                 return DeployResponse(changed=False, state={"listener": listener, "acm_arn": arn})
-            self._check_quota(listener)
+            self._check_quota(str(self._listener(listener)["LoadBalancerArn"]), 1)
             with aws_call("elasticloadbalancing:AddListenerCertificates", listener, DeployError):
                 self.elb.add_listener_certificates(
                     ListenerArn=listener, Certificates=[{"CertificateArn": arn}]
@@ -152,25 +176,17 @@ class Elbv2Deployer:
         if arn not in held:
             return VerifyResponse(ok=False, message=f"listener {listener} does not report {arn}.")
         if self.probe is not None:
-            from certman.pki import certificate_facts, load_certificate
-
-            serial = certificate_facts(request.certificate_pem).serial
-            names = _dns_names(load_certificate(request.certificate_pem))
-            ok, seen = wait_for_serial(
-                self.probe, names[0] if names else None, serial, timeout=self.probe_timeout
-            )
+            ok, seen = self.probe.sees(request.certificate_pem)
             if not ok:
-                return VerifyResponse(
-                    ok=False,
-                    message=f"{self.probe} shows {seen} after {self.probe_timeout:.0f}s, not "
-                    f"the new serial {serial}.",
-                )
+                return VerifyResponse(ok=False, message=seen + ".")
         return VerifyResponse(ok=True, message=f"listener {listener} serves {arn}.")
 
     def rollback(self, request: RollbackRequest) -> None:
         listener = request.unit
         state = request.state
         if self.role == "sni" and state.get("added") == "yes":
+            if state["acm_arn"] not in self._sni_arns(listener):
+                return  # already removed: rollback is idempotent
             with aws_call("elasticloadbalancing:RemoveListenerCertificates", listener, DeployError):
                 self.elb.remove_listener_certificates(
                     ListenerArn=listener, Certificates=[{"CertificateArn": state["acm_arn"]}]
@@ -180,57 +196,74 @@ class Elbv2Deployer:
                 listener, state["previous_default"], keep_sni=self._sni_arns(listener)
             )
 
+    def clean_up(self, request: CleanupRequest) -> str:
+        """``remove_old``: drop the ARN an earlier rollout put in this listener's SNI list."""
+        old, new = request.earlier.get("acm_arn", ""), request.state.get("acm_arn", "")
+        if not self.remove_old or self.role != "sni" or not old or old == new:
+            return ""
+        listener = request.unit
+        if old not in self._sni_arns(listener):
+            return ""
+        with aws_call("elasticloadbalancing:RemoveListenerCertificates", listener, DeployError):
+            self.elb.remove_listener_certificates(
+                ListenerArn=listener, Certificates=[{"CertificateArn": old}]
+            )
+        return f"removed the replaced {old} from the SNI list of {listener}"
+
     def plan(self, request: PlanRequest) -> PlanResponse:
         listener = request.unit
         if self.role == "sni":
-            present = request.acm_arn in self._sni_arns(listener) if request.acm_arn else False
+            present = bool(request.acm_arn) and request.acm_arn in self._sni_arns(listener)
+            held = request.acm_arn if present else None
             what = "already in the SNI list" if present else "add to the SNI list"
-            return PlanResponse(description=f"{what} of {listener}")
+            description = f"{what} of {listener}"
+        else:
+            held = self._default_arn(listener) or None
+            description = f"make the default certificate of {listener} (now {held or 'none'})"
+        current = self._describe(held, request) if held else PlanResponse()
         return PlanResponse(
-            description=f"make the default certificate of {listener} "
-            f"(now {self._default_arn(listener) or 'none'})"
+            current_serial=current.current_serial,
+            current_not_after=current.current_not_after,
+            description=description,
         )
 
-
-def _dns_names(cert: Any) -> list[str]:
-    from cryptography import x509
-
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [n.removeprefix("*.") for n in san.get_values_for_type(x509.DNSName)]
+    def _describe(self, arn: str, request: PlanRequest) -> PlanResponse:
+        """What ACM holds under ``arn`` (its serial and NotAfter); empty when ACM cannot say."""
+        if self.acm is None:
+            return PlanResponse()
+        try:
+            return self.acm.plan(
+                PlanRequest(name=request.name, certificate_pem=request.certificate_pem, acm_arn=arn)
+            )
+        except DeployError:
+            return PlanResponse()  # deleted, or in another account: the plan shows "nothing"
 
 
 def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> Elbv2Deployer:
+    from certman.aws.acm import AcmDeployer
+
     where = f"[targets.{settings['name']}] of {runtime.config.path}"
-    unknown = sorted(set(settings) - KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"Unknown key {unknown[0]!r} in {where}; an elbv2 target takes: "
-            f"{', '.join(sorted(KNOWN_KEYS - {'type', 'name'}))}."
-        )
+    check_keys(settings, KNOWN_KEYS, where, "an elbv2 target")
     arns = settings.get("listener_arns")
     if not isinstance(arns, list) or not arns or not all(isinstance(a, str) for a in arns):
         raise ConfigError(f"listener_arns in {where} must be a non-empty list of listener ARNs.")
     role = str(settings.get("role", "sni"))
     if role not in ("sni", "default"):
         raise ConfigError(f'role = {role!r} in {where}; use "sni" or "default".')
-    try:
-        timeout = parse_duration(str(settings.get("probe_timeout", "30s")), field="probe_timeout")
-    except ValidationError as e:
-        raise ConfigError(f"{e} (in {where})") from None
+    region = str(settings.get("region") or "") or runtime.aws.region
     deployer = Elbv2Deployer(
-        elb=runtime.aws.client("elbv2", str(settings.get("region") or "") or None),
+        elb=runtime.aws.client("elbv2", region),
         name=str(settings["name"]),
         listener_arns=list(arns),
+        region=region,
         role=role,
-        probe=Endpoint.parse(str(settings["probe"]), where=where)
-        if settings.get("probe")
-        else None,
-        probe_timeout=timeout.total_seconds(),
-        remove_old=bool(settings.get("remove_old", True)),
-        quota=int(settings.get("certificate_quota", DEFAULT_QUOTA)),
+        probe=Probe.from_settings(settings, where, default_timeout="30s"),
+        wave_size=whole_number(settings, "wave_size", 1, where),
+        remove_old=boolean(settings, "remove_old", True, where),
+        quota=whole_number(settings, "certificate_quota", DEFAULT_QUOTA, where),
+        acm=AcmDeployer(
+            acm=runtime.aws.client("acm", region), name=str(settings["name"]), region=region
+        ),
     )
     for arn in deployer.listener_arns:  # a listener that does not exist is refused up front
         try:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import grp
 import os
-import shutil
+import pwd
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from certman.deploy.probe import Endpoint, wait_for_serial
-from certman.durations import parse_duration
+from certman.deploy.probe import Probe
+from certman.deploy.settings import check_keys, seconds
 from certman.errors import ConfigError, DeployError, ValidationError
 from certman.interfaces import (
     DeployRequest,
@@ -19,6 +21,7 @@ from certman.interfaces import (
     PlanRequest,
     PlanResponse,
     RollbackRequest,
+    RolloutPrecheckRequest,
     VerifyRequest,
     VerifyResponse,
 )
@@ -35,28 +38,30 @@ KNOWN_KEYS = {
     "reload_command",
     "probe",
     "probe_timeout",
+    "probe_settle",
     "reload_timeout",
 }
+# What a server writes when it refuses its configuration: nginx "[emerg]"/"[crit]"/"[error]",
+# haproxy "[ALERT]", systemctl "Job for ... failed".
+_ERROR_LINE = re.compile(r"\[(emerg|alert|crit|error)\]|\berror\b|\bfailed\b", re.IGNORECASE)
+# ... and what says nothing about a failure ("[notice] signal process started").
+_NOTICE_LINE = re.compile(r"\[(notice|info|debug)\]", re.IGNORECASE)
+# nginx's "2026/01/02 03:04:05 [emerg] 123#123: " prefix: the level is worth keeping.
+_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?(\[\w+\] )?(?:\d+#\d+: )?")
 
 
 @dataclass(frozen=True, kw_only=True)
 class FileTargetSettings:
     name: str
     paths: Mapping[str, Path]
-    owner: tuple[str | None, str | None] = (None, None)
+    owner: tuple[int, int] | None = None  # (uid, gid), -1 keeps that one
     reload_command: str = ""
-    probe: Endpoint | None = None
-    probe_timeout: float = 15.0
+    probe: Probe | None = None
     reload_timeout: float = 60.0
 
     @classmethod
     def parse(cls, settings: Mapping[str, Any], where: str) -> FileTargetSettings:
-        unknown = sorted(set(settings) - KNOWN_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"Unknown key {unknown[0]!r} in {where}; a file target takes: "
-                f"{', '.join(sorted(KNOWN_KEYS - {'type', 'name'}))}."
-            )
+        check_keys(settings, KNOWN_KEYS, where, "a file target")
         paths = {k: Path(str(settings[k])) for k in PATH_KEYS if settings.get(k)}
         if not paths:
             raise ConfigError(f"{where} names no file; set at least one of {', '.join(PATH_KEYS)}.")
@@ -65,40 +70,47 @@ class FileTargetSettings:
                 raise ConfigError(f"{key} = {str(path)!r} in {where} must be an absolute path.")
         if len(set(paths.values())) != len(paths):
             raise ConfigError(f"{where} names the same file twice; give each file its own path.")
-        owner: tuple[str | None, str | None] = (None, None)
-        if settings.get("owner"):
-            user, _, group = str(settings["owner"]).partition(":")
-            owner = (user or None, group or None)
-        try:
-            probe_timeout = parse_duration(
-                str(settings.get("probe_timeout", "15s")), field="probe_timeout"
-            ).total_seconds()
-            reload_timeout = parse_duration(
-                str(settings.get("reload_timeout", "60s")), field="reload_timeout"
-            ).total_seconds()
-        except ValidationError as e:
-            raise ConfigError(f"{e} (in {where})") from None
-        probe = (
-            Endpoint.parse(str(settings["probe"]), where=where) if settings.get("probe") else None
-        )
         return cls(
             name=str(settings["name"]),
             paths=paths,
-            owner=owner,
+            owner=_owner(str(settings["owner"]), where) if settings.get("owner") else None,
             reload_command=str(settings.get("reload_command", "")),
-            probe=probe,
-            probe_timeout=probe_timeout,
-            reload_timeout=reload_timeout,
+            probe=Probe.from_settings(settings, where, default_timeout="15s"),
+            reload_timeout=seconds(settings, "reload_timeout", "60s", where),
         )
+
+
+def _owner(text: str, where: str) -> tuple[int, int]:
+    """``user``, ``user:group`` or ``:group`` (names or numeric ids) as (uid, gid)."""
+    user, _, group = text.partition(":")
+    try:
+        uid = -1 if not user else int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ConfigError(
+            f"owner = {text!r} in {where} names user {user!r}, which does not exist on this "
+            'machine; use an existing user (and group), e.g. "root:nginx".'
+        ) from None
+    try:
+        gid = -1 if not group else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(
+            f"owner = {text!r} in {where} names group {group!r}, which does not exist on this "
+            'machine; use an existing group, e.g. "root:nginx".'
+        ) from None
+    if uid == -1 and gid == -1:
+        raise ConfigError(f'owner = {text!r} in {where} names no one; write "user:group".')
+    return uid, gid
 
 
 @dataclass
 class FileDeployer:
     """Writes the files (key 0600), runs the reload command, probes the served serial.
 
-    Every file is written to a temporary file in its own directory, flushed and renamed,
-    so a reader sees the old file or the new one, never half of one. The files' previous
-    contents are kept in memory until the rollout ends, for a rollback within the run.
+    All files of a deployment are staged as temporary files in their own directories,
+    flushed, given their owner, and then renamed back to back, so a reader sees each file
+    old or new, never half of one, and a reload sees a certificate with its own key. The
+    files' previous contents are kept in memory until the rollout ends, for a rollback
+    within the run.
     """
 
     settings: FileTargetSettings
@@ -120,6 +132,11 @@ class FileDeployer:
                     "is not writable by certman; fix its permissions."
                 )
 
+    def precheck_rollout(self, request: RolloutPrecheckRequest) -> None:
+        self.preflight_paths()
+        if request.probe and self.settings.probe is not None:
+            self.settings.probe.require_answer(request.server_name)
+
     def _contents(self, certificate: bytes, chain: bytes, key: bytes) -> dict[str, bytes]:
         return {
             "cert_path": certificate,
@@ -135,26 +152,16 @@ class FileDeployer:
         if backup_key not in self._backups:
             self._backups[backup_key] = {k: _read(p) for k, p in self.settings.paths.items()}
         changed = self._write({k: wanted[k] for k in self.settings.paths})
-        self._reload()
+        failure = self._reload()
+        if failure:
+            raise DeployError(f"The reload command of target {self.settings.name!r} {failure}.")
         return DeployResponse(changed=changed, state={"files": ",".join(self.settings.paths)})
 
     def verify(self, request: VerifyRequest) -> VerifyResponse:
         if self.settings.probe is None:
             return VerifyResponse(ok=True, message="files written and reloaded (no probe set)")
-        from certman.pki import certificate_facts, load_certificate
-
-        serial = certificate_facts(request.certificate_pem).serial
-        cert = load_certificate(request.certificate_pem)
-        ok, seen = wait_for_serial(
-            self.settings.probe, _first_dns_name(cert), serial, timeout=self.settings.probe_timeout
-        )
-        if ok:
-            return VerifyResponse(ok=True, message=f"{self.settings.probe} serves serial {serial}.")
-        return VerifyResponse(
-            ok=False,
-            message=f"{self.settings.probe} still shows {seen} after "
-            f"{self.settings.probe_timeout:.0f}s, not the new serial {serial}.",
-        )
+        ok, message = self.settings.probe.sees(request.certificate_pem)
+        return VerifyResponse(ok=ok, message=message + ".")
 
     def rollback(self, request: RollbackRequest) -> None:
         backup = self._backups.pop((request.name, request.revision), None)
@@ -171,13 +178,12 @@ class FileDeployer:
             if data is None:
                 path.unlink(missing_ok=True)
         self._write({k: v for k, v in contents.items() if v is not None})
-        try:
-            self._reload()
-        except DeployError as e:
+        failure = self._reload()
+        if failure:
             raise DeployError(
-                f"the previous files are back in place, but reloading failed again ({e.message}) "
-                "Reload the server by hand."
-            ) from None
+                f"the previous files are back in place, but the reload command {failure} "
+                "again; reload the server by hand"
+            )
 
     def plan(self, request: PlanRequest) -> PlanResponse:
         from certman.pki import certificate_facts
@@ -203,31 +209,31 @@ class FileDeployer:
         self._backups.pop((name, revision), None)
 
     def _write(self, contents: Mapping[str, bytes]) -> bool:
-        from certman.fileio import write_private
+        """Replace the files that differ, all staged first and renamed together."""
+        from certman.fileio import write_private_many
 
-        changed = False
-        for key, data in contents.items():
-            path = self.settings.paths[key]
-            if _read(path) == data:
-                continue
-            mode = 0o600 if key == "key_path" else 0o644
-            try:
-                write_private(path, data, mode=mode)
-                user, group = self.settings.owner
-                if user is not None or group is not None:
-                    shutil.chown(path, user, group)  # type: ignore[arg-type]
-            except (OSError, LookupError) as e:
-                raise DeployError(
-                    f"Cannot write {path} for target {self.settings.name!r}: {e}; check the "
-                    "path, its permissions and the owner setting."
-                ) from None
-            changed = True
-        return changed
+        changes = [
+            (self.settings.paths[k], data)
+            for k, data in contents.items()
+            if _read(self.settings.paths[k]) != data
+        ]
+        if not changes:
+            return False
+        modes = {p: 0o600 if k == "key_path" else 0o644 for k, p in self.settings.paths.items()}
+        try:
+            write_private_many(changes, modes=modes, owner=self.settings.owner)
+        except OSError as e:
+            raise DeployError(
+                f"Cannot write the files of target {self.settings.name!r} ({e}); check the "
+                "paths, their permissions and the owner setting."
+            ) from None
+        return True
 
-    def _reload(self) -> None:
+    def _reload(self) -> str:
+        """Run the reload command; "" when it worked, else a clause saying how it failed."""
         command = self.settings.reload_command
         if not command:
-            return
+            return ""
         try:
             result = subprocess.run(
                 command,
@@ -238,16 +244,22 @@ class FileDeployer:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise DeployError(
-                f"The reload command of target {self.settings.name!r} did not finish within "
-                f"{self.settings.reload_timeout:.0f}s."
-            ) from None
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise DeployError(
-                f"The reload command of target {self.settings.name!r} failed (exit "
-                f"{result.returncode})" + (f": {detail[-1]}" if detail else "") + "."
-            )
+            return f"did not finish within {self.settings.reload_timeout:g}s"
+        if result.returncode == 0:
+            return ""
+        detail = reload_error_detail(result.stderr or result.stdout)
+        return f"failed (exit {result.returncode}" + (f": {detail})" if detail else ")")
+
+
+def reload_error_detail(output: str) -> str:
+    """The line of a reload's output that says why: the first error line, else the last
+    line that is not a notice ("" when there is none)."""
+    lines = [_PREFIX.sub(r"\1", line.strip()) for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if _ERROR_LINE.search(line)]
+    if errors:
+        return errors[0].rstrip(".")
+    others = [line for line in lines if not _NOTICE_LINE.search(line)]
+    return others[-1].rstrip(".") if others else ""
 
 
 def _read(path: Path) -> bytes | None:
@@ -255,17 +267,6 @@ def _read(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
-
-
-def _first_dns_name(cert: Any) -> str | None:
-    from cryptography import x509
-
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    names = san.get_values_for_type(x509.DNSName)
-    return names[0].lstrip("*.") if names else None
 
 
 def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> FileDeployer:

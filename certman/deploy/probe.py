@@ -5,10 +5,19 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from certman.deploy.settings import seconds
 from certman.domains import is_ip_address
-from certman.errors import ConfigError
+from certman.errors import ConfigError, ValidationError
+
+# How long every handshake must keep seeing the new serial before a rollout counts as
+# verified. nginx keeps its old workers accepting connections for ~100 ms after a reload
+# (longer on a loaded machine), a load balancer's nodes switch one by one: a streak shorter
+# than that overlap proves nothing.
+DEFAULT_SETTLE = "1s"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +34,91 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probe:
+    """A target's `probe`, `probe_timeout` and `probe_settle` settings, and the checks on them."""
+
+    endpoint: Endpoint
+    timeout: float
+    settle: float
+    target: str
+
+    @classmethod
+    def from_settings(
+        cls, settings: Mapping[str, Any], where: str, *, default_timeout: str
+    ) -> Probe | None:
+        if not settings.get("probe"):
+            return None
+        timeout = seconds(settings, "probe_timeout", default_timeout, where)
+        settle = seconds(settings, "probe_settle", DEFAULT_SETTLE, where, allow_zero=True)
+        if settle >= timeout:
+            raise ConfigError(
+                f"probe_settle ({settle:g}s) in {where} must be shorter than probe_timeout "
+                f"({timeout:g}s), or no probe could ever succeed."
+            )
+        return cls(
+            endpoint=Endpoint.parse(str(settings["probe"]), where=where),
+            timeout=timeout,
+            settle=settle,
+            target=str(settings["name"]),
+        )
+
+    def require_answer(self, server_name: str | None) -> None:
+        """One handshake attempt, before anything is switched: refuse when nothing answers.
+
+        Retryable, so the renewal service backs off and tries again rather than giving the
+        certificate up while the server is down.
+        """
+        try:
+            served_serial(self.endpoint, server_name, timeout=min(5.0, self.timeout))
+        except (OSError, ssl.SSLError) as e:
+            raise ValidationError(
+                f"Nothing answers TLS at {self.endpoint}, the probe of target {self.target!r} "
+                f"({e}); start the server or fix probe. Nothing was switched.",
+                retryable=True,
+            ) from None
+
+    def sees(self, certificate_pem: bytes) -> tuple[bool, str]:
+        """Whether the endpoint settles on this certificate's serial within the timeout.
+
+        Returns (ok, a clause saying what was seen).
+        """
+        from certman.pki import certificate_facts
+
+        serial = certificate_facts(certificate_pem).serial
+        ok, seen = wait_for_serial(
+            self.endpoint,
+            server_name_of(certificate_pem),
+            serial,
+            timeout=self.timeout,
+            settle=self.settle,
+        )
+        if ok:
+            return True, f"{self.endpoint} serves serial {serial}"
+        return False, (
+            f"{self.endpoint} did not serve the new serial {serial} on every handshake for "
+            f"{self.settle:g}s within {self.timeout:g}s (last seen: {seen})"
+        )
+
+
+def server_name_of(certificate_pem: bytes) -> str | None:
+    """The SNI a probe sends: the certificate's first DNS name (a wildcard's base name)."""
+    from cryptography import x509
+
+    from certman.pki import load_certificate
+
+    try:
+        san = (
+            load_certificate(certificate_pem)
+            .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            .value
+        )
+    except x509.ExtensionNotFound:
+        return None
+    names = san.get_values_for_type(x509.DNSName)
+    return names[0].removeprefix("*.") if names else None
 
 
 def served_serial(endpoint: Endpoint, server_name: str | None, timeout: float = 5.0) -> str:
@@ -54,30 +148,42 @@ def wait_for_serial(
     expected_serial: str,
     *,
     timeout: float,
+    settle: float = 1.0,
     interval: float = 0.2,
     confirmations: int = 3,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[bool, str]:
-    """Poll until the server presents ``expected_serial`` on ``confirmations`` handshakes in a
-    row, or ``timeout`` passes.
+    """Poll until every handshake for ``settle`` seconds (and at least ``confirmations`` in
+    a row) presents ``expected_serial``, or ``timeout`` passes.
 
-    Reloads take a moment and are not atomic: after an nginx SIGHUP old workers still answer
-    for a while, and a load balancer's nodes switch one by one. One lucky handshake proves
-    little. Returns (ok, what was last seen or the last error).
+    Reloads are not atomic: after an nginx SIGHUP the old workers keep accepting
+    connections for a while, and a load balancer's nodes switch one by one, so the new
+    serial shows up on some handshakes before it shows up on all of them. Probes are
+    spaced by ``interval`` (back-to-back handshakes would all fall inside that overlap),
+    and any other answer starts the streak again. Returns (ok, what was last seen or the
+    last error).
     """
-    deadline = time.monotonic() + timeout
+    deadline = clock() + timeout
     last = "no handshake yet"
     streak = 0
+    streak_since = 0.0
     while True:
+        started = clock()
         try:
             seen = served_serial(endpoint, server_name, timeout=min(5.0, max(timeout, 0.5)))
-            streak = streak + 1 if seen == expected_serial else 0
-            if streak >= confirmations:
-                return True, seen
-            last = f"serial {seen}"
+            if seen == expected_serial:
+                streak_since = started if streak == 0 else streak_since
+                streak += 1
+                if streak >= confirmations and started - streak_since >= settle:
+                    return True, seen
+                last = f"the new serial, for only {started - streak_since:.1f}s in a row"
+            else:
+                streak = 0
+                last = f"serial {seen}"
         except (OSError, ssl.SSLError) as e:
             streak = 0
             last = f"no TLS handshake ({e})"
-        if time.monotonic() >= deadline:
+        if clock() >= deadline:
             return False, last
-        if streak == 0:
-            time.sleep(interval)
+        sleep(interval)

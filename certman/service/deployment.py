@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from certman.errors import CertmanError, ValidationError
+from certman.errors import CertmanError, InputError, ValidationError
 from certman.interfaces import PlanRequest, SupportsPlan
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
@@ -54,13 +54,14 @@ def deploy_plan(
     rt: Runtime, name: str, only: list[str] | None = None, canary: str | None = None
 ) -> dict[str, Any]:
     """What a deployment would change, wave by wave; touches nothing."""
-    from certman.deploy.rollout import target_order, waves
+    from certman.deploy.rollout import known_arns, target_order, waves
     from certman.pki import certificate_facts
 
     cert, rev, _ = _active(rt, name)
     assert rev.certificate_pem is not None
     facts = certificate_facts(rev.certificate_pem.encode())
     plan = []
+    arns = known_arns(rt, cert, json.loads(rev.deploy_state or "{}"))
     for number, wave in enumerate(waves(rt, target_order(rt, _targets(cert, only)), canary), 1):
         for unit in wave:
             deployer = rt.deployer(unit.target)
@@ -70,7 +71,8 @@ def deploy_plan(
                         name=name,
                         certificate_pem=rev.certificate_pem.encode(),
                         unit=unit.unit,
-                        acm_arn=cert.acm_arn,
+                        # What the unit's region holds: each region has its own ARN.
+                        acm_arn=arns.get(str(getattr(deployer, "region", ""))) or cert.acm_arn,
                     )
                 )
                 if isinstance(deployer, SupportsPlan)
@@ -97,21 +99,27 @@ def deploy_plan(
 
 def deploy_certificate(
     rt: Runtime, name: str, only: list[str] | None = None, canary: str | None = None
-) -> list[str]:
-    """Roll the active revision out to its targets (or ``only`` these), verified, reversible."""
+) -> tuple[list[str], list[str]]:
+    """Roll the active revision out to its targets (or ``only`` these), verified, reversible.
+
+    Returns the targets and notes on what was cleaned up afterwards (remove_old). Bad
+    input (an unknown target or canary, a quota, a probe nothing answers) is refused
+    before anything is switched, and leaves no audit event: nothing happened.
+    """
     from certman.deploy.rollout import roll_out
 
     cert, rev, previous = _active(rt, name)
     targets = _targets(cert, only)
-    for target in targets:
-        rt.deployer(target)  # unknown targets are refused before anything changes
-    rev.deploy_state = None  # an explicit deployment switches every unit again
     work = Work(cert=cert, rev=rev, previous=previous)
     now = rt.clock.now()
     try:
-        roll_out(rt, work, targets, canary=canary)
+        notes = roll_out(rt, work, targets, canary=canary, again=True)
+    except InputError:
+        raise
     except CertmanError as error:
         with rt.session() as session:
+            session.add(cert)
+            session.add(rev)  # the rolled-back units' records, the primary ARN as it is now
             append_event(
                 session,
                 now,
@@ -134,6 +142,7 @@ def deploy_certificate(
             revision=rev.number,
             targets=targets,
             acm_arn=cert.acm_arn,
+            **({"cleaned_up": notes} if notes else {}),
         )
         session.commit()
-    return targets
+    return targets, notes

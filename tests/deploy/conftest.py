@@ -1,30 +1,32 @@
-"""Fixtures for rollouts: a real nginx serving the files a `file` target writes."""
+"""Fixtures for rollouts: real nginx servers serving the files `file` targets write."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.components.nginx import NGINX, Nginx, free_port, write_placeholder
+from tests.components.nginx import NGINX, Nginx, start_nginx
 
 
 @pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Nginx]:
+def nginx_factory(tmp_path: Path) -> Iterator[Callable[[], Nginx]]:
+    """Starts one more nginx per call (each with its own files and port); stops them all."""
     if not shutil.which("nginx") and not Path(NGINX).exists():
         pytest.fail("nginx is not installed; scripts/test.sh installs it (apt-get install nginx)")
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    server = Nginx(
-        prefix=tmp_path / "nginx",
-        port=free_port(),
-        fullchain=tls / "fullchain.pem",
-        key=tls / "privkey.pem",
-    )
-    server.prefix.mkdir()
-    write_placeholder(server.fullchain, server.key)
-    server.start()
-    yield server
-    server.stop()
+    started: list[Nginx] = []
+
+    def start() -> Nginx:
+        started.append(start_nginx(tmp_path / f"nginx{len(started)}"))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def nginx(nginx_factory: Callable[[], Nginx]) -> Nginx:
+    return nginx_factory()
