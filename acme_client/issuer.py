@@ -15,7 +15,7 @@ from acme_client.orders import OrderPlan, obtain
 from acme_client.problems import ProblemError, ServerBusy
 from acme_client.settings import AcmeSettings
 from certman.domains import is_ip_address
-from certman.errors import CertmanError, ConfigError, IssuanceError, ValidationError
+from certman.errors import ConfigError, IssuanceError, ValidationError
 from certman.interfaces import (
     ChallengeSolver,
     IssueRequest,
@@ -132,12 +132,11 @@ class AcmeIssuer:
     # --- SupportsRenewalInfo -----------------------------------------------------------
 
     def renewal_info(self, request: RenewalInfoRequest) -> RenewalInfoResponse | None:
-        """RFC 9773: the server's suggested window; None without ARI or when it fails."""
-        try:
-            return self.ari.fetch(request)
-        except CertmanError as error:  # advisory: the default renewal time still applies
-            log.warning("renewal information unavailable: %s", error.message)
-            return None
+        """RFC 9773: the server's suggested window; None without ARI (or once expired).
+
+        A failed answer raises a retryable error carrying when to ask again.
+        """
+        return self.ari.fetch(request)
 
     # --- SupportsPreflight -------------------------------------------------------------
 

@@ -169,7 +169,12 @@ class RenewalInfoResponse:
 @runtime_checkable
 class SupportsRenewalInfo(Protocol):
     def renewal_info(self, request: RenewalInfoRequest) -> RenewalInfoResponse | None:
-        """The server's renewal window, or None when the server offers no ARI."""
+        """The server's renewal window, or None when the server offers no ARI for it.
+
+        A failed or malformed answer raises a retryable CertmanError whose ``retry_after``
+        says when to ask again (RFC 9773 section 4.3.3); ARI is advisory, so the caller
+        keeps the renewal time it has.
+        """
         ...
 
 
