@@ -16,7 +16,7 @@ from sqlmodel import select
 from acme_client.client import AcmeClient
 from acme_client.problems import ProblemError
 from acme_client.settings import AcmeSettings
-from certman.errors import ConfigError
+from certman.errors import ConfigError, ValidationError
 from certman.inventory.tables import AcmeAccount
 from certman.models import EncryptionContext, WrappedKey
 from certman.pki import generate_private_key, load_private_key_der, private_key_to_der
@@ -78,9 +78,16 @@ class Account:
         return row.status if row is not None else None
 
     def deactivate(self) -> str:
-        """RFC 8555 section 7.3.6. The next issuance registers a new account with a new key."""
+        """RFC 8555 section 7.3.6. The next issuance registers a new account with a new key.
+
+        Only a registered account is deactivated: registering one just to deactivate it
+        would leave the CA an account nobody asked for.
+        """
         with self._lock:
-            self.ensure()
+            if not self.load():
+                raise ValidationError(
+                    f"No registered account for issuer {self.settings.name}; nothing to deactivate."
+                )
             url = self.client.account_url
             self.client.deactivate_account()
             self._update(status="deactivated")
