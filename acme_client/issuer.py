@@ -85,6 +85,9 @@ class AcmeIssuer:
                 )
         self._honour_backoff(request.now)
         self._profile()  # reaches the directory: unreachable or untrusted fails here
+        # A missing or refused External Account Binding is found here, before anything is
+        # planned, rather than as a failed revision.
+        self.account.ensure()
         if challenge == "http-01":
             self.solver.check()  # a busy port or a missing webroot: refused before any key
 

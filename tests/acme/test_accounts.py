@@ -73,6 +73,7 @@ def test_eab_is_required_by_the_server(acme_home: AcmeHome, eab_pebble: Pebble) 
     assert result.exit_code == 2
     assert "requires External Account Binding" in result.stderr
     assert "eab_kid and eab_hmac_env" in result.stderr
+    assert home.certificate("web") is None and accounts(home) == [], "nothing may be left"
 
 
 def test_a_wrong_eab_key_is_refused(
@@ -84,8 +85,8 @@ def test_a_wrong_eab_key_is_refused(
     assert result.exit_code == 2
     assert "refused the External Account Binding" in result.stderr
     assert "$PEBBLE_EAB_HMAC" in result.stderr and WRONG_KEY not in result.stderr
-    (rev,) = home.revisions("web")
-    assert rev.state == "failed"
+    assert home.certificate("web") is None, "refused before anything is planned"
+    assert accounts(home) == [], "the key the server refused is not kept"
 
 
 def test_a_missing_eab_variable_is_named(acme_home: AcmeHome, eab_pebble: Pebble) -> None:
@@ -93,6 +94,7 @@ def test_a_missing_eab_variable_is_named(acme_home: AcmeHome, eab_pebble: Pebble
     result = home.issue("web", "eab.example.com")
     assert result.exit_code == 2
     assert "CERTMAN_TEST_UNSET" in result.stderr and "is not set" in result.stderr
+    assert home.certificate("web") is None and accounts(home) == []
 
 
 def test_the_right_eab_registers_and_issues(
@@ -105,6 +107,27 @@ def test_the_right_eab_registers_and_issues(
     home.verified("web", "eab.example.com")  # against the EAB Pebble's own root
     (row,) = accounts(home)
     assert row.eab_kid == EAB_KID and row.status == "valid"
+
+
+def test_a_refused_eab_after_deactivation_leaves_the_deactivated_account_as_it_was(
+    acme_home: AcmeHome, eab_pebble: Pebble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PEBBLE_EAB_HMAC", EAB_KEY)
+    home = eab_home(acme_home, eab_pebble, eab_kid=EAB_KID, eab_hmac_env="PEBBLE_EAB_HMAC")
+    assert home.issue("web", "eab-deact.example.com").exit_code == 0
+    home.verified("web", "eab-deact.example.com")
+    assert home.cli("issuer", "deactivate", "pebble", "--yes").exit_code == 0
+    (deactivated,) = accounts(home)
+    monkeypatch.setenv("PEBBLE_EAB_HMAC", WRONG_KEY)
+    result = home.issue("web2", "eab-deact2.example.com")
+    assert result.exit_code == 2 and "refused the External Account Binding" in result.stderr
+    assert home.certificate("web2") is None
+    (row,) = accounts(home)
+    assert (row.status, row.account_url, row.sealed_key) == (
+        "deactivated",
+        deactivated.account_url,
+        deactivated.sealed_key,
+    )
 
 
 def test_the_account_is_registered_again_after_a_pebble_restart(

@@ -137,6 +137,7 @@ def test_a_failing_answer_keeps_the_renewal_time_and_asks_again_later(
 def test_without_ari_nothing_is_asked_again(acme_home: AcmeHome) -> None:
     acme_home.configure()  # Pebble 2.4 itself offers no renewalInfo
     assert acme_home.issue("web", "no-ari.example.com").exit_code == 0
+    acme_home.verified("web", "no-ari.example.com")
     cert = acme_home.certificate("web")
     assert cert is not None and cert.ari_next_fetch_at is None
 

@@ -92,6 +92,7 @@ def test_a_server_error_is_retryable(acme_home: AcmeHome, ari: AriServer) -> Non
     resumed = acme_home.issue("web", "down.example.com")
     assert resumed.exit_code == 0, resumed.stderr
     assert "Resuming" in resumed.stderr
+    acme_home.verified("web", "down.example.com")
 
 
 def where() -> Where:

@@ -11,6 +11,7 @@ from tests.acme.conftest import AcmeHome
 def test_revoke_revokes_at_the_ca(acme_home: AcmeHome) -> None:
     acme_home.configure()
     assert acme_home.issue("web", "revoke.example.com").exit_code == 0
+    acme_home.verified("web", "revoke.example.com")
     (rev,) = acme_home.revisions("web")
     assert rev.serial
     assert acme_home.pebble.cert_status(int(rev.serial, 16))["Status"] == "Valid"
@@ -29,6 +30,7 @@ def test_issuer_list_shows_acme_issuers_and_their_accounts(acme_home: AcmeHome) 
     assert acme["account"] == "not registered"
     assert acme["directory"] == acme_home.pebble.directory_url
     assert acme_home.issue("web", "list.example.com").exit_code == 0
+    acme_home.verified("web", "list.example.com")
     text = acme_home.cli("issuer", "list").stdout
     assert "pebble" in text and "account valid" in text and "http-01" in text
 
@@ -39,6 +41,7 @@ def test_issuer_check_prints_each_check(acme_home: AcmeHome) -> None:
     assert fresh.exit_code == 0, fresh.stdout
     assert "[ok  ] account    not registered yet" in fresh.stdout
     assert acme_home.issue("web", "check.example.com").exit_code == 0
+    acme_home.verified("web", "check.example.com")
     result = acme_home.cli("issuer", "check", "pebble")
     assert result.exit_code == 0, result.stdout
     lines = result.stdout.splitlines()
