@@ -175,7 +175,8 @@ class AcmeIssuer:
         if wanted not in info.profiles:
             raise ConfigError(
                 f"The ACME server offers no profile {wanted!r} (it offers: "
-                f"{', '.join(info.profiles)}); fix profile in {self.settings.table}."
+                f"{', '.join(info.profiles)}); set issuers.{self.name}.profile in "
+                f"{self.settings.config_path} to one of those, or remove it."
             )
         return wanted
 

@@ -157,3 +157,18 @@ def test_a_port_taken_during_issuance_is_retryable_and_the_order_resumes(
     assert after.state == "active" and after.order_url == rev.order_url
     acme_home.verified("web", "taken.example.com")
     rt.engine.dispose()
+
+
+def test_a_failed_webroot_validation_leaves_no_token_behind(
+    acme_home: AcmeHome, tmp_path: Path
+) -> None:
+    root = tmp_path / "www"  # no web server serves it: Pebble's validation is refused
+    root.mkdir()
+    (root / "index.html").write_text("the site's own file")
+    acme_home.configure(http_mode="webroot", webroot=str(root))
+    result = acme_home.issue("site", "unserved.example.com")
+    assert result.exit_code == 1
+    assert "Validation failed: unserved.example.com (http-01)" in result.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["index.html"], "tokens and folders removed"
+    (rev,) = acme_home.revisions("site")
+    assert rev.state == "failed" and rev.certificate_pem is None
