@@ -14,7 +14,7 @@ import josepy as jose
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlmodel import select
 
-from acme_client.client import AcmeClient
+from acme_client.client import AcmeClient, jwk_of
 from acme_client.problems import ProblemError
 from acme_client.settings import AcmeSettings
 from certman.errors import ConfigError, ValidationError
@@ -247,7 +247,7 @@ class Account:
         )
         key = load_private_key_der(der)
         del der
-        return jose.JWKEC(key=key) if hasattr(key, "curve") else jose.JWKRSA(key=key)
+        return jwk_of(key)
 
     def _row(self) -> AcmeAccount | None:
         with self.runtime.session() as session:

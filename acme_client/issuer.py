@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from acme_client.account import Account
 from acme_client.ari import RenewalInfo, cert_id
-from acme_client.client import AcmeClient
+from acme_client.client import AcmeClient, jwk_of
 from acme_client.orders import OrderPlan, obtain
-from acme_client.problems import ProblemError, ServerBusy
+from acme_client.problems import AccountUnknown, ProblemError, ServerBusy
 from acme_client.settings import AcmeSettings
 from certman.domains import is_ip_address
 from certman.errors import ConfigError, IssuanceError, ValidationError
@@ -123,10 +123,44 @@ class AcmeIssuer:
     # --- SupportsRevoke ----------------------------------------------------------------
 
     def revoke(self, request: RevokeRequest) -> RevokeResponse:
-        """RFC 8555 section 7.6; an already revoked certificate is not an error."""
-        self.account.ensure()
+        """RFC 8555 section 7.6; an already revoked certificate is not an error.
+
+        Signed by the account when certman has a registered one. When that account may not
+        revoke the certificate (deactivated, lost, or another account ordered it), the
+        request is signed with the certificate's own key instead, as section 7.6 allows;
+        revoking never registers an account.
+        """
+        if self.account.load():
+            try:
+                self.client.revoke(request.certificate_pem, request.reason.code)
+                return RevokeResponse(revoked_at=request.now)
+            except ProblemError as error:
+                if error.code == "alreadyRevoked":
+                    return RevokeResponse(revoked_at=request.now)
+                if error.code != "unauthorized":
+                    raise
+                log.info("the account may not revoke it (%s); using the certificate's key", error)
+            except AccountUnknown as error:
+                log.info("%s; revoking with the certificate's key", error.message)
+        return self._revoke_with_certificate_key(request)
+
+    def _revoke_with_certificate_key(self, request: RevokeRequest) -> RevokeResponse:
+        from certman.pki import load_private_key_der
+
+        if request.certificate_key is None:
+            raise IssuanceError(
+                f"Issuer {self.name} has no registered ACME account that could revoke the "
+                "certificate, and its private key is not available to sign the request."
+            )
+        der = request.certificate_key()  # unsealed in memory only, for this one request
         try:
-            self.client.revoke(request.certificate_pem, request.reason.code)
+            key = jwk_of(load_private_key_der(der))
+        finally:
+            del der
+        try:
+            self.client.revoke_with_certificate_key(
+                request.certificate_pem, request.reason.code, key
+            )
         except ProblemError as error:
             if error.code != "alreadyRevoked":
                 raise

@@ -104,9 +104,17 @@ class SupportsPrecheck(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class RevokeRequest:
+    """Revoke ``certificate_pem``.
+
+    ``certificate_key`` unseals the certificate's private key (PKCS#8 DER, in memory only);
+    an issuer calls it only when it must prove possession of that key, as ACME allows when
+    the account that ordered the certificate is gone (RFC 8555 section 7.6).
+    """
+
     certificate_pem: bytes
     reason: RevocationReason
     now: datetime
+    certificate_key: Callable[[], bytes] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
