@@ -128,8 +128,15 @@ class Account:
         return row.retry_after if row is not None else None
 
     def record_backoff(self, when: datetime | None) -> None:
-        """Remember the server's Retry-After, so that later attempts wait for it too."""
-        if self._row() is not None:
+        """Remember the server's Retry-After, so that later attempts wait for it too.
+
+        The later time wins: an answer without Retry-After, or with an earlier one, never
+        shortens a wait the server asked for before.
+        """
+        row = self._row()
+        if row is None or when is None:
+            return
+        if row.retry_after is None or when > row.retry_after:
             self._update(retry_after=when)
 
     # --- internals ---------------------------------------------------------------------

@@ -54,7 +54,17 @@ class AccountUnknown(IssuanceError):
 
 
 class ServerBusy(IssuanceError):
-    """rateLimited, 5xx and the like: the server asked for a pause (retryable)."""
+    """rateLimited, 5xx and the like: the server asked for a pause (retryable).
+
+    ``rate_limited``: the pause is about this request's account or names (RFC 8555 section
+    6.6), not the whole server; an overloaded or maintained server answers 5xx instead.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: datetime | None, rate_limited: bool = False
+    ) -> None:
+        super().__init__(message, retryable=True, retry_after=retry_after)
+        self.rate_limited = rate_limited
 
 
 class ProblemError(IssuanceError):
@@ -133,7 +143,6 @@ def translate(error: BaseException, where: Where, action: str) -> CertmanError:
             return ServerBusy(
                 f"The ACME server {where.directory} answered HTTP {status} while {action}; "
                 "certman will retry later.",
-                retryable=True,
                 retry_after=retry_after,
             )
         detail = f"HTTP {status}" if status is not None else _short(error)
@@ -166,8 +175,8 @@ def _from_problem(error: messages.Error, where: Where, action: str, now: datetim
         return ServerBusy(
             f"The ACME server {where.directory} asked certman to try again later while "
             f"{action} ({described}).",
-            retryable=True,
             retry_after=retry_after,
+            rate_limited=code == "rateLimited",
         )
     if code in POLICY_PROBLEMS:
         return PolicyError(
