@@ -19,14 +19,17 @@ from acme_client.problems import (
     AccountUnknown,
     Where,
     describe_problem,
+    directory_problem,
     retry_after_seconds,
     translated,
 )
-from certman.errors import IssuanceError
+from certman.errors import CertmanError, IssuanceError
 from certman.interfaces import ChallengeRequest
 
 USER_AGENT = "certman-acme"
 PEM_CHAIN = "application/pem-certificate-chain"
+# What certman needs of a directory (RFC 8555 section 7.1.1).
+_REQUIRED_RESOURCES = ("newNonce", "newAccount", "newOrder")
 
 
 class NewOrder(messages.NewOrder):
@@ -102,13 +105,21 @@ class AcmeClient:
     # --- directory and account ---------------------------------------------------------
 
     def directory(self) -> messages.Directory:
-        """RFC 8555 section 7.1.1, fetched once."""
+        """RFC 8555 section 7.1.1, fetched once; a URL that answers anything else is refused."""
         with self._lock:
             if self._directory is None:
-                with translated(self.where, "reading the directory"):
-                    self._directory = acme_client.ClientV2.get_directory(
-                        self.where.directory, self.net
-                    )
+                try:
+                    directory = acme_client.ClientV2.get_directory(self.where.directory, self.net)
+                    for required in _REQUIRED_RESOURCES:
+                        try:
+                            directory[required]
+                        except KeyError:
+                            raise KeyError(required) from None
+                except CertmanError:
+                    raise
+                except Exception as error:  # translated at the adapter boundary, as everywhere
+                    raise directory_problem(error, self.where) from error
+                self._directory = directory
             return self._directory
 
     def directory_info(self) -> DirectoryInfo:

@@ -162,6 +162,32 @@ def translate(error: BaseException, where: Where, action: str) -> CertmanError:
     raise error
 
 
+def directory_problem(error: BaseException, where: Where) -> CertmanError:
+    """Reading the directory failed: unreachable, untrusted or busy servers as anywhere else;
+    any other answer means the URL is not an ACME directory (RFC 8555 section 7.1.1)."""
+    found = translate(error, where, "reading the directory")
+    if found.retryable or isinstance(found, ConfigError):
+        return found
+    return ConfigError(
+        f"{where.directory} is not an ACME directory ({_directory_detail(error, where)}); set "
+        f"issuers.{where.issuer}.directory in {where.config_path} to the ACME server's "
+        "directory URL."
+    )
+
+
+def _directory_detail(error: BaseException, where: Where) -> str:
+    if isinstance(error, messages.Error):
+        return f"it answered the problem {describe_problem(error)}"
+    status, _ = _response_facts(error, where.now())
+    if status is not None:
+        return f"it answered HTTP {status}"
+    if isinstance(error, KeyError) and error.args:
+        return f"its answer has no {error.args[0]} URL"
+    if isinstance(error, acme_errors.ClientError):
+        return f"its answer is not JSON: {_short(error)}"
+    return "its answer is not an ACME directory object"
+
+
 def _from_problem(error: messages.Error, where: Where, action: str, now: datetime) -> CertmanError:
     code = problem_code(error)
     status = getattr(error, "http_status", None)

@@ -40,6 +40,22 @@ def test_untrusted_tls_names_ca_bundle_and_plans_nothing(acme_home: AcmeHome) ->
     assert acme_home.certificate("web") is None
 
 
+def test_a_url_that_is_not_an_acme_directory_names_the_key(acme_home: AcmeHome) -> None:
+    pebble = acme_home.pebble
+    for url, detail in [
+        (pebble.directory_url.replace("/dir", "/no-such-dir"), "it answered HTTP 404"),
+        (f"{pebble.management_url}/roots/0", "its answer is not JSON"),  # a PEM body
+    ]:
+        acme_home.config_path.write_text(acme_home.config_path.read_text().split("[issuers")[0])
+        acme_home.configure(directory=url)
+        result = acme_home.issue("web", "not-a-directory.example.com")
+        assert result.exit_code == 2, result.stderr
+        assert f"{url} is not an ACME directory ({detail}" in result.stderr
+        assert f"set issuers.pebble.directory in {acme_home.config_path}" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert acme_home.certificate("web") is None
+
+
 def test_a_blocklisted_identifier_is_a_policy_refusal(acme_home: AcmeHome) -> None:
     acme_home.configure()
     result = acme_home.issue("web", f"www.{BLOCKED}")
@@ -191,3 +207,21 @@ def test_translate_ssl_errors_point_at_ca_bundle() -> None:
     error = translate(requests.exceptions.SSLError("bad cert"), where(), "reading the directory")
     assert isinstance(error, ConfigError)
     assert "https://acme.test/dir" in error.message and "ca_bundle" in error.message
+
+
+def test_a_directory_without_new_order_is_not_an_acme_directory() -> None:
+    from acme_client.problems import directory_problem
+
+    error = directory_problem(KeyError("newOrder"), where())
+    assert isinstance(error, ConfigError) and error.exit_code == 2
+    assert "its answer has no newOrder URL" in error.message
+    assert "set issuers.le.directory in /c.toml" in error.message
+
+
+def test_an_unreachable_directory_stays_a_retryable_failure() -> None:
+    import requests
+
+    from acme_client.problems import directory_problem
+
+    error = directory_problem(requests.exceptions.ConnectionError("refused"), where())
+    assert error.retryable and not isinstance(error, ConfigError)
