@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from acme_client.ari import FAILED_RETRY_AFTER
 from certman.clock import FrozenClock
@@ -151,3 +152,46 @@ def _fetch_time_has_passed(acme_home: AcmeHome, name: str) -> None:
         session.add(cert)
         session.commit()
     rt.engine.dispose()
+
+
+def test_the_upgrade_asks_again_for_acme_certificates_issued_before_it(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import text
+
+    from certman.inventory.database import MIGRATIONS, make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'certman.db'}")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0005")  # the schema before ari_next_fetch_at
+    with engine.begin() as connection:
+        for cert_id, name, order_url in [(1, "acme", "https://ca/order/1"), (2, "private", None)]:
+            connection.execute(
+                text(
+                    "INSERT INTO certificate (id, name, source, issuer, domains, key_type, "
+                    "validity_seconds, reuse_key, targets, status, current_revision, "
+                    "latest_revision, failures, created_at, updated_at) VALUES (:id, :name, "
+                    "'managed', :name, '[]', 'ec-p256', 1, 0, '[]', 'active', 1, 1, 0, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                ),
+                {"id": cert_id, "name": name},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO revision (certificate_id, number, state, reason, key_type, "
+                    "order_url, created_at, updated_at) VALUES (:id, 1, 'active', 'issue', "
+                    "'ec-p256', :url, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                ),
+                {"id": cert_id, "url": order_url},
+            )
+    before = datetime.now(UTC).replace(microsecond=0)
+    assert migrate(engine)
+    with Session(engine) as session:
+        rows = {c.name: c for c in session.exec(select(ManagedCertificate)).all()}
+    engine.dispose()
+    acme = rows["acme"].ari_next_fetch_at
+    assert acme is not None and before <= acme <= datetime.now(UTC)
+    assert rows["private"].ari_next_fetch_at is None, "no ACME order: nothing to ask"

@@ -7,6 +7,8 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -30,6 +32,23 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_certificate_status_ari", ["status", "ari_next_fetch_at"], unique=False
         )
+    # Certificates ordered through ACME before this revision read their window once, at
+    # activation: ask again on the first tick after the upgrade (a server without ARI
+    # clears it then). Only ACME revisions have an order URL.
+    op.execute(
+        sa.text(
+            "UPDATE certificate SET ari_next_fetch_at = :now WHERE status = 'active' "
+            "AND EXISTS (SELECT 1 FROM revision WHERE revision.certificate_id = certificate.id "
+            "AND revision.number = certificate.current_revision "
+            "AND revision.order_url IS NOT NULL)"
+        ).bindparams(
+            sa.bindparam(
+                "now",
+                value=datetime.now(UTC).replace(microsecond=0),
+                type_=certman.inventory.types.UTCDateTime(timezone=True),
+            )
+        )
+    )
 
 
 def downgrade() -> None:
