@@ -69,7 +69,9 @@ class AcmeIssuer:
     # --- Issuer ------------------------------------------------------------------------
 
     def precheck(self, request: PrecheckRequest) -> None:
-        """Refuse, before any key exists, what the configured challenge cannot prove."""
+        """Refuse, before anything is planned, what this issuance could not get past: names
+        the challenge cannot prove, the server's pause, an unreachable directory, an account
+        that cannot register (EAB), a busy http-01 port or a missing webroot."""
         challenge = self.settings.challenge
         for identifier in request.identifiers:
             if identifier.startswith("*.") and challenge != "dns-01":
