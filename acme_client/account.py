@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -13,10 +14,10 @@ import josepy as jose
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlmodel import select
 
-from acme_client.client import AcmeClient
+from acme_client.client import AcmeClient, jwk_of
 from acme_client.problems import ProblemError
 from acme_client.settings import AcmeSettings
-from certman.errors import ConfigError
+from certman.errors import ConfigError, ValidationError
 from certman.inventory.tables import AcmeAccount
 from certman.models import EncryptionContext, WrappedKey
 from certman.pki import generate_private_key, load_private_key_der, private_key_to_der
@@ -34,6 +35,17 @@ def key_context(issuer: str) -> EncryptionContext:
     return EncryptionContext(certificate=f"acme:{issuer}", revision=0, purpose=PURPOSE)
 
 
+# What _new_key overwrites on a deactivated account's row, restored by _discard.
+_KEY_FIELDS = ("key_type", "sealed_key", "account_url", "status", "contact", "eab_kid")
+
+
+@dataclass(frozen=True)
+class _MadeKey:
+    row: AcmeAccount
+    before: dict[str, object] | None  # the replaced row's values; None: a new row
+    ours: bool  # False: another process created the row first
+
+
 class Account:
     """The account of one issuer at one directory; safe to use from concurrent orders."""
 
@@ -48,18 +60,34 @@ class Account:
     # --- use ---------------------------------------------------------------------------
 
     def ensure(self) -> None:
-        """Load the account, or create its key (sealed and stored first) and register it."""
+        """Load the account, or create its key (sealed and stored first) and register it.
+
+        What the configuration alone can tell (EAB required but not set, its variable
+        unset) is refused before a key exists. When the server refuses the registration
+        (a wrong EAB key), a key made for it is removed again: nothing is left behind.
+        """
         with self._lock:
             if self._ready:
                 return
             row = self._row()
+            registering = row is None or row.status != "valid" or not row.account_url
+            if registering:
+                self._binding()
+            made: _MadeKey | None = None
             if row is None or row.status == "deactivated":
-                row = self._new_key(row)
+                made = self._new_key(row)
+                row = made.row
             self.client.use_key(
                 self._unseal(row), row.account_url if row.status == "valid" else None
             )
             if self.client.account_url is None:
-                self._register(row)
+                try:
+                    self._register(row)
+                except ConfigError:
+                    self.client.forget_account()
+                    if made is not None:
+                        self._discard(made)
+                    raise
             self._ready = True
 
     def load(self) -> bool:
@@ -78,9 +106,16 @@ class Account:
         return row.status if row is not None else None
 
     def deactivate(self) -> str:
-        """RFC 8555 section 7.3.6. The next issuance registers a new account with a new key."""
+        """RFC 8555 section 7.3.6. The next issuance registers a new account with a new key.
+
+        Only a registered account is deactivated: registering one just to deactivate it
+        would leave the CA an account nobody asked for.
+        """
         with self._lock:
-            self.ensure()
+            if not self.load():
+                raise ValidationError(
+                    f"No registered account for issuer {self.settings.name}; nothing to deactivate."
+                )
             url = self.client.account_url
             self.client.deactivate_account()
             self._update(status="deactivated")
@@ -93,8 +128,15 @@ class Account:
         return row.retry_after if row is not None else None
 
     def record_backoff(self, when: datetime | None) -> None:
-        """Remember the server's Retry-After, so that later attempts wait for it too."""
-        if self._row() is not None:
+        """Remember the server's Retry-After, so that later attempts wait for it too.
+
+        The later time wins: an answer without Retry-After, or with an earlier one, never
+        shortens a wait the server asked for before.
+        """
+        row = self._row()
+        if row is None or when is None:
+            return
+        if row.retry_after is None or when > row.retry_after:
             self._update(retry_after=when)
 
     # --- internals ---------------------------------------------------------------------
@@ -115,13 +157,7 @@ class Account:
             self._register(row)
 
     def _register(self, row: AcmeAccount) -> None:
-        info = self.client.directory_info()
-        eab = self._eab()
-        if info.external_account_required and eab is None:
-            raise ConfigError(
-                f"The ACME server {self.settings.directory} requires External Account Binding; "
-                f"set eab_kid and eab_hmac_env in {self.settings.table}."
-            )
+        eab = self._binding()
         try:
             url = self.client.new_account(email=self.settings.email, eab=eab)
         except ProblemError as e:
@@ -133,6 +169,17 @@ class Account:
                 f"the key in ${self.settings.eab_hmac_env} ({self.settings.table})."
             ) from None
         self._update(account_url=url, status="valid", retry_after=None)
+
+    def _binding(self) -> tuple[str, str] | None:
+        """The EAB kid and HMAC key to register with; ConfigError when the server needs one."""
+        info = self.client.directory_info()
+        eab = self._eab()
+        if info.external_account_required and eab is None:
+            raise ConfigError(
+                f"The ACME server {self.settings.directory} requires External Account Binding; "
+                f"set eab_kid and eab_hmac_env in {self.settings.table}."
+            )
+        return eab
 
     def _eab(self) -> tuple[str, str] | None:
         if not self.settings.eab_kid or not self.settings.eab_hmac_env:
@@ -151,13 +198,14 @@ class Account:
             ) from None
         return self.settings.eab_kid, hmac_key
 
-    def _new_key(self, old: AcmeAccount | None) -> AcmeAccount:
+    def _new_key(self, old: AcmeAccount | None) -> _MadeKey:
         """A fresh account key, sealed and committed before the server ever sees it."""
         key = generate_private_key(self.settings.account_key_type)
         der = private_key_to_der(key)
         sealed = self.runtime.key_wrapper.wrap(der, key_context(self.settings.name)).to_json()
         del der, key
         now = self.runtime.clock.now()
+        before = {name: getattr(old, name) for name in _KEY_FIELDS} if old is not None else None
         with self.runtime.session() as session:
             row = old or AcmeAccount(
                 issuer=self.settings.name,
@@ -180,9 +228,25 @@ class Account:
                 session.rollback()
                 found = self._row()
                 assert found is not None
-                return found
+                return _MadeKey(row=found, before=None, ours=False)
             session.refresh(row)
-            return row
+            return _MadeKey(row=row, before=before, ours=True)
+
+    def _discard(self, made: _MadeKey) -> None:
+        """Undo _new_key after the server refused to register the key (it has no account)."""
+        if not made.ours:
+            return
+        with self.runtime.session() as session:
+            row = session.get(AcmeAccount, made.row.id)
+            if row is None:
+                return
+            if made.before is None:
+                session.delete(row)
+            else:
+                for name, value in made.before.items():
+                    setattr(row, name, value)
+                session.add(row)
+            session.commit()
 
     def _unseal(self, row: AcmeAccount) -> jose.JWK:
         der = self.runtime.key_wrapper.unwrap(
@@ -190,7 +254,7 @@ class Account:
         )
         key = load_private_key_der(der)
         del der
-        return jose.JWKEC(key=key) if hasattr(key, "curve") else jose.JWKRSA(key=key)
+        return jwk_of(key)
 
     def _row(self) -> AcmeAccount | None:
         with self.runtime.session() as session:

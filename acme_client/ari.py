@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import base64
-import logging
-import random
-import threading
 from datetime import datetime, timedelta
 
 from cryptography import x509
 
 from acme_client.client import AcmeClient
 from acme_client.problems import retry_after_from
-from certman.errors import CertmanError, ValidationError
+from certman.errors import CertmanError, IssuanceError, ValidationError
 from certman.interfaces import RenewalInfoRequest, RenewalInfoResponse
-
-log = logging.getLogger("certman.acme")
 
 # RFC 9773 section 4.3: without a Retry-After, ask again in a few hours; whatever the server
 # says, clamp it to a sane range (section 4.3.2: one minute to one day).
 DEFAULT_RETRY_AFTER = timedelta(hours=6)
+# After a failed or malformed answer (section 4.3.3), and no Retry-After came with it.
+FAILED_RETRY_AFTER = timedelta(hours=1)
 MIN_RETRY_AFTER = timedelta(minutes=1)
 MAX_RETRY_AFTER = timedelta(days=1)
 
@@ -51,41 +48,33 @@ def cert_id(certificate_pem: bytes) -> str:
     return f"{_b64url(aki.key_identifier)}.{_b64url(serial_der_bytes(cert.serial_number))}"
 
 
-def pick_renewal_time(
-    window_start: datetime, window_end: datetime, *, rng: random.Random | None = None
-) -> datetime:
-    """RFC 9773 section 4.2: a uniformly random point in the window, whole seconds."""
-    span = max(0, int((window_end - window_start).total_seconds()))
-    return (window_start + timedelta(seconds=(rng or random).randint(0, span))).replace(
-        microsecond=0
-    )
-
-
 class RenewalInfo:
-    """Fetches renewalInfo and remembers each answer until its Retry-After (section 4.3)."""
+    """Fetches renewalInfo (section 4.2); when to ask again is the caller's to store.
+
+    The inventory keeps each certificate's next fetch time (the answer's Retry-After), so
+    the schedule survives restarts and is shared by every instance of the service.
+    """
 
     def __init__(self, client: AcmeClient) -> None:
         self.client = client
-        self._cache: dict[str, RenewalInfoResponse] = {}
-        self._lock = threading.Lock()
 
     def supported(self) -> bool:
         return self.client.directory_info().renewal_info is not None
 
     def fetch(self, request: RenewalInfoRequest) -> RenewalInfoResponse | None:
-        """The server's window for the certificate, or None when it offers no ARI."""
+        """The server's window for the certificate; None when there is nothing to ask.
+
+        None: the server offers no ARI, or the certificate has expired (section 4.3:
+        clients MUST NOT ask about those). A failed or malformed answer raises a
+        retryable IssuanceError whose ``retry_after`` says when to ask again.
+        """
         base = self.client.directory_info().renewal_info
         if base is None:
             return None
         identifier = cert_id(request.certificate_pem)  # ValidationError for a bad PEM
         cert = x509.load_pem_x509_certificate(request.certificate_pem)
-        # Section 4.3: clients MUST NOT ask about a certificate that has expired.
         if cert.not_valid_after_utc <= request.now:
             return None
-        with self._lock:
-            cached = self._cache.get(identifier)
-        if cached is not None and request.now < cached.retry_after:
-            return cached
         try:
             response = self.client.get(
                 f"{base.rstrip('/')}/{identifier}", "reading the renewal information"
@@ -94,29 +83,40 @@ class RenewalInfo:
             window = body["suggestedWindow"]
             start = _rfc3339(window["start"])
             end = _rfc3339(window["end"])
-        except (CertmanError, KeyError, TypeError, ValueError) as e:
-            # ARI is advisory (section 4.3.3): without it the usual renewal time applies.
-            log.warning("renewal information for %s unavailable: %s", identifier, e)
-            return None
-        if end < start:
-            log.warning("renewal window for %s ends before it starts; ignored", identifier)
-            return None
+        except CertmanError as e:
+            raise self._unavailable(identifier, e.message, request.now, e.retry_after) from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise self._unavailable(
+                identifier, f"malformed answer ({type(e).__name__}: {e})", request.now, None
+            ) from None
+        if end <= start:  # section 4.3.3 names this case: treat it as no answer
+            raise self._unavailable(
+                identifier, "the suggested window ends before it starts", request.now, None
+            )
         retry_after = retry_after_from(response.headers.get("Retry-After"), request.now)
-        if retry_after is None:
-            retry_after = request.now + DEFAULT_RETRY_AFTER
-        retry_after = min(
-            max(retry_after, request.now + MIN_RETRY_AFTER), request.now + MAX_RETRY_AFTER
-        )
-        result = RenewalInfoResponse(
+        return RenewalInfoResponse(
             window_start=start,
             window_end=end,
-            retry_after=retry_after,
+            retry_after=_clamped(retry_after or request.now + DEFAULT_RETRY_AFTER, request.now),
             explanation_url=body.get("explanationURL"),
             cert_id=identifier,
         )
-        with self._lock:
-            self._cache[identifier] = result
-        return result
+
+    def _unavailable(
+        self, identifier: str, why: str, now: datetime, retry_after: datetime | None
+    ) -> IssuanceError:
+        # Section 4.3.3: ARI is advisory; the client keeps its own renewal time and may
+        # ask again later (after the server's Retry-After when a failure carried one).
+        return IssuanceError(
+            f"The renewal information for {identifier} is unavailable: {why}",
+            retryable=True,
+            retry_after=_clamped(retry_after or now + FAILED_RETRY_AFTER, now),
+        )
+
+
+def _clamped(when: datetime, now: datetime) -> datetime:
+    """Section 4.3.2: honour the server's Retry-After, within one minute and one day."""
+    return min(max(when, now + MIN_RETRY_AFTER), now + MAX_RETRY_AFTER)
 
 
 def _rfc3339(text: str) -> datetime:

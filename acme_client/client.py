@@ -19,14 +19,17 @@ from acme_client.problems import (
     AccountUnknown,
     Where,
     describe_problem,
+    directory_problem,
     retry_after_seconds,
     translated,
 )
-from certman.errors import IssuanceError
+from certman.errors import CertmanError, IssuanceError
 from certman.interfaces import ChallengeRequest
 
 USER_AGENT = "certman-acme"
 PEM_CHAIN = "application/pem-certificate-chain"
+# What certman needs of a directory (RFC 8555 section 7.1.1).
+_REQUIRED_RESOURCES = ("newNonce", "newAccount", "newOrder")
 
 
 class NewOrder(messages.NewOrder):
@@ -93,6 +96,7 @@ class AcmeClient:
 
     def __init__(self, where: Where, *, verify: str | bool) -> None:
         self.where = where
+        self.verify = verify
         self.net = Network(verify=verify, user_agent=USER_AGENT)
         self.on_account_gone: Callable[[str | None], None] | None = None
         self._directory: messages.Directory | None = None
@@ -101,13 +105,21 @@ class AcmeClient:
     # --- directory and account ---------------------------------------------------------
 
     def directory(self) -> messages.Directory:
-        """RFC 8555 section 7.1.1, fetched once."""
+        """RFC 8555 section 7.1.1, fetched once; a URL that answers anything else is refused."""
         with self._lock:
             if self._directory is None:
-                with translated(self.where, "reading the directory"):
-                    self._directory = acme_client.ClientV2.get_directory(
-                        self.where.directory, self.net
-                    )
+                try:
+                    directory = acme_client.ClientV2.get_directory(self.where.directory, self.net)
+                    for required in _REQUIRED_RESOURCES:
+                        try:
+                            directory[required]
+                        except KeyError:
+                            raise KeyError(required) from None
+                except CertmanError:
+                    raise
+                except Exception as error:  # translated at the adapter boundary, as everywhere
+                    raise directory_problem(error, self.where) from error
+                self._directory = directory
             return self._directory
 
     def directory_info(self) -> DirectoryInfo:
@@ -295,11 +307,30 @@ class AcmeClient:
         return response.text
 
     def revoke(self, certificate_pem: bytes, reason: int) -> None:
-        """RFC 8555 section 7.6, signed with the account key."""
-        body = messages.Revocation(
-            certificate=x509.load_pem_x509_certificate(certificate_pem), reason=reason
+        """RFC 8555 section 7.6, signed with the account key (never registering one)."""
+        self.post(
+            self.directory()["revokeCert"],
+            _revocation(certificate_pem, reason),
+            "revoking the certificate",
+            reregister=False,
         )
-        self.post(self.directory()["revokeCert"], body, "revoking the certificate")
+
+    def revoke_with_certificate_key(
+        self, certificate_pem: bytes, reason: int, private_key: jose.JWK
+    ) -> None:
+        """RFC 8555 section 7.6, signed with the certificate's own key (a jwk, no account).
+
+        A separate signer, so the account key of concurrent orders is never swapped out.
+        """
+        net = Network(verify=self.verify, user_agent=USER_AGENT)
+        net.key = private_key
+        net.alg = _algorithm(private_key)
+        with translated(self.where, "revoking the certificate with its own key"):
+            net.post(
+                self.directory()["revokeCert"],
+                _revocation(certificate_pem, reason),
+                new_nonce_url=self.directory()["newNonce"],
+            )
 
     def get(self, url: str, action: str) -> requests.Response:
         """An unauthenticated GET (RFC 9773 section 4.2: renewalInfo)."""
@@ -328,6 +359,21 @@ class _EmptyObject(jose.JSONObjectWithFields):
 
     def __bool__(self) -> bool:  # acme sends an empty payload for falsy bodies
         return True
+
+
+def _revocation(certificate_pem: bytes, reason: int) -> messages.Revocation:
+    return messages.Revocation(
+        certificate=x509.load_pem_x509_certificate(certificate_pem), reason=reason
+    )
+
+
+def jwk_of(private_key: Any) -> jose.JWK:
+    """A josepy JWK for a cryptography EC or RSA private key."""
+    return (
+        jose.JWKEC(key=private_key)
+        if hasattr(private_key, "curve")
+        else jose.JWKRSA(key=private_key)
+    )
 
 
 def _identifier(value: str) -> messages.Identifier:

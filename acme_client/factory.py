@@ -49,7 +49,7 @@ def build_solver(runtime: Runtime, settings: AcmeSettings) -> CheckableSolver:
         assert settings.dns_hook is not None
         return dns01.ExecHookSolver(hook=settings.dns_hook, timeout=timeout, setting=settings.table)
     return dns01.Route53Solver(
-        client=dns01.build_route53_client(runtime.config.sections["aws"]),
+        client=dns01.route53_client(runtime.aws),
         hosted_zone_id=settings.hosted_zone_id,
         timeout=timeout,
         setting=settings.table,

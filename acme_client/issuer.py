@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from acme_client.account import Account
 from acme_client.ari import RenewalInfo, cert_id
-from acme_client.client import AcmeClient
+from acme_client.client import AcmeClient, jwk_of
 from acme_client.orders import OrderPlan, obtain
-from acme_client.problems import ProblemError, ServerBusy
+from acme_client.problems import AccountUnknown, ProblemError, ServerBusy
 from acme_client.settings import AcmeSettings
 from certman.domains import is_ip_address
-from certman.errors import CertmanError, ConfigError, IssuanceError, ValidationError
+from certman.errors import ConfigError, IssuanceError, ValidationError
 from certman.interfaces import (
     ChallengeSolver,
     IssueRequest,
@@ -69,7 +69,9 @@ class AcmeIssuer:
     # --- Issuer ------------------------------------------------------------------------
 
     def precheck(self, request: PrecheckRequest) -> None:
-        """Refuse, before any key exists, what the configured challenge cannot prove."""
+        """Refuse, before anything is planned, what this issuance could not get past: names
+        the challenge cannot prove, the server's pause, an unreachable directory, an account
+        that cannot register (EAB), a busy http-01 port or a missing webroot."""
         challenge = self.settings.challenge
         for identifier in request.identifiers:
             if identifier.startswith("*.") and challenge != "dns-01":
@@ -85,6 +87,9 @@ class AcmeIssuer:
                 )
         self._honour_backoff(request.now)
         self._profile()  # reaches the directory: unreachable or untrusted fails here
+        # A missing or refused External Account Binding is found here, before anything is
+        # planned, rather than as a failed revision.
+        self.account.ensure()
         if challenge == "http-01":
             self.solver.check()  # a busy port or a missing webroot: refused before any key
 
@@ -92,6 +97,7 @@ class AcmeIssuer:
         from certman.pki import split_pem_chain
 
         self._honour_backoff(request.now)
+        self._honour_rate_limit(request)
         try:
             self.account.ensure()
             plan = OrderPlan(
@@ -105,7 +111,13 @@ class AcmeIssuer:
             )
             order, chain = obtain(self.client, plan)
         except ServerBusy as error:
-            self.account.record_backoff(error.retry_after)
+            # A 5xx pause is the whole server's: every certificate of this issuer waits.
+            # rateLimited is mostly about this order's names (certificates per domain,
+            # duplicates, failed validations); the revision keeps its Retry-After
+            # (Lifecycle.record_failure) and only this certificate waits, so one busy
+            # domain never holds up the renewals of all the others.
+            if not error.rate_limited:
+                self.account.record_backoff(error.retry_after)
             raise
         try:
             parts = split_pem_chain(chain.encode())
@@ -120,10 +132,44 @@ class AcmeIssuer:
     # --- SupportsRevoke ----------------------------------------------------------------
 
     def revoke(self, request: RevokeRequest) -> RevokeResponse:
-        """RFC 8555 section 7.6; an already revoked certificate is not an error."""
-        self.account.ensure()
+        """RFC 8555 section 7.6; an already revoked certificate is not an error.
+
+        Signed by the account when certman has a registered one. When that account may not
+        revoke the certificate (deactivated, lost, or another account ordered it), the
+        request is signed with the certificate's own key instead, as section 7.6 allows;
+        revoking never registers an account.
+        """
+        if self.account.load():
+            try:
+                self.client.revoke(request.certificate_pem, request.reason.code)
+                return RevokeResponse(revoked_at=request.now)
+            except ProblemError as error:
+                if error.code == "alreadyRevoked":
+                    return RevokeResponse(revoked_at=request.now)
+                if error.code != "unauthorized":
+                    raise
+                log.info("the account may not revoke it (%s); using the certificate's key", error)
+            except AccountUnknown as error:
+                log.info("%s; revoking with the certificate's key", error.message)
+        return self._revoke_with_certificate_key(request)
+
+    def _revoke_with_certificate_key(self, request: RevokeRequest) -> RevokeResponse:
+        from certman.pki import load_private_key_der
+
+        if request.certificate_key is None:
+            raise IssuanceError(
+                f"Issuer {self.name} has no registered ACME account that could revoke the "
+                "certificate, and its private key is not available to sign the request."
+            )
+        der = request.certificate_key()  # unsealed in memory only, for this one request
         try:
-            self.client.revoke(request.certificate_pem, request.reason.code)
+            key = jwk_of(load_private_key_der(der))
+        finally:
+            del der
+        try:
+            self.client.revoke_with_certificate_key(
+                request.certificate_pem, request.reason.code, key
+            )
         except ProblemError as error:
             if error.code != "alreadyRevoked":
                 raise
@@ -132,12 +178,11 @@ class AcmeIssuer:
     # --- SupportsRenewalInfo -----------------------------------------------------------
 
     def renewal_info(self, request: RenewalInfoRequest) -> RenewalInfoResponse | None:
-        """RFC 9773: the server's suggested window; None without ARI or when it fails."""
-        try:
-            return self.ari.fetch(request)
-        except CertmanError as error:  # advisory: the default renewal time still applies
-            log.warning("renewal information unavailable: %s", error.message)
-            return None
+        """RFC 9773: the server's suggested window; None without ARI (or once expired).
+
+        A failed answer raises a retryable error carrying when to ask again.
+        """
+        return self.ari.fetch(request)
 
     # --- SupportsPreflight -------------------------------------------------------------
 
@@ -164,6 +209,18 @@ class AcmeIssuer:
                 retry_after=until,
             )
 
+    def _honour_rate_limit(self, request: IssueRequest) -> None:
+        """The Retry-After a rateLimited answer left on this revision (RFC 8555 section 6.6)."""
+        until = self._stored_retry_after(request.name, request.revision)
+        if until is not None and until > request.now:
+            raise IssuanceError(
+                f"The ACME server {self.settings.directory} asked certman to wait until "
+                f"{until.isoformat()} before ordering {', '.join(request.identifiers)} again; "
+                "certman will try again then.",
+                retryable=True,
+                retry_after=until,
+            )
+
     def _profile(self) -> str | None:
         """The configured profile when the server offers profiles (draft-aaron-acme-profiles)."""
         info = self.client.directory_info()
@@ -173,7 +230,8 @@ class AcmeIssuer:
         if wanted not in info.profiles:
             raise ConfigError(
                 f"The ACME server offers no profile {wanted!r} (it offers: "
-                f"{', '.join(info.profiles)}); fix profile in {self.settings.table}."
+                f"{', '.join(info.profiles)}); set issuers.{self.name}.profile in "
+                f"{self.settings.config_path} to one of those, or remove it."
             )
         return wanted
 
@@ -190,6 +248,19 @@ class AcmeIssuer:
             return cert_id(previous)
         except ValidationError:
             return None
+
+    def _stored_retry_after(self, name: str, revision: int) -> datetime | None:
+        from sqlmodel import select
+
+        from certman.inventory.tables import ManagedCertificate, Revision
+
+        with self.runtime.session() as session:
+            return session.exec(
+                select(Revision.retry_after)
+                .join(ManagedCertificate, ManagedCertificate.id == Revision.certificate_id)  # type: ignore[arg-type]
+                .where(ManagedCertificate.name == name)
+                .where(Revision.number == revision)
+            ).first()
 
     def _previous_certificate(self, name: str) -> bytes | None:
         """The certificate this issuance replaces: the active revision in the inventory."""

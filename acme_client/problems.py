@@ -54,7 +54,17 @@ class AccountUnknown(IssuanceError):
 
 
 class ServerBusy(IssuanceError):
-    """rateLimited, 5xx and the like: the server asked for a pause (retryable)."""
+    """rateLimited, 5xx and the like: the server asked for a pause (retryable).
+
+    ``rate_limited``: the pause is about this request's account or names (RFC 8555 section
+    6.6), not the whole server; an overloaded or maintained server answers 5xx instead.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: datetime | None, rate_limited: bool = False
+    ) -> None:
+        super().__init__(message, retryable=True, retry_after=retry_after)
+        self.rate_limited = rate_limited
 
 
 class ProblemError(IssuanceError):
@@ -133,7 +143,6 @@ def translate(error: BaseException, where: Where, action: str) -> CertmanError:
             return ServerBusy(
                 f"The ACME server {where.directory} answered HTTP {status} while {action}; "
                 "certman will retry later.",
-                retryable=True,
                 retry_after=retry_after,
             )
         detail = f"HTTP {status}" if status is not None else _short(error)
@@ -153,6 +162,32 @@ def translate(error: BaseException, where: Where, action: str) -> CertmanError:
     raise error
 
 
+def directory_problem(error: BaseException, where: Where) -> CertmanError:
+    """Reading the directory failed: unreachable, untrusted or busy servers as anywhere else;
+    any other answer means the URL is not an ACME directory (RFC 8555 section 7.1.1)."""
+    found = translate(error, where, "reading the directory")
+    if found.retryable or isinstance(found, ConfigError):
+        return found
+    return ConfigError(
+        f"{where.directory} is not an ACME directory ({_directory_detail(error, where)}); set "
+        f"issuers.{where.issuer}.directory in {where.config_path} to the ACME server's "
+        "directory URL."
+    )
+
+
+def _directory_detail(error: BaseException, where: Where) -> str:
+    if isinstance(error, messages.Error):
+        return f"it answered the problem {describe_problem(error)}"
+    status, _ = _response_facts(error, where.now())
+    if status is not None:
+        return f"it answered HTTP {status}"
+    if isinstance(error, KeyError) and error.args:
+        return f"its answer has no {error.args[0]} URL"
+    if isinstance(error, acme_errors.ClientError):
+        return f"its answer is not JSON: {_short(error)}"
+    return "its answer is not an ACME directory object"
+
+
 def _from_problem(error: messages.Error, where: Where, action: str, now: datetime) -> CertmanError:
     code = problem_code(error)
     status = getattr(error, "http_status", None)
@@ -166,8 +201,8 @@ def _from_problem(error: messages.Error, where: Where, action: str, now: datetim
         return ServerBusy(
             f"The ACME server {where.directory} asked certman to try again later while "
             f"{action} ({described}).",
-            retryable=True,
             retry_after=retry_after,
+            rate_limited=code == "rateLimited",
         )
     if code in POLICY_PROBLEMS:
         return PolicyError(

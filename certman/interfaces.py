@@ -104,9 +104,17 @@ class SupportsPrecheck(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class RevokeRequest:
+    """Revoke ``certificate_pem``.
+
+    ``certificate_key`` unseals the certificate's private key (PKCS#8 DER, in memory only);
+    an issuer calls it only when it must prove possession of that key, as ACME allows when
+    the account that ordered the certificate is gone (RFC 8555 section 7.6).
+    """
+
     certificate_pem: bytes
     reason: RevocationReason
     now: datetime
+    certificate_key: Callable[[], bytes] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +177,12 @@ class RenewalInfoResponse:
 @runtime_checkable
 class SupportsRenewalInfo(Protocol):
     def renewal_info(self, request: RenewalInfoRequest) -> RenewalInfoResponse | None:
-        """The server's renewal window, or None when the server offers no ARI."""
+        """The server's renewal window, or None when the server offers no ARI for it.
+
+        A failed or malformed answer raises a retryable CertmanError whose ``retry_after``
+        says when to ask again (RFC 9773 section 4.3.3); ARI is advisory, so the caller
+        keeps the renewal time it has.
+        """
         ...
 
 

@@ -15,6 +15,7 @@ from certman.errors import CertmanError, OperationError
 from certman.inventory.tables import ManagedCertificate
 from certman.models import RevisionState
 from certman.service.lifecycle import Lifecycle
+from certman.service.renewal_info import refresh_renewal_windows
 from certman.service.runtime import Runtime
 from scheduler.claims import ClaimLost, claim, extend, release
 from scheduler.events import RENEWAL_RECOVERED
@@ -75,6 +76,7 @@ class Reconciler:
 
     def tick(self) -> TickReport:
         report = TickReport(at=self.rt.clock.now())
+        refresh_renewal_windows(self.rt)  # RFC 9773: windows whose Retry-After has passed
         seen: set[str] = set()
         while not self.stopping.is_set():
             # Batches, so a large backlog never loads every name at once; `seen` ends the

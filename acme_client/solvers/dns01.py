@@ -11,10 +11,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from certman.errors import ConfigError, IssuanceError
+from certman.errors import CertmanError, ConfigError, IssuanceError
 from certman.interfaces import ChallengeRequest
+
+if TYPE_CHECKING:
+    from certman.aws.clients import AwsClients
 
 log = logging.getLogger("certman.acme")
 
@@ -71,7 +74,7 @@ class ExecHookSolver:
         except subprocess.TimeoutExpired:
             raise IssuanceError(
                 f"The DNS hook {self.hook} did not finish {action} for {request.txt_name} within "
-                f"{self.timeout:.0f} s (propagation_timeout in {self.setting})."
+                f"{_seconds(self.timeout)} (propagation_timeout in {self.setting})."
             ) from None
         except OSError as e:
             raise IssuanceError(f"The DNS hook {self.hook} cannot run: {e.strerror}.") from None
@@ -102,12 +105,14 @@ class Route53Solver:
         timeout: float,
         setting: str,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.hosted_zone_id = hosted_zone_id
         self.timeout = timeout
         self.setting = setting
         self.sleep = sleep
+        self.monotonic = monotonic
         self._lock = threading.Lock()  # read-modify-write of a record set
 
     def perform(self, requests: list[ChallengeRequest]) -> None:
@@ -116,8 +121,14 @@ class Route53Solver:
             self._wait_insync(change_id)
 
     def cleanup(self, requests: list[ChallengeRequest]) -> None:
-        for name, values in _by_name(requests).items():
-            self._change(name, remove=values)
+        failures: list[str] = []
+        for name, values in _by_name(requests).items():  # every name, even when one fails
+            try:
+                self._change(name, remove=values)
+            except CertmanError as e:
+                failures.append(e.message)
+        if failures:
+            raise IssuanceError(" ".join(failures))
 
     def check(self) -> str:
         with self._errors("reading the hosted zones"):
@@ -192,17 +203,18 @@ class Route53Solver:
         """Route53's GetChange: PENDING until every authoritative server has the record."""
         if change_id is None:
             return
-        deadline = time.monotonic() + self.timeout
+        deadline = self.monotonic() + self.timeout
         delay = 0.2
         while True:
             with self._errors("waiting for the Route53 change"):
                 status = self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
             if status == "INSYNC":
                 return
-            if time.monotonic() + delay > deadline:
+            if self.monotonic() + delay > deadline:
                 raise IssuanceError(
-                    f"The Route53 change {change_id} was not INSYNC within {self.timeout:.0f} s "
-                    f"(propagation_timeout in {self.setting}); certman will retry.",
+                    f"The Route53 change {change_id} was not INSYNC within "
+                    f"{_seconds(self.timeout)} (propagation_timeout in {self.setting}); "
+                    "certman will retry.",
                     retryable=True,
                 )
             self.sleep(delay)
@@ -236,6 +248,11 @@ def _botocore(action: str) -> Iterator[None]:
         raise IssuanceError(f"Route53 failed while {action}: {error}.", retryable=True) from None
 
 
+def _seconds(value: float) -> str:
+    """``120 s``, ``0.5 s``: never "0 s" for a timeout under a second."""
+    return f"{value:g} s"
+
+
 def _by_name(requests: list[ChallengeRequest]) -> dict[str, list[str]]:
     """Wildcard and apex share one name (_acme-challenge.example.com) with two values."""
     grouped: dict[str, list[str]] = defaultdict(list)
@@ -256,24 +273,13 @@ def _record_change(action: str, fqdn: str, values: list[str], ttl: int) -> dict[
     }
 
 
-def build_route53_client(aws: Any) -> Any:
-    """A boto3 Route53 client from the [aws] section (boto3 imported only here, lazily)."""
+def route53_client(aws: AwsClients) -> Any:
+    """The runtime's Route53 client: one boto3 session per process, built from [aws]."""
     try:
-        import boto3
-        from botocore.config import Config
+        import boto3  # noqa: F401  (only to say what to install)
     except ImportError:
         raise ConfigError(
             "dns_provider = \"route53\" needs boto3; install it with: pip install 'certman[aws]'."
         ) from None
-    from botocore.exceptions import BotoCoreError
-
-    try:
-        session = boto3.session.Session(profile_name=aws.get("profile") or None)
-        return session.client(
-            "route53",
-            region_name=aws.get("region") or "us-east-1",
-            endpoint_url=aws.get("endpoint_url") or None,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}),
-        )
-    except BotoCoreError as e:
-        raise ConfigError(f"The Route53 client cannot be built from [aws]: {e}.") from None
+    with _botocore("building the Route53 client from [aws]"):
+        return aws.client("route53")

@@ -127,10 +127,13 @@ class StandaloneSolver:
             return _Listener(self.host, self.port)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
+                # Retryable: the other program may be gone by the next attempt, and the
+                # order (persisted) is resumed then.
                 raise IssuanceError(
                     f"Port {self.address} is already in use by another program, so certman "
                     f"cannot answer HTTP-01 there; stop that program, or set http_address or "
-                    f'http_mode = "webroot" in {self.setting}.'
+                    f'http_mode = "webroot" in {self.setting}.',
+                    retryable=True,
                 ) from None
             if e.errno == errno.EACCES:
                 raise IssuanceError(

@@ -214,6 +214,10 @@ def renew(
         else:
             _print_done(rt, name, outcome.revision)
         return
+    if not dry_run:  # a dry run changes nothing, the stored windows included
+        from certman.service.renewal_info import refresh_renewal_windows
+
+        refresh_renewal_windows(rt)  # RFC 9773: ask again where Retry-After has passed
     names = list(dict.fromkeys([*lifecycle.unfinished(), *lifecycle.due()]))
     if dry_run:
         typer.echo("\n".join(f"would renew {n}" for n in names) or "Nothing is due.")

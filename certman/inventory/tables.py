@@ -38,6 +38,8 @@ class CertificateBase(SQLModel):
     not_before: datetime | None = _dt()
     not_after: datetime | None = _dt()
     renewal_due_at: datetime | None = _dt()
+    # RFC 9773 section 4.3: when to ask the ACME server for the renewal window again.
+    ari_next_fetch_at: datetime | None = _dt()
     acm_arn: str | None = Field(default=None, max_length=2048)
     acm_status: str | None = Field(default=None, max_length=32)
     acm_type: str | None = Field(default=None, max_length=32)
@@ -59,6 +61,7 @@ class ManagedCertificate(CertificateBase, table=True):
         # The scheduler's queries, run every tick (DESIGN.md "Inventory").
         Index("ix_certificate_status_due", "status", "renewal_due_at"),
         Index("ix_certificate_status_not_after", "status", "not_after"),
+        Index("ix_certificate_status_ari", "status", "ari_next_fetch_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

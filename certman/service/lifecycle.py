@@ -82,16 +82,7 @@ class Lifecycle:
             from certman.deploy.rollout import precheck_targets
 
             precheck_targets(self.runtime, list(spec.targets), None)
-        issuer = self.runtime.issuer(spec.issuer)
-        if isinstance(issuer, SupportsPrecheck):
-            issuer.precheck(
-                PrecheckRequest(
-                    identifiers=identifiers,
-                    key_type=spec.key_type,
-                    validity=spec.validity,
-                    now=self.runtime.clock.now(),
-                )
-            )
+        self._precheck(spec.issuer, identifiers, spec.key_type, spec.validity)
         _ = self.runtime.key_wrapper  # a missing master key is refused before anything is planned
         return IssueSpec(
             name=spec.name,
@@ -243,13 +234,13 @@ class Lifecycle:
         now = self.runtime.clock.now()
         with self.runtime.session() as session:
             cert = get_certificate(session, name)
-            rev = _revision(session, cert, number)
-            assert rev is not None
+            rev = _revision(session, cert, number)  # None: refused before it was planned
             cert.failures += 1
             cert.last_error = error.message
-            rev.error = error.message
-            rev.retry_after = error.retry_after
-            if error.retryable:
+            if rev is not None:
+                rev.error = error.message
+                rev.retry_after = error.retry_after
+            if error.retryable or rev is None:
                 cert.next_attempt_at = next_attempt_at(
                     now=now,
                     failures=cert.failures,
@@ -260,8 +251,11 @@ class Lifecycle:
                 rev.state = S.FAILED
                 cert.status = "failed"
                 cert.next_attempt_at = None
-            rev.updated_at = cert.updated_at = now
-            session.add_all([cert, rev])
+            cert.updated_at = now
+            if rev is not None:
+                rev.updated_at = now
+                session.add(rev)
+            session.add(cert)
             append_event(
                 session,
                 now,
@@ -296,6 +290,17 @@ class Lifecycle:
                         message=f"not due until {due.isoformat()}; use --force to renew now",
                     )
                 self._check_master_key(session, cert)
+                try:  # what `certman issue` refuses is refused before a renewal is planned too
+                    self._precheck(
+                        cert.issuer,
+                        tuple(json.loads(cert.domains)),
+                        KeyType(cert.key_type),
+                        timedelta(seconds=cert.validity_seconds),
+                    )
+                except CertmanError as error:
+                    session.rollback()
+                    self.record_failure(name, 0, error)  # no revision: the active one stands
+                    raise
                 rev = self._new_revision(
                     session, cert, reason="force" if force else "renew", now=now
                 )
@@ -303,6 +308,21 @@ class Lifecycle:
                 session.commit()
                 self._notify(name, rev.number, S.PLANNED)
         return self.advance(name)
+
+    def _precheck(
+        self, issuer_name: str, identifiers: tuple[str, ...], key_type: KeyType, validity: timedelta
+    ) -> None:
+        """The issuer's own refusals (ACME: challenge, account, busy port), before any key."""
+        issuer = self.runtime.issuer(issuer_name)
+        if isinstance(issuer, SupportsPrecheck):
+            issuer.precheck(
+                PrecheckRequest(
+                    identifiers=identifiers,
+                    key_type=key_type,
+                    validity=validity,
+                    now=self.runtime.clock.now(),
+                )
+            )
 
     def due(self, *, limit: int = 500) -> list[str]:
         """Names whose renewal is due now (and whose back-off has passed), soonest first."""

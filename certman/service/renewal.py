@@ -27,6 +27,19 @@ def renewal_due_at(
     return due.replace(microsecond=0)
 
 
+def pick_renewal_time(
+    window_start: datetime, window_end: datetime, *, rng: random.Random | None = None
+) -> datetime:
+    """RFC 9773 section 4.2: a uniformly random point in the CA's window, whole seconds.
+
+    Random, so that the many clients of one CA do not all renew at the same instant.
+    """
+    span = max(0, int((window_end - window_start).total_seconds()))
+    return (window_start + timedelta(seconds=(rng or random).randint(0, span))).replace(
+        microsecond=0
+    )
+
+
 def next_attempt_at(
     *,
     now: datetime,

@@ -11,6 +11,7 @@ from certman.inventory.tables import Revision, Revocation
 from certman.models import RevisionState, RevocationReason
 from certman.service.lifecycle import get_certificate
 from certman.service.runtime import Runtime
+from certman.service.steps import unseal_private_key
 
 
 def revoke_certificate(rt: Runtime, name: str, reason: RevocationReason) -> Revocation:
@@ -30,11 +31,17 @@ def revoke_certificate(rt: Runtime, name: str, reason: RevocationReason) -> Revo
         cert_pem = rev.certificate_pem.encode()
         issuer_name = cert.issuer
         serial = rev.serial
+        issued = rev
     issuer = rt.issuer(issuer_name)
     revoked_at = now
     if isinstance(issuer, SupportsRevoke):
         revoked_at = issuer.revoke(
-            RevokeRequest(certificate_pem=cert_pem, reason=reason, now=now)
+            RevokeRequest(
+                certificate_pem=cert_pem,
+                reason=reason,
+                now=now,
+                certificate_key=lambda: unseal_private_key(rt, name, issued),
+            )
         ).revoked_at
     with rt.session() as session:
         cert = get_certificate(session, name)

@@ -186,10 +186,8 @@ def deploy(rt: Runtime, work: Work) -> None:
 
 def activate(rt: Runtime, work: Work) -> None:
     """-> ACTIVE: the certificate now points at this revision; the previous one is superseded."""
-    import random
-
-    from certman.interfaces import RenewalInfoRequest, SupportsRenewalInfo
     from certman.service.renewal import renewal_due_at
+    from certman.service.renewal_info import follow_window
 
     cert, rev = work.cert, work.rev
     now = rt.clock.now()
@@ -205,23 +203,20 @@ def activate(rt: Runtime, work: Work) -> None:
     cert.fingerprint_sha256 = rev.fingerprint_sha256
     cert.not_before = rev.not_before
     cert.not_after = rev.not_after
-    cert.renewal_due_at = renewal_due_at(
-        not_before=rev.not_before, not_after=rev.not_after, renew_before=renew_before
+    # RFC 9773 section 4.2: when the CA suggests a window, renew at a random point in it,
+    # and ask again when its Retry-After has passed (renewal_info.refresh_renewal_windows).
+    schedule = follow_window(
+        rt,
+        issuer_name=cert.issuer,
+        rev=rev,
+        renewal_due_at=renewal_due_at(
+            not_before=rev.not_before, not_after=rev.not_after, renew_before=renew_before
+        ),
+        now=now,
+        fresh=True,
     )
-    issuer = rt.issuer(cert.issuer)
-    if isinstance(issuer, SupportsRenewalInfo) and rev.certificate_pem:
-        # RFC 9773 section 4.2: when the CA suggests a window, renew at a random point in it.
-        window = issuer.renewal_info(
-            RenewalInfoRequest(
-                certificate_pem=rev.certificate_pem.encode(),
-                issuer_pem=(rev.chain_pem or "").encode(),
-                now=now,
-            )
-        )
-        if window is not None:
-            span = max(0, int((window.window_end - window.window_start).total_seconds()))
-            due = window.window_start + timedelta(seconds=random.randint(0, span))
-            cert.renewal_due_at = due.replace(microsecond=0)
+    cert.renewal_due_at = schedule.renewal_due_at
+    cert.ari_next_fetch_at = schedule.ari_next_fetch_at
     cert.status = "active"
     cert.failures = 0
     cert.next_attempt_at = None

@@ -1,9 +1,10 @@
 """An ARI-capable ACME server for tests: an HTTPS proxy in front of Pebble that adds renewalInfo.
 
-Pebble 2.4 has no RFC 9773 support. This proxy forwards every request to Pebble unchanged
-(with the Host header kept, so Pebble's URLs and JWS ``url`` checks name the proxy), adds
-``renewalInfo`` to the directory, answers ``GET /renewal-info/{certID}`` itself, and records
-what clients sent (renewalInfo paths, newOrder payloads) so tests can check the wire format.
+Pebble 2.4 has no RFC 9773 support and no profiles. This proxy forwards every request to
+Pebble unchanged (with the Host header kept, so Pebble's URLs and JWS ``url`` checks name the
+proxy), adds ``renewalInfo`` (and, when set, ``meta.profiles``) to the directory, answers
+``GET /renewal-info/{certID}`` itself, and records what clients sent (renewalInfo paths,
+newOrder payloads) so tests can check the wire format.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class AriServer:
         self.pebble = pebble
         self.port = port
         self.window: Window | None = None
+        # draft-aaron-acme-profiles: what the directory's meta.profiles offers (name -> text)
+        self.profiles: dict[str, str] = {}
         self.log = AriLog()
         self.canned: dict[str, Canned] = {}  # path suffix -> the next answer there (once)
         self._server: ThreadingHTTPServer | None = None
@@ -119,6 +122,8 @@ class AriServer:
         if method == "GET" and request.path == "/dir" and status == 200:
             directory = json.loads(answer)
             directory["renewalInfo"] = f"https://127.0.0.1:{self.port}/renewal-info"
+            if self.profiles:
+                directory.setdefault("meta", {})["profiles"] = dict(self.profiles)
             answer = json.dumps(directory).encode()
         self._send(request, status, headers, answer)
 

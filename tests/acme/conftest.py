@@ -94,6 +94,13 @@ class AcmeHome:
         finally:
             rt.engine.dispose()
 
+    def verified(self, name: str, *names: str) -> Revision:
+        """The newest revision of ``name``, its chain verified up to this Pebble run's root."""
+        rev = self.revisions(name)[-1]
+        assert rev.certificate_pem and rev.chain_pem, f"{name} has no issued revision"
+        verify_chain(rev.certificate_pem, rev.chain_pem, self.pebble.root_pem, list(names))
+        return rev
+
     def certificate(self, name: str) -> ManagedCertificate | None:
         rt = self.runtime()
         try:

@@ -31,7 +31,9 @@ def accounts(acme_home: AcmeHome) -> list[AcmeAccount]:
 def test_the_account_key_is_sealed_and_the_account_reused(acme_home: AcmeHome) -> None:
     acme_home.configure(email="ops@example.com")
     assert acme_home.issue("one", "one.example.com").exit_code == 0
+    acme_home.verified("one", "one.example.com")
     assert acme_home.issue("two", "two.example.com").exit_code == 0
+    acme_home.verified("two", "two.example.com")
     (row,) = accounts(acme_home)
     assert row.status == "valid" and row.account_url and row.key_type == "ec-p256"
     assert row.contact == "ops@example.com"
@@ -71,6 +73,7 @@ def test_eab_is_required_by_the_server(acme_home: AcmeHome, eab_pebble: Pebble) 
     assert result.exit_code == 2
     assert "requires External Account Binding" in result.stderr
     assert "eab_kid and eab_hmac_env" in result.stderr
+    assert home.certificate("web") is None and accounts(home) == [], "nothing may be left"
 
 
 def test_a_wrong_eab_key_is_refused(
@@ -82,8 +85,8 @@ def test_a_wrong_eab_key_is_refused(
     assert result.exit_code == 2
     assert "refused the External Account Binding" in result.stderr
     assert "$PEBBLE_EAB_HMAC" in result.stderr and WRONG_KEY not in result.stderr
-    (rev,) = home.revisions("web")
-    assert rev.state == "failed"
+    assert home.certificate("web") is None, "refused before anything is planned"
+    assert accounts(home) == [], "the key the server refused is not kept"
 
 
 def test_a_missing_eab_variable_is_named(acme_home: AcmeHome, eab_pebble: Pebble) -> None:
@@ -91,6 +94,7 @@ def test_a_missing_eab_variable_is_named(acme_home: AcmeHome, eab_pebble: Pebble
     result = home.issue("web", "eab.example.com")
     assert result.exit_code == 2
     assert "CERTMAN_TEST_UNSET" in result.stderr and "is not set" in result.stderr
+    assert home.certificate("web") is None and accounts(home) == []
 
 
 def test_the_right_eab_registers_and_issues(
@@ -100,8 +104,30 @@ def test_the_right_eab_registers_and_issues(
     home = eab_home(acme_home, eab_pebble, eab_kid=EAB_KID, eab_hmac_env="PEBBLE_EAB_HMAC")
     result = home.issue("web", "eab.example.com")
     assert result.exit_code == 0, result.stderr
+    home.verified("web", "eab.example.com")  # against the EAB Pebble's own root
     (row,) = accounts(home)
     assert row.eab_kid == EAB_KID and row.status == "valid"
+
+
+def test_a_refused_eab_after_deactivation_leaves_the_deactivated_account_as_it_was(
+    acme_home: AcmeHome, eab_pebble: Pebble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PEBBLE_EAB_HMAC", EAB_KEY)
+    home = eab_home(acme_home, eab_pebble, eab_kid=EAB_KID, eab_hmac_env="PEBBLE_EAB_HMAC")
+    assert home.issue("web", "eab-deact.example.com").exit_code == 0
+    home.verified("web", "eab-deact.example.com")
+    assert home.cli("issuer", "deactivate", "pebble", "--yes").exit_code == 0
+    (deactivated,) = accounts(home)
+    monkeypatch.setenv("PEBBLE_EAB_HMAC", WRONG_KEY)
+    result = home.issue("web2", "eab-deact2.example.com")
+    assert result.exit_code == 2 and "refused the External Account Binding" in result.stderr
+    assert home.certificate("web2") is None
+    (row,) = accounts(home)
+    assert (row.status, row.account_url, row.sealed_key) == (
+        "deactivated",
+        deactivated.account_url,
+        deactivated.sealed_key,
+    )
 
 
 def test_the_account_is_registered_again_after_a_pebble_restart(
@@ -111,10 +137,12 @@ def test_the_account_is_registered_again_after_a_pebble_restart(
         acme_home.pebble = own
         acme_home.configure()
         assert acme_home.issue("before", "before.example.com").exit_code == 0
+        acme_home.verified("before", "before.example.com")
         (old,) = accounts(acme_home)
-        own.restart_pebble()  # Pebble forgets every account
+        own.restart_pebble()  # Pebble forgets every account and makes new roots
         result = acme_home.issue("after", "after.example.com")
         assert result.exit_code == 0, result.stderr
+        acme_home.verified("after", "after.example.com")  # the restarted run's root
         assert f"no longer knows account {old.account_url}" in result.stderr
         assert "registering it again" in result.stderr
         (new,) = accounts(acme_home)
@@ -125,6 +153,7 @@ def test_the_account_is_registered_again_after_a_pebble_restart(
 def test_deactivate_then_issue_registers_a_new_account(acme_home: AcmeHome) -> None:
     acme_home.configure()
     assert acme_home.issue("web", "deact.example.com").exit_code == 0
+    acme_home.verified("web", "deact.example.com")
     (old,) = accounts(acme_home)
     result = acme_home.cli("issuer", "deactivate", "pebble", "--yes")
     assert result.exit_code == 0, result.stderr
@@ -133,6 +162,28 @@ def test_deactivate_then_issue_registers_a_new_account(acme_home: AcmeHome) -> N
     check = acme_home.cli("issuer", "check", "pebble")
     assert "deactivated" in check.stdout
     assert acme_home.issue("web2", "deact2.example.com").exit_code == 0
+    acme_home.verified("web2", "deact2.example.com")
     (new,) = accounts(acme_home)
     assert new.status == "valid" and new.account_url != old.account_url
     assert new.sealed_key != old.sealed_key, "a deactivated account's key is not reused"
+
+
+def test_deactivate_without_a_registered_account_is_refused(acme_home: AcmeHome) -> None:
+    acme_home.configure()
+    result = acme_home.cli("issuer", "deactivate", "pebble", "--yes")
+    assert result.exit_code == 2
+    assert "No registered account for issuer pebble; nothing to deactivate." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert accounts(acme_home) == [], "no account may be registered just to deactivate it"
+
+
+def test_deactivating_twice_is_refused_the_second_time(acme_home: AcmeHome) -> None:
+    acme_home.configure()
+    assert acme_home.issue("web", "twice.example.com").exit_code == 0
+    acme_home.verified("web", "twice.example.com")
+    assert acme_home.cli("issuer", "deactivate", "pebble", "--yes").exit_code == 0
+    (before,) = accounts(acme_home)
+    again = acme_home.cli("issuer", "deactivate", "pebble", "--yes")
+    assert again.exit_code == 2 and "nothing to deactivate" in again.stderr
+    (after,) = accounts(acme_home)
+    assert (after.status, after.sealed_key) == ("deactivated", before.sealed_key)

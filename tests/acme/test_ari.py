@@ -9,10 +9,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from acme_client.ari import cert_id, pick_renewal_time, serial_der_bytes
-from certman.interfaces import RenewalInfoRequest, SupportsRenewalInfo
+from acme_client.ari import cert_id, serial_der_bytes
 from certman.service.lifecycle import Lifecycle
-from certman.service.renewal import renewal_due_at
+from certman.service.renewal import pick_renewal_time, renewal_due_at
 from tests.acme.ari_server import AriServer, Window
 from tests.acme.conftest import AcmeHome
 
@@ -79,6 +78,7 @@ def test_renewal_due_follows_the_servers_window(acme_home: AcmeHome, ari: AriSer
     ari.window = window_from_now(10, 12)
     acme_home.configure(directory=ari.directory_url)
     assert acme_home.issue("web", "ari.example.com").exit_code == 0
+    acme_home.verified("web", "ari.example.com")
     cert = acme_home.certificate("web")
     (rev,) = acme_home.revisions("web")
     assert cert is not None and cert.renewal_due_at is not None and rev.certificate_pem
@@ -91,6 +91,7 @@ def test_a_renewal_order_carries_replaces(acme_home: AcmeHome, ari: AriServer) -
     acme_home.configure(directory=ari.directory_url)
     assert acme_home.issue("web", "replace.example.com").exit_code == 0
     assert acme_home.cli("renew", "web", "--force").exit_code == 0
+    acme_home.verified("web", "replace.example.com")
     first, _ = acme_home.revisions("web")
     assert first.certificate_pem
     assert "replaces" not in ari.log.new_orders[0]
@@ -103,43 +104,15 @@ def test_a_window_in_the_past_makes_the_certificate_due_now(
     ari.window = window_from_now(-2, -1)  # e.g. the CA plans to revoke it
     acme_home.configure(directory=ari.directory_url)
     assert acme_home.issue("web", "revoked-soon.example.com").exit_code == 0
+    acme_home.verified("web", "revoked-soon.example.com")
     rt = acme_home.runtime()
     assert Lifecycle(rt).due() == ["web"]
-
-
-def test_renewal_info_is_asked_again_only_after_retry_after(
-    acme_home: AcmeHome, ari: AriServer
-) -> None:
-    ari.window = window_from_now(10, 12, retry_after=3600)
-    acme_home.configure(directory=ari.directory_url)
-    assert acme_home.issue("web", "retry.example.com").exit_code == 0
-    (rev,) = acme_home.revisions("web")
-    assert rev.certificate_pem and rev.chain_pem
-    issuer = acme_home.runtime().issuer("pebble")
-    assert isinstance(issuer, SupportsRenewalInfo)
-    now = datetime.now(UTC)
-
-    def ask(at: datetime) -> None:
-        answer = issuer.renewal_info(
-            RenewalInfoRequest(
-                certificate_pem=rev.certificate_pem.encode(),  # type: ignore[union-attr]
-                issuer_pem=rev.chain_pem.encode(),  # type: ignore[union-attr]
-                now=at,
-            )
-        )
-        assert answer is not None and answer.window_start == ari.window.start  # type: ignore[union-attr]
-
-    seen = len(ari.log.renewal_info_paths)
-    ask(now)
-    ask(now + timedelta(minutes=30))  # inside Retry-After: answered from memory
-    assert len(ari.log.renewal_info_paths) == seen + 1
-    ask(now + timedelta(hours=2))
-    assert len(ari.log.renewal_info_paths) == seen + 2
 
 
 def test_without_ari_the_default_renewal_time_applies(acme_home: AcmeHome) -> None:
     acme_home.configure()  # Pebble 2.4 itself offers no renewalInfo
     assert acme_home.issue("web", "plain.example.com").exit_code == 0
+    acme_home.verified("web", "plain.example.com")
     cert = acme_home.certificate("web")
     assert cert is not None and cert.not_before and cert.not_after
     assert cert.renewal_due_at == renewal_due_at(
@@ -153,6 +126,7 @@ def test_a_failing_renewal_info_falls_back_to_the_default(
     ari.window = None  # the ARI endpoint answers 404
     acme_home.configure(directory=ari.directory_url)
     assert acme_home.issue("web", "no-window.example.com").exit_code == 0
+    acme_home.verified("web", "no-window.example.com")
     cert = acme_home.certificate("web")
     assert cert is not None and cert.not_before and cert.not_after
     assert cert.renewal_due_at == renewal_due_at(

@@ -88,4 +88,5 @@ def test_an_order_the_server_no_longer_knows_is_replaced(
     assert resumed.exit_code == 0, resumed.stderr
     (rev,) = acme_home.revisions("crash")
     assert rev.state == "active" and not rev.order_url.endswith("/does-not-exist")  # type: ignore[union-attr]
+    acme_home.verified("crash", "gone.example.com")
     assert len(ari.log.new_orders) == 2

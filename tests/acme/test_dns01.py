@@ -228,3 +228,64 @@ def test_route53_without_a_matching_zone_names_hosted_zone_id(route53: Any) -> N
     )
     with pytest.raises(ConfigError, match="hosted_zone_id"):
         solver.perform([request])
+
+
+def test_route53_cleanup_removes_every_name_even_after_one_fails(route53: Any) -> None:
+    from certman.errors import CertmanError
+
+    zone = route53.create_hosted_zone(Name="example.com.", CallerReference="certman-cleanup")
+    zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+    solver = Route53Solver(client=route53, hosted_zone_id=None, timeout=10, setting="[x]")
+
+    def request(txt_name: str, value: str) -> ChallengeRequest:
+        domain = txt_name.removeprefix("_acme-challenge.")
+        return ChallengeRequest(
+            kind="dns-01",
+            domain=domain,
+            token=value,
+            key_authorization=f"{value}.x",
+            txt_name=txt_name,
+            txt_value=value,
+        )
+
+    published = request("_acme-challenge.www.example.com", "value-www")
+    homeless = request("_acme-challenge.nowhere.test", "value-nowhere")  # no zone holds it
+    with pytest.raises(CertmanError):
+        solver.perform([published, homeless])  # fails half-way: one record is out there
+    assert txt_records(route53, zone_id) == {"_acme-challenge.www.example.com.": ['"value-www"']}
+    with pytest.raises(CertmanError, match=r"nowhere\.test"):
+        solver.cleanup([homeless, published])  # the failing name first
+    assert txt_records(route53, zone_id) == {}, "the other names are cleaned all the same"
+
+
+# --- valid authorizations are skipped ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reusing_pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    """A Pebble that always hands back a valid authorization it already has."""
+    with Pebble(tmp_path_factory.mktemp("pebble-reuse"), PebbleOptions(authz_reuse=100)) as p:
+        yield p
+
+
+def test_an_already_valid_authorization_is_not_solved_again(
+    acme_home: AcmeHome, reusing_pebble: Pebble, tmp_path: Path
+) -> None:
+    acme_home.pebble = reusing_pebble
+    hook, log = write_hook(tmp_path, reusing_pebble)
+    acme_home.configure(
+        "dns",
+        directory=reusing_pebble.directory_url,
+        ca_bundle=str(reusing_pebble.ca_bundle),
+        challenge="dns-01",
+        dns_provider="exec",
+        dns_hook=str(hook),
+    )
+    assert acme_home.issue("first", "reuse.example.org", issuer="dns").exit_code == 0
+    acme_home.verified("first", "reuse.example.org")
+    solved = hook_calls(log)
+    assert [c["CERTMAN_ACME_ACTION"] for c in solved] == ["set", "clear"]
+    result = acme_home.issue("second", "reuse.example.org", issuer="dns")
+    assert result.exit_code == 0, result.stderr
+    acme_home.verified("second", "reuse.example.org")
+    assert hook_calls(log) == solved, "the valid authorization was reused, not solved again"

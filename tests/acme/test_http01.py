@@ -34,6 +34,7 @@ def test_standalone_issues_dns_and_ip_names_with_a_verified_chain(acme_home: Acm
 def test_renewal_reuses_the_account_and_verifies(acme_home: AcmeHome) -> None:
     acme_home.configure()
     assert acme_home.issue("web", "renew.example.com").exit_code == 0
+    acme_home.verified("web", "renew.example.com")
     renewed = acme_home.cli("renew", "web", "--force")
     assert renewed.exit_code == 0, renewed.stderr
     first, second = acme_home.revisions("web")
@@ -112,3 +113,62 @@ def test_wildcards_need_dns01_and_nothing_is_planned(acme_home: AcmeHome) -> Non
     assert result.exit_code == 2
     assert 'challenge = "dns-01"' in result.stderr
     assert acme_home.certificate("wild") is None
+
+
+def test_a_port_taken_during_issuance_is_retryable_and_the_order_resumes(
+    acme_home: AcmeHome,
+) -> None:
+    from datetime import timedelta
+
+    from certman.errors import IssuanceError
+    from certman.models import KeyType, RevisionState
+    from certman.service.lifecycle import IssueSpec, Lifecycle
+
+    acme_home.configure()
+    port = acme_home.pebble.http_port
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def take_the_port(_name: str, _number: int, state: RevisionState) -> None:
+        if state == RevisionState.KEY_SEALED:  # after the precheck found the port free
+            busy.bind(("127.0.0.1", port))
+            busy.listen()
+
+    rt = acme_home.runtime()
+    lifecycle = Lifecycle(rt, observers=[take_the_port])
+    spec = IssueSpec(
+        name="web",
+        domains=("taken.example.com",),
+        issuer="pebble",
+        key_type=KeyType.EC_P256,
+        validity=timedelta(days=90),
+    )
+    lifecycle.plan(spec)
+    with busy, pytest.raises(IssuanceError) as error:
+        lifecycle.advance("web")
+    assert error.value.retryable and "already in use" in error.value.message
+    (rev,) = acme_home.revisions("web")
+    assert rev.state == "ordered" and rev.order_url, "the order is kept for the next attempt"
+    cert = acme_home.certificate("web")
+    assert cert is not None and cert.next_attempt_at is not None
+    resumed = acme_home.issue("web", "taken.example.com")  # the port is free again
+    assert resumed.exit_code == 0, resumed.stderr
+    (after,) = acme_home.revisions("web")
+    assert after.state == "active" and after.order_url == rev.order_url
+    acme_home.verified("web", "taken.example.com")
+    rt.engine.dispose()
+
+
+def test_a_failed_webroot_validation_leaves_no_token_behind(
+    acme_home: AcmeHome, tmp_path: Path
+) -> None:
+    root = tmp_path / "www"  # no web server serves it: Pebble's validation is refused
+    root.mkdir()
+    (root / "index.html").write_text("the site's own file")
+    acme_home.configure(http_mode="webroot", webroot=str(root))
+    result = acme_home.issue("site", "unserved.example.com")
+    assert result.exit_code == 1
+    assert "Validation failed: unserved.example.com (http-01)" in result.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["index.html"], "tokens and folders removed"
+    (rev,) = acme_home.revisions("site")
+    assert rev.state == "failed" and rev.certificate_pem is None

@@ -40,6 +40,22 @@ def test_untrusted_tls_names_ca_bundle_and_plans_nothing(acme_home: AcmeHome) ->
     assert acme_home.certificate("web") is None
 
 
+def test_a_url_that_is_not_an_acme_directory_names_the_key(acme_home: AcmeHome) -> None:
+    pebble = acme_home.pebble
+    for url, detail in [
+        (pebble.directory_url.replace("/dir", "/no-such-dir"), "it answered HTTP 404"),
+        (f"{pebble.management_url}/roots/0", "its answer is not JSON"),  # a PEM body
+    ]:
+        acme_home.config_path.write_text(acme_home.config_path.read_text().split("[issuers")[0])
+        acme_home.configure(directory=url)
+        result = acme_home.issue("web", "not-a-directory.example.com")
+        assert result.exit_code == 2, result.stderr
+        assert f"{url} is not an ACME directory ({detail}" in result.stderr
+        assert f"set issuers.pebble.directory in {acme_home.config_path}" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert acme_home.certificate("web") is None
+
+
 def test_a_blocklisted_identifier_is_a_policy_refusal(acme_home: AcmeHome) -> None:
     acme_home.configure()
     result = acme_home.issue("web", f"www.{BLOCKED}")
@@ -67,15 +83,60 @@ def test_rate_limited_is_retryable_and_its_retry_after_is_honoured(
     cert = acme_home.certificate("web")
     assert cert is not None and cert.next_attempt_at is not None
     assert cert.next_attempt_at >= rev.retry_after
-    rt = acme_home.runtime()
-    with rt.session() as session:
-        account = session.exec(select(AcmeAccount)).one()
-    assert account.retry_after == rev.retry_after
     # A later attempt does not even ask the server before Retry-After has passed.
     orders_before = len(ari.log.new_orders)
     again = acme_home.issue("web", "busy.example.com")
     assert again.exit_code == 1 and "asked certman to wait until" in again.stderr
     assert len(ari.log.new_orders) == orders_before
+    # rateLimited is about these names: the issuer's other certificates go on meanwhile.
+    assert account_retry_after(acme_home) is None
+    other = acme_home.issue("other", "not-busy.example.com")
+    assert other.exit_code == 0, other.stderr
+    acme_home.verified("other", "not-busy.example.com")
+
+
+def account_retry_after(acme_home: AcmeHome) -> datetime | None:
+    rt = acme_home.runtime()
+    with rt.session() as session:
+        account = session.exec(select(AcmeAccount)).one()
+    rt.engine.dispose()
+    return account.retry_after
+
+
+def test_a_server_pause_holds_every_certificate_of_the_issuer(
+    acme_home: AcmeHome, ari: AriServer
+) -> None:
+    acme_home.configure(directory=ari.directory_url)
+    ari.canned["/order-plz"] = Canned(
+        status=503,
+        body={"type": "urn:ietf:params:acme:error:serverInternal", "detail": "maintenance"},
+        headers={"Retry-After": "900"},
+    )
+    before = datetime.now(UTC)
+    assert acme_home.issue("web", "paused.example.com").exit_code == 1
+    paused = account_retry_after(acme_home)
+    assert paused is not None and paused >= before + timedelta(seconds=890)
+    orders_before = len(ari.log.new_orders)
+    other = acme_home.issue("other", "paused-too.example.com")
+    assert other.exit_code == 1 and "asked certman to wait until" in other.stderr
+    assert acme_home.certificate("other") is None, "refused by the precheck: nothing planned"
+    assert len(ari.log.new_orders) == orders_before
+
+
+def test_a_later_answer_never_shortens_the_stored_pause(acme_home: AcmeHome) -> None:
+    from acme_client.issuer import AcmeIssuer
+
+    acme_home.configure()
+    assert acme_home.issue("web", "pause-kept.example.com").exit_code == 0
+    issuer = acme_home.runtime().issuer("pebble")
+    assert isinstance(issuer, AcmeIssuer)
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    issuer.account.record_backoff(soon + timedelta(hours=1))
+    issuer.account.record_backoff(None)  # a 5xx without Retry-After
+    issuer.account.record_backoff(soon)  # an earlier Retry-After
+    assert account_retry_after(acme_home) == soon + timedelta(hours=1)
+    issuer.account.record_backoff(soon + timedelta(hours=2))
+    assert account_retry_after(acme_home) == soon + timedelta(hours=2)
 
 
 def test_a_server_error_is_retryable(acme_home: AcmeHome, ari: AriServer) -> None:
@@ -92,6 +153,7 @@ def test_a_server_error_is_retryable(acme_home: AcmeHome, ari: AriServer) -> Non
     resumed = acme_home.issue("web", "down.example.com")
     assert resumed.exit_code == 0, resumed.stderr
     assert "Resuming" in resumed.stderr
+    acme_home.verified("web", "down.example.com")
 
 
 def where() -> Where:
@@ -145,3 +207,21 @@ def test_translate_ssl_errors_point_at_ca_bundle() -> None:
     error = translate(requests.exceptions.SSLError("bad cert"), where(), "reading the directory")
     assert isinstance(error, ConfigError)
     assert "https://acme.test/dir" in error.message and "ca_bundle" in error.message
+
+
+def test_a_directory_without_new_order_is_not_an_acme_directory() -> None:
+    from acme_client.problems import directory_problem
+
+    error = directory_problem(KeyError("newOrder"), where())
+    assert isinstance(error, ConfigError) and error.exit_code == 2
+    assert "its answer has no newOrder URL" in error.message
+    assert "set issuers.le.directory in /c.toml" in error.message
+
+
+def test_an_unreachable_directory_stays_a_retryable_failure() -> None:
+    import requests
+
+    from acme_client.problems import directory_problem
+
+    error = directory_problem(requests.exceptions.ConnectionError("refused"), where())
+    assert error.retryable and not isinstance(error, ConfigError)

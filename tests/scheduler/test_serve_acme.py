@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.acme.conftest import verify_chain
 from tests.components.nginx import free_port
 from tests.components.pebble import Pebble, PebbleOptions, pebble_available
 from tests.components.required import missing_component
@@ -57,6 +58,11 @@ def test_serve_renews_acme_certificates_unattended(
     assert code == 0 and "Traceback" not in err, err
     first, second = serials()[:2]
     assert first != second
+    with sqlite3.connect(f"file:{home / 'certman.db'}?mode=ro", uri=True) as db:
+        leaf, chain = db.execute(
+            "SELECT certificate_pem, chain_pem FROM revision WHERE serial = ?", (second,)
+        ).fetchone()
+    verify_chain(leaf, chain, pebble.root_pem, ["web.example.com"])  # that run's root
     preflight = families["certman_preflight_ok"].samples
     assert {s.labels["area"]: s.value for s in preflight}.get("issuer pebble") == 1
     assert webhook.of("certman Preflight Failed") == []
