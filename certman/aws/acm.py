@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from certman.aws.clients import region_of
+from certman.aws.clients import region_of, valid_region
 from certman.aws.errors import aws_call
 from certman.errors import ConfigError, DeployError, ValidationError
 from certman.interfaces import (
@@ -242,13 +242,13 @@ class AcmDeployer:
         """Whether ACM still has ``arn`` (False when it was deleted outside certman)."""
         from botocore.exceptions import ClientError
 
-        try:
-            self.acm.describe_certificate(CertificateArn=arn)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return False
-            with aws_call("acm:DescribeCertificate", arn, DeployError):
-                raise
+        with aws_call("acm:DescribeCertificate", arn, DeployError):
+            try:
+                self.acm.describe_certificate(CertificateArn=arn)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    return False
+                raise  # aws_call translates every other failure
         return True
 
     # --- helpers ------------------------------------------------------------------------
@@ -344,6 +344,11 @@ def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> AcmDeployer
     if unknown:
         raise ConfigError(f"Unknown key {unknown[0]!r} in {where}; an acm target takes: region.")
     region = str(settings.get("region") or "") or runtime.aws.region
+    if not valid_region(region):
+        raise ConfigError(
+            f"targets.{settings['name']}.region = {region!r} in {runtime.config.path} is not an "
+            'AWS region name; use one such as "us-west-2".'
+        )
     return AcmDeployer(
         acm=runtime.aws.client("acm", region), name=str(settings["name"]), region=region
     )

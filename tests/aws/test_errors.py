@@ -185,3 +185,63 @@ def test_messages_never_carry_the_secret(aws: Aws) -> None:
         wrapper.unwrap(sealed, CTX)
     assert "TOP-SECRET" not in caught.value.message
     assert sealed.encrypted_data_key.hex() not in caught.value.message
+
+
+def imported(aws_cli: Cli) -> None:
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+
+
+def test_acm_import_without_credentials_names_the_fix(
+    aws_cli: Cli, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    imported(aws_cli)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    result = aws_cli("acm", "import", "web")
+    assert result.exit_code == 1
+    assert "No usable AWS credentials for acm:DescribeCertificate" in result.stderr
+    assert "unexpectedly" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_acm_import_with_an_unreachable_endpoint_names_the_endpoint(aws_cli: Cli, aws: Aws) -> None:
+    imported(aws_cli)
+    before = json.loads(aws_cli.ok("show", "web", "--json").stdout)
+    config = aws_cli.home / "certman.toml"
+    config.write_text(config.read_text().replace(aws.endpoint_url, "http://127.0.0.1:9"))
+    result = aws_cli("acm", "import", "web")
+    assert result.exit_code == 1
+    assert "Cannot reach AWS for acm:DescribeCertificate" in result.stderr
+    assert "endpoint_url" in result.stderr and "unexpectedly" not in result.stderr
+    config.write_text(config.read_text().replace("http://127.0.0.1:9", aws.endpoint_url))
+    after = json.loads(aws_cli.ok("show", "web", "--json").stdout)
+    assert after["acm_arn"] == before["acm_arn"], "an unreachable ACM is not a deleted ARN"
+
+
+def test_a_malformed_region_is_a_config_error_and_nothing_is_issued(aws_cli: Cli, aws: Aws) -> None:
+    config = aws_cli.home / "certman.toml"
+    config.write_text(config.read_text().replace(f'region = "{REGION}"', 'region = "us east 1"'))
+    result = aws_cli("issue", "web", "-d", "www.example.com", "--target", "acm")
+    assert result.exit_code == 2
+    assert "aws.region = 'us east 1'" in result.stderr and str(config) in result.stderr
+    assert "InvalidRegion" not in result.stderr
+    assert json.loads(aws_cli.ok("list", "--json").stdout) == []
+    assert aws_cli("acm", "sync").exit_code == 2
+
+
+def test_a_malformed_target_region_names_the_target(aws_cli: Cli, aws: Aws) -> None:
+    config = aws_cli.home / "certman.toml"
+    config.write_text(config.read_text() + '\n[targets.west]\ntype = "acm"\nregion = "us west 2"\n')
+    result = aws_cli("issue", "web", "-d", "www.example.com", "--target", "west")
+    assert result.exit_code == 2
+    assert "targets.west.region = 'us west 2'" in result.stderr and str(config) in result.stderr
+    assert json.loads(aws_cli.ok("list", "--json").stdout) == []
+
+
+def test_acm_sync_refuses_a_malformed_region_option(aws_cli: Cli) -> None:
+    result = aws_cli("acm", "sync", "--region", "us west 2")
+    assert result.exit_code == 2 and "--region 'us west 2'" in result.stderr
+
+
+def test_an_endpoint_url_without_a_scheme_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"aws.endpoint_url = 'localhost:5000' in /etc/c.toml"):
+        AwsClients.from_settings({"endpoint_url": "localhost:5000"}, source="/etc/c.toml")
