@@ -196,10 +196,14 @@ class S3ArchiveStore:
         return keys
 
     def _sse_c_args(self, ref: ArchiveRef, name: str, revision: int) -> dict[str, Any]:
+        """The SSE-C parameters of the object ``ref`` names, from what it was written with.
+
+        Never from the current [archive] sse: objects written before a switch keep their
+        mode. A ref without a customer key is read without one; an object that is SSE-C
+        all the same (its key lost from the inventory) is refused on its metadata.
+        """
         sealed = ref.extra.get("sse_c_key")
         if not sealed:
-            if self.sse == "c":
-                raise _keyless(f"s3://{self.bucket}/{ref.location}")
             return {}
         key = self.key_wrapper.unwrap(
             WrappedKey.from_json(sealed), _context(name, revision, "archive-sse-c")

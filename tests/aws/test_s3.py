@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,9 +10,12 @@ import pytest
 from certman.aws.clients import AwsClients
 from certman.aws.kms import KmsKeyWrapper
 from certman.aws.s3 import S3ArchiveStore
+from certman.config import load_config
 from certman.errors import IntegrityError
 from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef
-from tests.aws.conftest import REGION, Aws
+from certman.service.home import init_home
+from tests.aws.conftest import REGION, Aws, aws_config, write_config
+from tests.conftest import Cli
 
 BUCKET = "certman-archive"
 
@@ -128,3 +132,36 @@ def test_put_many_stores_every_bundle_and_keeps_the_order(aws: Aws) -> None:
     assert [r.location for r in refs] == [f"archive/host{i}/000001.bundle" for i in range(20)]
     assert [target.get(ArchiveGetRequest(ref=r)).body for r in refs] == [r.body for r in requests]
     assert len(target.list()) == 20
+
+
+def test_objects_keep_the_sse_mode_they_were_written_with_after_a_switch_to_sse_c(
+    aws: Aws,
+) -> None:
+    old = put(store(aws, "kms"), revision=1, body=b"written with sse-kms")
+    switched = store(aws, "c", setup=False)  # [archive] sse changed to "c" since
+    new = put(switched, revision=2, body=b"written with sse-c")
+    gets = sent_params(switched, "GetObject")
+    assert switched.get(ArchiveGetRequest(ref=old)).body == b"written with sse-kms"
+    assert switched.head(old)["ServerSideEncryption"] == "aws:kms"
+    assert switched.get(ArchiveGetRequest(ref=new)).body == b"written with sse-c"
+    assert "SSECustomerKey" not in gets[0] and "SSECustomerKey" in gets[1]
+
+
+def test_switching_to_sse_c_keeps_every_older_archive_readable(home: Path, aws: Aws) -> None:
+    aws.kms_key()
+    aws.bucket()
+    write_config(home, aws_config(aws, sse="kms", acm=False))
+    init_home(load_config(home, home / "certman.toml"), ca_key_type=None)
+    cli = Cli(home)
+    cli.ok("issue", "web", "-d", "www.example.com")
+    config = home / "certman.toml"
+    config.write_text(config.read_text().replace('sse = "kms"', 'sse = "c"'))
+    cli.ok("renew", "web", "--force")
+    verified = cli.ok("archive", "verify").stdout
+    assert "2 archived bundles present, intact and readable" in verified
+    s3 = aws.client("s3")
+    heads = [
+        s3.head_object(Bucket=BUCKET, Key=f"archive/web/00000{n}.bundle")["Metadata"]["sse"]
+        for n in (1, 2)
+    ]
+    assert heads == ["kms", "c"]
