@@ -239,7 +239,14 @@ class AcmDeployer:
         )
 
     def exists(self, arn: str) -> bool:
-        """Whether ACM still has ``arn`` (False when it was deleted outside certman)."""
+        """Whether ACM still has ``arn`` (False when it was deleted outside certman).
+
+        Only this target's region can say an ARN is gone: an ARN of another region (the
+        certificate's ``acm_arn`` seen from a second-region target) is not looked up here,
+        and is never reported gone; that target finds its own ARN by tag.
+        """
+        if not self._in_region(arn):
+            return True
         from botocore.exceptions import ClientError
 
         with aws_call("acm:DescribeCertificate", arn, DeployError):

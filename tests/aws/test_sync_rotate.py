@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -139,3 +140,59 @@ def test_list_shows_the_source_the_arn_and_the_drift(aws_cli: Cli, aws: Aws) -> 
     web = next(line for line in lines if line.startswith("web "))
     assert " managed " in web and managed_arn in web
     assert any(line.startswith("drift: web:") for line in lines)
+
+
+def with_west_target(cli: Cli) -> None:
+    config = cli.home / "certman.toml"
+    config.write_text(config.read_text() + '\n[targets.west]\ntype = "acm"\nregion = "us-west-2"\n')
+
+
+def test_a_certificate_in_two_regions_is_managed_in_both(aws_cli: Cli, aws: Aws) -> None:
+    with_west_target(aws_cli)
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm", "--target", "west")
+    west = boto3.client("acm", region_name="us-west-2", endpoint_url=aws.endpoint_url)
+    east = aws.client("acm")
+    assert len(west.list_certificates()["CertificateSummaryList"]) == 1
+    assert len(east.list_certificates()["CertificateSummaryList"]) == 1
+    for region in ("us-east-1", "us-west-2"):
+        out = aws_cli.ok("acm", "sync", "--region", region).stdout
+        assert out.startswith("0 new, 1 updated."), (region, out)
+        assert "drift" not in out
+    rows = listing(aws_cli)
+    assert list(rows) == ["web"] and rows["web"]["drift"] is None
+    # neither target takes the other region's ARN for a deleted one
+    arns = {
+        c["CertificateArn"]
+        for acm in (east, west)
+        for c in acm.list_certificates()["CertificateSummaryList"]
+    }
+    for target in ("west", "acm", "west"):
+        result = aws_cli.ok("acm", "import", "web", "--target", target)
+        assert "no longer exists" not in result.stderr and "ARN changed" not in result.stderr
+        assert listing(aws_cli)["web"]["acm_arn"] in arns
+    assert {
+        c["CertificateArn"]
+        for acm in (east, west)
+        for c in acm.list_certificates()["CertificateSummaryList"]
+    } == arns
+
+
+def test_a_second_region_copy_changed_outside_certman_is_drift(aws_cli: Cli, aws: Aws) -> None:
+    with_west_target(aws_cli)
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm", "--target", "west")
+    west = boto3.client("acm", region_name="us-west-2", endpoint_url=aws.endpoint_url)
+    east = aws.client("acm")
+    # whichever region's ARN the row does not keep: change that copy outside certman
+    kept = listing(aws_cli)["web"]["acm_arn"]
+    acm, arn = next(
+        (c, a)
+        for c in (west, east)
+        for a in [c.list_certificates()["CertificateSummaryList"][0]["CertificateArn"]]
+        if a != kept
+    )
+    cert, key = self_signed("www.example.com")
+    acm.import_certificate(CertificateArn=arn, Certificate=cert, PrivateKey=key)
+    acm.add_tags_to_certificate(CertificateArn=arn, Tags=[{"Key": "certman:name", "Value": "web"}])
+    region = arn.split(":")[3]
+    out = aws_cli.ok("acm", "sync", "--region", region).stdout
+    assert "0 new, 1 updated." in out and f"drift: web: {arn} holds serial" in out
