@@ -113,10 +113,12 @@ def aws_call(
             retryable=True,
         ) from None
     except ParamValidationError:
-        # Its text quotes the parameters, which may hold a key: never show it.
+        # Its text quotes the parameters, which may hold a key: never show it. The usual
+        # cause is a configured name AWS cannot accept, not certman.
         raise error(
-            f"certman sent invalid parameters for {action} on {resource}; "
-            "this is a bug in certman, please report it."
+            f"botocore refused the parameters of {action} on {resource} before sending "
+            "them; check the names configured for it ([aws], [kms] key_id, [archive] bucket "
+            "and prefix, target ARNs and regions). If they are right, report it as a bug."
         ) from None
     except BotoCoreError as e:
         raise error(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,15 @@ SSE_MODES = ("s3", "kms", "c")
 # put_many: S3 is latency-bound, a few uploads in flight hide most of it.
 PUT_CONCURRENCY = 8
 _BUCKET = "create the bucket or fix [archive] bucket"
+# 3-63 characters as S3 names buckets today; up to 255 with capitals and underscores for
+# buckets made in us-east-1 before 2018 (botocore's own check is the same set, 1-255).
+_BUCKET_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,253}[a-zA-Z0-9]$")
+_ACCESS_POINT = re.compile(
+    r"^arn:aws[a-z-]*:s3(-object-lambda|-outposts)?:[a-z0-9-]*:[0-9]{12}:"
+    r"(accesspoint|outpost)[/:][a-zA-Z0-9./:-]{1,255}$"
+)
+# S3 keys are at most 1,024 bytes: leave room for NAME/NNNNNN.bundle.
+PREFIX_MAX_BYTES = 512
 _OBJECT = "restore it from a previous object version or a backup"
 
 
@@ -237,18 +247,61 @@ def _name_revision(location: str) -> tuple[str, int]:
         raise IntegrityError(f"Archive location {location!r} is not one certman wrote.") from None
 
 
+def bucket_problem(bucket: str) -> str:
+    """Why ``bucket`` cannot name an S3 bucket ("" when it can).
+
+    As permissive as botocore (which refuses the rest before sending): legacy buckets in
+    us-east-1 may hold capitals and underscores, and access point ARNs are accepted.
+    """
+    if bucket.startswith("arn:"):
+        return "" if _ACCESS_POINT.match(bucket) else "it is not an S3 access point ARN"
+    if not _BUCKET_NAME.match(bucket):
+        return "a bucket name has 3-63 lowercase letters, digits, dots and hyphens"
+    return ""
+
+
+def normalise_prefix(prefix: str) -> str:
+    """The key prefix as certman uses it: "" or a path ending in "/"; ValueError if unusable."""
+    if not prefix:
+        return ""
+    if prefix.startswith("/"):
+        raise ValueError("it starts with '/'")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+        raise ValueError("it holds a control character")
+    if len(prefix.encode()) > PREFIX_MAX_BYTES:
+        raise ValueError(f"it is longer than {PREFIX_MAX_BYTES} bytes")
+    prefix = prefix if prefix.endswith("/") else prefix + "/"
+    if any(part in ("", ".", "..") for part in prefix[:-1].split("/")):
+        raise ValueError("it has an empty, '.' or '..' part")
+    return prefix
+
+
 def build_archive_store(runtime: Runtime, settings: Mapping[str, Any]) -> S3ArchiveStore:
+    """The S3 store from [archive]; every setting is checked here, before anything is issued."""
     where = f"[archive] of {runtime.config.path}"
     bucket = str(settings.get("bucket") or "")
     if not bucket:
         raise ConfigError(f'[archive] type is "s3" but bucket is empty in {where}.')
+    problem = bucket_problem(bucket)
+    if problem:
+        raise ConfigError(
+            f"archive.bucket = {bucket!r} in {runtime.config.path} is not an S3 bucket: "
+            f'{problem} (e.g. "certman-archive").'
+        )
+    try:
+        prefix = normalise_prefix(str(settings.get("prefix") or ""))
+    except ValueError as e:
+        raise ConfigError(
+            f"archive.prefix = {settings.get('prefix')!r} in {runtime.config.path} cannot "
+            f'prefix S3 keys: {e}; use a path such as "archive/" or "".'
+        ) from None
     sse = str(settings.get("sse") or "s3")
     if sse not in SSE_MODES:
         raise ConfigError(f"[archive] sse = {sse!r} in {where}; use one of: s3, kms, c.")
     return S3ArchiveStore(
         s3=runtime.aws.client("s3"),
         bucket=bucket,
-        prefix=str(settings.get("prefix") or ""),
+        prefix=prefix,
         sse=sse,
         key_wrapper=runtime.key_wrapper,
         kms_key_id=str(settings.get("kms_key_id") or ""),

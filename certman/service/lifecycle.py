@@ -93,6 +93,7 @@ class Lifecycle:
                 )
             )
         _ = self.runtime.key_wrapper  # a missing master key is refused before anything is planned
+        _ = self.runtime.archive  # so is a malformed [archive], found only after issuance else
         return IssueSpec(
             name=spec.name,
             domains=identifiers,
