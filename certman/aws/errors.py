@@ -4,6 +4,15 @@ Only the modules of certman/aws (and the AWS deploy targets) call boto3; each ca
 inside ``aws_call``, so no botocore exception ever leaves them. Throttling and 5xx are
 retried by botocore first (standard retry mode, see clients.py); what is still failing
 is a *retryable* certman error, so the lifecycle backs off and tries again later.
+
+So is what an operator can fix outside certman without certman asking for anything else:
+AccessDenied (grant it), rejected or missing credentials (renew them), a missing bucket,
+key or ACM ARN (create it, or `certman acm import`), a disabled or pending-deletion KMS
+key (enable it). Work already done stays valid: an issued revision keeps its persisted
+state and resumes once the cause is fixed (the next attempt after the back-off, or
+`certman renew NAME` at once), instead of being marked failed and issued again.
+Permanent: what trying again can never fix (a KMS key deleted for good, a ciphertext
+sealed for another context, parameters AWS cannot accept, an unknown error code).
 """
 
 from __future__ import annotations
@@ -69,11 +78,14 @@ def aws_call(
     error: type[CertmanError] = OperationError,
     *,
     missing: str = "check the name in the configuration",
+    missing_is_final: bool = False,
 ) -> Iterator[None]:
     """Run one AWS call; any botocore failure leaves as ``error`` with an operator's hint.
 
     ``action`` is the IAM action ("kms:Decrypt"), ``resource`` what it acted on, and
-    ``missing`` what to do when AWS says that resource does not exist.
+    ``missing`` what to do when AWS says that resource does not exist;
+    ``missing_is_final``: then it can never come back (a recorded KMS key ARN), so the
+    failure is permanent.
     """
     from botocore.exceptions import (
         BotoCoreError,
@@ -94,11 +106,21 @@ def aws_call(
     except ClientError as e:
         code = str(e.response.get("Error", {}).get("Code", ""))
         detail = str(e.response.get("Error", {}).get("Message", "")).rstrip(".")
-        raise client_error(action, resource, code, detail[:_DETAIL_LIMIT], error, missing) from None
+        raise client_error(
+            action,
+            resource,
+            code,
+            detail[:_DETAIL_LIMIT],
+            error,
+            missing,
+            missing_is_final=missing_is_final,
+        ) from None
     except (NoCredentialsError, PartialCredentialsError) as e:
+        # An instance role or SSO session can come back by itself: retryable.
         raise error(
             f"No usable AWS credentials for {action} ({e}); set [aws] profile, AWS_PROFILE or "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run certman with an instance role."
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run certman with an instance role.",
+            retryable=True,
         ) from None
     except ProfileNotFound as e:
         raise error(
@@ -134,18 +156,22 @@ def client_error(
     detail: str,
     error: type[CertmanError],
     missing: str = "check the name in the configuration",
+    *,
+    missing_is_final: bool = False,
 ) -> CertmanError:
     """The certman error for one AWS error code (also used by tests, with made-up codes)."""
     said = f" ({code}: {detail})" if detail else f" ({code})"
     if code in _DENIED:
         return error(
             f"AWS denied {action} on {resource}{said}; grant {action} on it to the IAM "
-            "identity certman runs as."
+            "identity certman runs as.",
+            retryable=True,
         )
     if code in _BAD_CREDENTIALS:
         return error(
             f"AWS rejected the credentials for {action}{said}; renew them or fix "
-            "[aws] profile / AWS_ACCESS_KEY_ID."
+            "[aws] profile / AWS_ACCESS_KEY_ID.",
+            retryable=True,
         )
     if code in _THROTTLED:
         return error(
@@ -154,16 +180,18 @@ def client_error(
             retryable=True,
         )
     if code in _MISSING:
-        return error(f"{resource} does not exist{said}; {missing}.")
+        return error(f"{resource} does not exist{said}; {missing}.", retryable=not missing_is_final)
     if code in {"DisabledException", "KMS.DisabledException"}:
         return error(
             f"KMS key {resource} is disabled{said}; enable it (aws kms enable-key) or set "
-            "[kms] key_id to an enabled key."
+            "[kms] key_id to an enabled key.",
+            retryable=True,
         )
     if code in {"KMSInvalidStateException", "KMSInvalidState", "KMS.KMSInvalidStateException"}:
         return error(
             f"KMS key {resource} cannot be used now{said}; it may be pending deletion "
-            "(aws kms cancel-key-deletion) or pending import."
+            "(aws kms cancel-key-deletion) or pending import.",
+            retryable=True,
         )
     if code in {"InvalidCiphertextException", "IncorrectKeyException"}:
         return error(

@@ -177,12 +177,21 @@ def test_a_deleted_arn_is_reimported_under_a_new_arn_only_on_request(
     assert (
         "deleted outside certman" in renewal.stderr and "certman acm import web" in renewal.stderr
     )
+    renewed = json.loads(aws_cli.ok("show", "web", "--json").stdout)["revisions"][-1]
+    assert (renewed["revision"], renewed["state"]) == (2, "archived"), "kept for a resume"
     result = aws_cli.ok("acm", "import", "web")
     assert "no longer exists" in result.stderr and "ARN changed" in result.stderr
     view = json.loads(aws_cli.ok("show", "web", "--json").stdout)
     assert view["acm_arn"] and view["acm_arn"] != arn
     held = aws.client("acm").describe_certificate(CertificateArn=view["acm_arn"])["Certificate"]
     assert format(int(held["Serial"]), "x") == view["serial"]
+    # the interrupted renewal resumes onto the new ARN with the serial it was issued with
+    aws_cli.ok("renew", "web")
+    view = json.loads(aws_cli.ok("show", "web", "--json").stdout)
+    assert (view["revision"], view["serial"]) == (2, renewed["serial"])
+    held = aws.client("acm").describe_certificate(CertificateArn=view["acm_arn"])["Certificate"]
+    assert format(int(held["Serial"]), "x") == renewed["serial"]
+    assert len(aws.client("acm").list_certificates()["CertificateSummaryList"]) == 1
 
 
 def test_certman_deploy_puts_the_active_revision_back_after_a_change_outside(

@@ -98,16 +98,19 @@ def test_a_disabled_kms_key_stops_the_issuance_before_anything_is_written(
     rt: Runtime, aws: Aws
 ) -> None:
     # moto still encrypts with a disabled key; AWS answers DisabledException
-    Fault(rt.aws.client("kms"), "GenerateDataKey", "DisabledException")
+    Fault(rt.aws.client("kms"), "GenerateDataKey", "DisabledException", times=1)
     lifecycle = Lifecycle(rt)
     lifecycle.plan(spec(targets=("acm",)))
     with pytest.raises(KeyWrapError, match=r"is disabled .*enable it") as caught:
         lifecycle.advance("web")
-    assert not caught.value.retryable
+    assert caught.value.retryable, "enabling the key fixes it: the revision waits for that"
     rev = revision_row(rt)
-    assert rev.state == "failed" and rev.sealed_key is None and rev.archive_location is None
+    assert rev.state == "planned" and rev.sealed_key is None and rev.archive_location is None
     assert objects(aws) == []
     assert aws.client("acm").list_certificates()["CertificateSummaryList"] == []
+    # the key enabled again: the same revision goes on
+    assert lifecycle.renew("web").state == "active"
+    assert revision_row(rt).number == 1
 
 
 def test_a_disabled_kms_key_is_reported_by_doctor(aws_cli: Cli, aws: Aws) -> None:
@@ -118,21 +121,33 @@ def test_a_disabled_kms_key_is_reported_by_doctor(aws_cli: Cli, aws: Aws) -> Non
     assert "Disabled" in result.stdout and "enable it" in result.stdout
 
 
-def test_access_denied_on_import_leaves_no_certificate_in_acm(rt: Runtime, aws: Aws) -> None:
-    Fault(rt.aws.client("acm"), "ImportCertificate", "AccessDeniedException")
+def test_access_denied_on_import_keeps_the_issued_revision_for_a_resume(
+    rt: Runtime, aws: Aws
+) -> None:
+    fault = Fault(rt.aws.client("acm"), "ImportCertificate", "AccessDeniedException", times=1)
     lifecycle = Lifecycle(rt)
     lifecycle.plan(spec(targets=("acm",)))
     with pytest.raises(DeployError, match=r"denied acm:ImportCertificate .*grant") as caught:
         lifecycle.advance("web")
     assert "Traceback" not in caught.value.message
+    assert caught.value.retryable
     assert aws.client("acm").list_certificates()["CertificateSummaryList"] == []
     rev = revision_row(rt)
-    assert rev.state == "failed" and rev.deploy_state is None
+    assert rev.state == "archived" and rev.deploy_state is None and rev.serial
     with rt.session() as session:
-        assert session.exec(select(ManagedCertificate)).one().acm_arn is None
+        cert = session.exec(select(ManagedCertificate)).one()
+    assert cert.acm_arn is None and cert.next_attempt_at is not None
+    # the permission granted: `certman renew web` resumes the same revision, not a new one
+    assert lifecycle.renew("web").state == "active"
+    assert fault.calls == 2
+    resumed = revision_row(rt)
+    assert (resumed.number, resumed.serial) == (1, rev.serial)
+    (summary,) = aws.client("acm").list_certificates()["CertificateSummaryList"]
+    held = aws.client("acm").describe_certificate(CertificateArn=summary["CertificateArn"])
+    assert format(int(held["Certificate"]["Serial"]), "x") == rev.serial
 
 
-def test_a_missing_bucket_fails_the_archive_step_cleanly_and_a_rerun_succeeds(
+def test_a_missing_bucket_keeps_the_issued_revision_and_renew_resumes_it(
     aws_cli: Cli, aws: Aws
 ) -> None:
     aws.client("s3").delete_bucket(Bucket="certman-archive")
@@ -140,12 +155,17 @@ def test_a_missing_bucket_fails_the_archive_step_cleanly_and_a_rerun_succeeds(
     assert result.exit_code == 1
     assert "s3://certman-archive/" in result.stderr
     assert "create the bucket or fix [archive] bucket" in result.stderr
-    view = json.loads(aws_cli.ok("show", "web", "--json").stdout)
-    assert view["revisions"][0]["archive"] is None
+    (issued,) = json.loads(aws_cli.ok("show", "web", "--json").stdout)["revisions"]
+    assert issued["state"] == "issued" and issued["serial"] and issued["archive"] is None
     assert aws.client("acm").list_certificates()["CertificateSummaryList"] == []
     aws.bucket()
-    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
-    assert objects(aws) == ["archive/web/000002.bundle"]
+    aws_cli.ok("renew", "web")
+    view = json.loads(aws_cli.ok("show", "web", "--json").stdout)
+    assert [(r["revision"], r["state"]) for r in view["revisions"]] == [(1, "active")]
+    assert view["serial"] == issued["serial"], "resumed, not issued again"
+    assert objects(aws) == ["archive/web/000001.bundle"]
+    held = aws.client("acm").describe_certificate(CertificateArn=view["acm_arn"])["Certificate"]
+    assert format(int(held["Serial"]), "x") == issued["serial"]
 
 
 def test_rejected_credentials_name_the_fix(aws: Aws) -> None:
