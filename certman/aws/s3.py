@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,13 @@ from certman.interfaces import (
     ArchivePutRequest,
     ArchiveRef,
     KeyWrapper,
+    PreflightResult,
 )
 from certman.models import EncryptionContext, WrappedKey
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from certman.service.runtime import Runtime
 
 SSE_MODES = ("s3", "kms", "c")
@@ -35,6 +39,9 @@ _ACCESS_POINT = re.compile(
     r"^arn:aws[a-z-]*:s3(-object-lambda|-outposts)?:[a-z0-9-]*:[0-9]{12}:"
     r"(accesspoint|outpost)[/:][a-zA-Z0-9./:-]{1,255}$"
 )
+# The preflight's probe object, under the prefix; never a NAME/NNNNNN.bundle key.
+PROBE_NAME = ".certman-preflight"
+PROBE_CHECK = "s3 archive"
 # S3 keys are at most 1,024 bytes: leave room for NAME/NNNNNN.bundle.
 PREFIX_MAX_BYTES = 512
 _OBJECT = "restore it from a previous object version or a backup"
@@ -101,21 +108,14 @@ class S3ArchiveStore:
             # S3 checks the body against this as it arrives (a torn upload is refused).
             "ChecksumAlgorithm": "SHA256",
         }
-        if self.sse == "s3":
-            args["ServerSideEncryption"] = "AES256"
-        elif self.sse == "kms":
-            args["ServerSideEncryption"] = "aws:kms"
-            args["BucketKeyEnabled"] = self.bucket_key
-            if self.kms_key_id:
-                args["SSEKMSKeyId"] = self.kms_key_id
-        else:
-            customer_key = os.urandom(32)
+        customer_key = os.urandom(32) if self.sse == "c" else None
+        if customer_key is not None:
             sealed = self.key_wrapper.wrap(
                 customer_key, _context(request.name, request.revision, "archive-sse-c")
             )
             extra["sse_c_key"] = sealed.to_json()
-            args.update(_sse_c(customer_key))
-        with aws_call("s3:PutObject", f"s3://{self.bucket}/{key}", ArchiveError, missing=_BUCKET):
+        args.update(self._encryption(customer_key))
+        with self._put_call(key):
             answer = self.s3.put_object(**args)
         if answer.get("VersionId"):
             extra["version_id"] = str(answer["VersionId"])
@@ -204,6 +204,59 @@ class S3ArchiveStore:
             ):
                 keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys
+
+    def preflight(self, now: datetime) -> PreflightResult:
+        """Is the bucket there and can certman store bundles in it?
+
+        HeadBucket, then a small probe object put under the prefix with the encryption
+        bundles get (so an SSE-KMS key certman may not use fails here too) and deleted
+        again; in a versioned bucket that leaves a delete marker on the probe's key.
+        """
+        key = f"{self.prefix}{PROBE_NAME}"
+        try:
+            with aws_call("s3:HeadBucket", f"s3://{self.bucket}", ArchiveError, missing=_BUCKET):
+                self.s3.head_bucket(Bucket=self.bucket)
+            with self._put_call(key):
+                self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=b"certman preflight probe\n",
+                    ContentType="text/plain",
+                    Metadata={"purpose": "preflight"},
+                    # SSE-C: a throwaway customer key, as nobody reads the probe back
+                    **self._encryption(os.urandom(32) if self.sse == "c" else None),
+                )
+        except ArchiveError as e:
+            return PreflightResult(ok=False, checks=((PROBE_CHECK, False, e.message),))
+        left = ""
+        try:
+            with aws_call("s3:DeleteObject", f"s3://{self.bucket}/{key}", ArchiveError):
+                self.s3.delete_object(Bucket=self.bucket, Key=key)
+        except ArchiveError as e:  # certman never needs to delete: still writable
+            left = f" The probe object stays ({e.message})"
+        message = (
+            f"bucket {self.bucket} exists and takes new bundles under "
+            f"s3://{self.bucket}/{self.prefix} with SSE-{self.sse.upper()}.{left}"
+        )
+        return PreflightResult(ok=True, checks=((PROBE_CHECK, True, message),))
+
+    def _encryption(self, customer_key: bytes | None) -> dict[str, Any]:
+        """The server-side encryption parameters of a PutObject under [archive] sse."""
+        if self.sse == "s3":
+            return {"ServerSideEncryption": "AES256"}
+        if self.sse == "kms":
+            args: dict[str, Any] = {
+                "ServerSideEncryption": "aws:kms",
+                "BucketKeyEnabled": self.bucket_key,
+            }
+            if self.kms_key_id:
+                args["SSEKMSKeyId"] = self.kms_key_id
+            return args
+        assert customer_key is not None
+        return _sse_c(customer_key)
+
+    def _put_call(self, key: str) -> AbstractContextManager[None]:
+        return aws_call("s3:PutObject", f"s3://{self.bucket}/{key}", ArchiveError, missing=_BUCKET)
 
     def _sse_c_args(self, ref: ArchiveRef, name: str, revision: int) -> dict[str, Any]:
         """The SSE-C parameters of the object ``ref`` names, from what it was written with.

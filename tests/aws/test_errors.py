@@ -12,9 +12,11 @@ from sqlmodel import select
 
 from certman.aws.clients import AwsClients
 from certman.aws.kms import KmsKeyWrapper
+from certman.config import load_config
 from certman.errors import ConfigError, DeployError, KeyWrapError
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType
+from certman.service.checks import run_preflight
 from certman.service.lifecycle import IssueSpec, Lifecycle
 from certman.service.runtime import Runtime
 from tests.aws.conftest import REGION, Aws
@@ -322,3 +324,18 @@ def test_parameters_botocore_refuses_are_not_blamed_on_certman(aws: Aws) -> None
         store.put(ArchivePutRequest(name="web", revision=1, body=b"x"))
     assert "bug in certman" not in caught.value.message
     assert "[archive] bucket" in caught.value.message
+
+
+def test_doctor_and_the_service_preflight_check_the_s3_archive(aws_cli: Cli, aws: Aws) -> None:
+    line = next(x for x in aws_cli.ok("doctor").stdout.splitlines() if "s3 archive" in x)
+    assert line.startswith("[ok") and "takes new bundles" in line
+    assert objects(aws) == []
+    aws.client("s3").delete_bucket(Bucket="certman-archive")
+    result = aws_cli("doctor")
+    assert result.exit_code == 1
+    line = next(x for x in result.stdout.splitlines() if "s3 archive" in x)
+    assert "create the bucket or fix [archive] bucket" in line
+    rt = Runtime(config=load_config(aws_cli.home, aws_cli.home / "certman.toml"))
+    failing = [c for c in run_preflight(rt).checks if not c.ok]
+    assert [c.area for c in failing] == ["archive"]
+    rt.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from certman.errors import IntegrityError
 from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef
 from certman.service.home import init_home
 from tests.aws.conftest import REGION, Aws, aws_config, write_config
+from tests.aws.faults import Fault
 from tests.conftest import Cli
 
 BUCKET = "certman-archive"
@@ -165,3 +167,28 @@ def test_switching_to_sse_c_keeps_every_older_archive_readable(home: Path, aws: 
         for n in (1, 2)
     ]
     assert heads == ["kms", "c"]
+
+
+def test_preflight_probes_the_bucket_with_the_bundles_encryption_and_leaves_nothing(
+    aws: Aws,
+) -> None:
+    target = store(aws, "kms")
+    puts = sent_params(target, "PutObject")
+    result = target.preflight(datetime.now(UTC))
+    assert result.ok, result.checks
+    ((check, ok, message),) = result.checks
+    assert check == "s3 archive" and ok and "certman-archive" in message
+    assert puts[0]["Key"] == "archive/.certman-preflight"
+    assert puts[0]["ServerSideEncryption"] == "aws:kms"
+    assert puts[0]["SSEKMSKeyId"] == "alias/certman"
+    assert target.list() == [], "the probe is deleted again"
+
+
+def test_preflight_fails_on_a_missing_bucket_or_a_refused_upload(aws: Aws) -> None:
+    target = store(aws, "s3", setup=False)
+    missing = target.preflight(datetime.now(UTC))
+    assert not missing.ok and "create the bucket" in missing.checks[0][2]
+    aws.bucket()
+    Fault(target.s3, "PutObject", "AccessDenied", status=403)
+    denied = target.preflight(datetime.now(UTC))
+    assert not denied.ok and "denied s3:PutObject" in denied.checks[0][2]
