@@ -196,3 +196,47 @@ def test_a_second_region_copy_changed_outside_certman_is_drift(aws_cli: Cli, aws
     region = arn.split(":")[3]
     out = aws_cli.ok("acm", "sync", "--region", region).stdout
     assert "0 new, 1 updated." in out and f"drift: web: {arn} holds serial" in out
+
+
+def load_balancer_using(aws: Aws, certificate_arn: str) -> str:
+    """An ALB with an HTTPS listener on ``certificate_arn`` (moto sets ACM InUseBy so)."""
+    ec2, elb = aws.client("ec2"), aws.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    lb = elb.create_load_balancer(Name="web", Subnets=subnets, Type="application")
+    lb_arn = str(lb["LoadBalancers"][0]["LoadBalancerArn"])
+    elb.create_listener(
+        LoadBalancerArn=lb_arn,
+        Protocol="HTTPS",
+        Port=443,
+        Certificates=[{"CertificateArn": certificate_arn}],
+        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}],
+    )
+    return lb_arn
+
+
+def test_acm_sync_records_the_type_and_who_uses_each_certificate(aws_cli: Cli, aws: Aws) -> None:
+    cert, key = self_signed("legacy.example.com")
+    legacy_arn = aws.client("acm").import_certificate(Certificate=cert, PrivateKey=key)[
+        "CertificateArn"
+    ]
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    lb_arn = load_balancer_using(aws, listing(aws_cli)["web"]["acm_arn"])
+    aws_cli.ok("acm", "sync")
+    rows = listing(aws_cli)
+    legacy = next(r for r in rows.values() if r["acm_arn"] == legacy_arn)
+    web = rows["web"]
+    reported = aws.client("acm").describe_certificate(CertificateArn=web["acm_arn"])
+    assert web["in_use_by"] == reported["Certificate"]["InUseBy"]
+    # AWS names the load balancer, moto its listener: either way this one
+    (user,) = web["in_use_by"]
+    assert lb_arn.split(":loadbalancer/")[1] in user
+    assert (web["acm_type"], web["acm_status"]) == ("IMPORTED", "ISSUED")
+    assert (legacy["acm_type"], legacy["in_use_by"]) == ("IMPORTED", [])
+    shown = json.loads(aws_cli.ok("show", "web", "--json").stdout)
+    assert (shown["acm_type"], shown["in_use_by"]) == ("IMPORTED", [user])
