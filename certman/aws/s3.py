@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -12,7 +11,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from certman.aws.errors import aws_call
-from certman.errors import ArchiveError, ConfigError, IntegrityError, ValidationError
+from certman.aws.s3_names import bucket_problem, normalise_prefix
+from certman.errors import (
+    ArchiveError,
+    CertmanError,
+    ConfigError,
+    IntegrityError,
+    ValidationError,
+)
 from certman.interfaces import (
     ArchiveGetRequest,
     ArchiveGetResponse,
@@ -32,18 +38,9 @@ SSE_MODES = ("s3", "kms", "c")
 # put_many: S3 is latency-bound, a few uploads in flight hide most of it.
 PUT_CONCURRENCY = 8
 _BUCKET = "create the bucket or fix [archive] bucket"
-# 3-63 characters as S3 names buckets today; up to 255 with capitals and underscores for
-# buckets made in us-east-1 before 2018 (botocore's own check is the same set, 1-255).
-_BUCKET_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,253}[a-zA-Z0-9]$")
-_ACCESS_POINT = re.compile(
-    r"^arn:aws[a-z-]*:s3(-object-lambda|-outposts)?:[a-z0-9-]*:[0-9]{12}:"
-    r"(accesspoint|outpost)[/:][a-zA-Z0-9./:-]{1,255}$"
-)
 # The preflight's probe object, under the prefix; never a NAME/NNNNNN.bundle key.
 PROBE_NAME = ".certman-preflight"
 PROBE_CHECK = "s3 archive"
-# S3 keys are at most 1,024 bytes: leave room for NAME/NNNNNN.bundle.
-PREFIX_MAX_BYTES = 512
 _OBJECT = "restore it from a previous object version or a backup"
 
 
@@ -132,7 +129,7 @@ class S3ArchiveStore:
         sse_c = self._sse_c_args(ref, name, revision)
         args.update(sse_c)
         where = f"s3://{self.bucket}/{ref.location}"
-        with aws_call("s3:GetObject", where, IntegrityError, missing=_OBJECT):
+        with self._call("s3:GetObject", where, IntegrityError, missing=_OBJECT):
             answer = self.s3.get_object(**args)
             stored_sse = answer.get("Metadata", {}).get("sse", "")
             if stored_sse == "c" and not sse_c:
@@ -158,7 +155,7 @@ class S3ArchiveStore:
             args["VersionId"] = ref.extra["version_id"]
         args.update(self._sse_c_args(ref, name, revision))
         where = f"s3://{self.bucket}/{ref.location}"
-        with aws_call("s3:HeadObject", where, IntegrityError, missing=_OBJECT):
+        with self._call("s3:HeadObject", where, IntegrityError, missing=_OBJECT):
             head = dict(self.s3.head_object(**args))
         if head.get("Metadata", {}).get("sse") == "c" and "SSECustomerKey" not in args:
             raise _keyless(where)
@@ -190,15 +187,13 @@ class S3ArchiveStore:
         if sse_c:
             args.update(sse_c)
             args.update({f"CopySource{k}": v for k, v in sse_c.items()})
-        with aws_call(
-            "s3:CopyObject", f"s3://{self.bucket}/{ref.location}", ArchiveError, missing=_OBJECT
-        ):
+        with self._call("s3:CopyObject", f"s3://{self.bucket}/{ref.location}", missing=_OBJECT):
             self.s3.copy_object(**args)
 
     def list(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
         where = f"s3://{self.bucket}/{self.prefix}"
-        with aws_call("s3:ListObjectsV2", where, ArchiveError, missing=_BUCKET):
+        with self._call("s3:ListObjectsV2", where):
             for page in self.s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix
             ):
@@ -214,7 +209,7 @@ class S3ArchiveStore:
         """
         key = f"{self.prefix}{PROBE_NAME}"
         try:
-            with aws_call("s3:HeadBucket", f"s3://{self.bucket}", ArchiveError, missing=_BUCKET):
+            with self._call("s3:HeadBucket", f"s3://{self.bucket}"):
                 self.s3.head_bucket(Bucket=self.bucket)
             with self._put_call(key):
                 self.s3.put_object(
@@ -230,7 +225,7 @@ class S3ArchiveStore:
             return PreflightResult(ok=False, checks=((PROBE_CHECK, False, e.message),))
         left = ""
         try:
-            with aws_call("s3:DeleteObject", f"s3://{self.bucket}/{key}", ArchiveError):
+            with self._call("s3:DeleteObject", f"s3://{self.bucket}/{key}"):
                 self.s3.delete_object(Bucket=self.bucket, Key=key)
         except ArchiveError as e:  # certman never needs to delete: still writable
             left = f" The probe object stays ({e.message})"
@@ -256,7 +251,31 @@ class S3ArchiveStore:
         return _sse_c(customer_key)
 
     def _put_call(self, key: str) -> AbstractContextManager[None]:
-        return aws_call("s3:PutObject", f"s3://{self.bucket}/{key}", ArchiveError, missing=_BUCKET)
+        written_with = (
+            f"KMS key {self.kms_key_id}"
+            if self.kms_key_id
+            else f"The default KMS key of bucket {self.bucket}"
+        )
+        return self._call("s3:PutObject", f"s3://{self.bucket}/{key}", kms_key=written_with)
+
+    def _call(
+        self,
+        action: str,
+        where: str,
+        error: type[CertmanError] = ArchiveError,
+        *,
+        missing: str = _BUCKET,
+        kms_key: str = "",
+    ) -> AbstractContextManager[None]:
+        """aws_call for S3: SSE-KMS failures name [archive] kms_key_id, not [kms] key_id."""
+        return aws_call(
+            action,
+            where,
+            error,
+            missing=missing,
+            kms_key=kms_key or f"The SSE-KMS key of {where}",
+            kms_setting="[archive] kms_key_id",
+        )
 
     def _sse_c_args(self, ref: ArchiveRef, name: str, revision: int) -> dict[str, Any]:
         """The SSE-C parameters of the object ``ref`` names, from what it was written with.
@@ -298,35 +317,6 @@ def _name_revision(location: str) -> tuple[str, int]:
         return parts[-2], int(parts[-1].split(".")[0])
     except (IndexError, ValueError):
         raise IntegrityError(f"Archive location {location!r} is not one certman wrote.") from None
-
-
-def bucket_problem(bucket: str) -> str:
-    """Why ``bucket`` cannot name an S3 bucket ("" when it can).
-
-    As permissive as botocore (which refuses the rest before sending): legacy buckets in
-    us-east-1 may hold capitals and underscores, and access point ARNs are accepted.
-    """
-    if bucket.startswith("arn:"):
-        return "" if _ACCESS_POINT.match(bucket) else "it is not an S3 access point ARN"
-    if not _BUCKET_NAME.match(bucket):
-        return "a bucket name has 3-63 lowercase letters, digits, dots and hyphens"
-    return ""
-
-
-def normalise_prefix(prefix: str) -> str:
-    """The key prefix as certman uses it: "" or a path ending in "/"; ValueError if unusable."""
-    if not prefix:
-        return ""
-    if prefix.startswith("/"):
-        raise ValueError("it starts with '/'")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
-        raise ValueError("it holds a control character")
-    if len(prefix.encode()) > PREFIX_MAX_BYTES:
-        raise ValueError(f"it is longer than {PREFIX_MAX_BYTES} bytes")
-    prefix = prefix if prefix.endswith("/") else prefix + "/"
-    if any(part in ("", ".", "..") for part in prefix[:-1].split("/")):
-        raise ValueError("it has an empty, '.' or '..' part")
-    return prefix
 
 
 def build_archive_store(runtime: Runtime, settings: Mapping[str, Any]) -> S3ArchiveStore:

@@ -274,7 +274,8 @@ def test_throttling_is_retryable_with_a_clear_message(aws: Aws) -> None:
         aws_call("acm:ImportCertificate", "arn:x", DeployError),
     ):
         raise error
-    assert caught.value.retryable and "retry later" in caught.value.message
+    assert caught.value.retryable and "try again later" in caught.value.message
+    assert "certman will retry" not in caught.value.message
 
 
 def test_access_denied_names_the_permission(aws: Aws) -> None:

@@ -339,3 +339,27 @@ def test_doctor_and_the_service_preflight_check_the_s3_archive(aws_cli: Cli, aws
     failing = [c for c in run_preflight(rt).checks if not c.ok]
     assert [c.area for c in failing] == ["archive"]
     rt.engine.dispose()
+
+
+def unreachable(cli: Cli, aws: Aws) -> None:
+    config = cli.home / "certman.toml"
+    config.write_text(config.read_text().replace(aws.endpoint_url, "http://127.0.0.1:9"))
+
+
+def test_one_shot_commands_do_not_promise_a_retry(aws_cli: Cli, aws: Aws) -> None:
+    imported(aws_cli)
+    unreachable(aws_cli, aws)
+    for command in (("acm", "sync"), ("acm", "import", "web"), ("keys", "rotate", "--to", "local")):
+        result = aws_cli(*command)
+        assert result.exit_code == 1, (command, result.stderr)
+        assert "Cannot reach AWS" in result.stderr and "try again later" in result.stderr
+        assert "certman will retry" not in result.stderr, command
+
+
+def test_keys_rotate_to_an_unknown_wrapper_blames_the_option(aws_cli: Cli) -> None:
+    result = aws_cli("keys", "rotate", "--to", "foo")
+    assert result.exit_code == 2
+    assert "--to 'foo' is not a key wrapper" in result.stderr and "aws-kms" in result.stderr
+    assert "[kms]" not in result.stderr
+    events = json.loads(aws_cli.ok("audit", "list", "--json").stdout)
+    assert not [e for e in events if e["action"] == "keys.rotate"]

@@ -12,7 +12,7 @@ from certman.aws.clients import AwsClients
 from certman.aws.kms import KmsKeyWrapper
 from certman.aws.s3 import S3ArchiveStore
 from certman.config import load_config
-from certman.errors import IntegrityError
+from certman.errors import ArchiveError, IntegrityError
 from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef
 from certman.service.home import init_home
 from tests.aws.conftest import REGION, Aws, aws_config, write_config
@@ -192,3 +192,27 @@ def test_preflight_fails_on_a_missing_bucket_or_a_refused_upload(aws: Aws) -> No
     Fault(target.s3, "PutObject", "AccessDenied", status=403)
     denied = target.preflight(datetime.now(UTC))
     assert not denied.ok and "denied s3:PutObject" in denied.checks[0][2]
+
+
+@pytest.mark.parametrize("status", [403, 400])
+def test_a_head_refused_without_a_body_is_the_denied_case(aws: Aws, status: int) -> None:
+    target = store(aws, "s3")
+    ref = put(target)
+    Fault(target.s3, "HeadObject", "", status=status, bare=True)
+    with pytest.raises(IntegrityError) as caught:
+        target.head(ref)
+    assert "grant s3:GetObject on it to the IAM identity" in caught.value.message
+    assert f"({status}: " in caught.value.message
+    assert caught.value.retryable
+    if status == 400:
+        assert "SSE-C object, its customer key is missing or wrong" in caught.value.message
+
+
+def test_a_disabled_sse_kms_key_names_the_archive_setting(aws: Aws) -> None:
+    target = store(aws, "kms")
+    Fault(target.s3, "PutObject", "KMS.DisabledException")
+    with pytest.raises(ArchiveError) as caught:
+        put(target)
+    message = caught.value.message
+    assert message.startswith("KMS key alias/certman is disabled")
+    assert "[archive] kms_key_id" in message and "[kms] key_id" not in message
