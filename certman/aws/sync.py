@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
-from certman.aws.acm import KEY_TYPES, TAG_NAME, acm_serial
+from certman.aws.acm_certs import ACM_KEY_ALGORITHMS, KEY_TYPES, TAG_NAME, acm_serial
 from certman.aws.clients import region_of
 from certman.aws.errors import aws_call
 from certman.errors import OperationError
@@ -20,13 +20,7 @@ if TYPE_CHECKING:
     from certman.service.runtime import Runtime
 
 # ACM's KeyAlgorithm in certman's key type words, where certman has one.
-_KEY_TYPES = {
-    "RSA_2048": "rsa-2048",
-    "RSA_3072": "rsa-3072",
-    "RSA_4096": "rsa-4096",
-    "EC_prime256v1": "ec-p256",
-    "EC_secp384r1": "ec-p384",
-}
+_KEY_TYPES = {algorithm: key_type.value for key_type, algorithm in ACM_KEY_ALGORITHMS.items()}
 _STATUS = {
     "ISSUED": "active",
     "EXPIRED": "expired",

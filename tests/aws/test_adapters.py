@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certman.aws.acm import AcmDeployer, check_bundle
+from certman.aws.acm import AcmDeployer
+from certman.aws.acm_certs import check_bundle
 from certman.aws.clients import AwsClients
 from certman.aws.kms import DataKeyCache, KmsKeyWrapper
 from certman.aws.s3 import S3ArchiveStore
