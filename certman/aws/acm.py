@@ -8,9 +8,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from certman.aws.clients import region_of
+from certman.aws.acm_certs import (
+    TAG_NAME,
+    TAG_REVISION,
+    acm_serial,
+    check_bundle,
+    key_types_of,
+    names_of,
+    split_for_acm,
+)
+from certman.aws.clients import region_of, valid_region
 from certman.aws.errors import aws_call
-from certman.errors import ConfigError, DeployError, ValidationError
+from certman.errors import ConfigError, DeployError
 from certman.interfaces import (
     DeployRequest,
     DeployResponse,
@@ -25,82 +34,6 @@ if TYPE_CHECKING:
     from certman.service.runtime import Runtime
 
 KNOWN_KEYS = {"type", "name", "region"}
-# ListCertificates returns only RSA-2048 certificates unless asked for every key type.
-KEY_TYPES = [
-    "RSA_1024",
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "EC_prime256v1",
-    "EC_secp384r1",
-    "EC_secp521r1",
-]
-TAG_NAME = "certman:name"
-TAG_REVISION = "certman:revision"
-
-
-def acm_serial(value: str) -> str:
-    """A serial as certman writes it (bare lowercase hex) from what ACM reports.
-
-    ACM writes colon-separated hex bytes ("0a:1b:..."); moto writes the decimal integer.
-    """
-    value = value.strip()
-    if not value:
-        return ""
-    if ":" not in value and value.isdigit():
-        return format(int(value), "x")
-    return value.replace(":", "").lower().lstrip("0") or "0"
-
-
-def split_for_acm(certificate_pem: bytes, chain_pem: bytes) -> tuple[bytes, bytes]:
-    """(leaf, chain) as ImportCertificate wants them: the leaf alone, then its issuers.
-
-    Accepts a full chain in ``certificate_pem`` and a chain that repeats the leaf; keeps
-    the order given and drops duplicates.
-    """
-    from certman.pki import split_pem_chain
-
-    certificates = split_pem_chain(certificate_pem)
-    if not certificates:
-        raise ValidationError("The certificate is empty; nothing to import into ACM.")
-    leaf, chain = certificates[0], []
-    for pem in [*certificates[1:], *split_pem_chain(chain_pem)]:
-        if pem != leaf and pem not in chain:
-            chain.append(pem)
-    return leaf, b"".join(chain)
-
-
-def check_bundle(certificate_pem: bytes, chain_pem: bytes, private_key_pem: bytes) -> None:
-    """What ACM refuses (moto does not): a key for another certificate, a broken chain.
-
-    ``certificate_pem`` is the leaf alone and ``chain_pem`` its issuers, leaf first order
-    (split_for_acm). Checked before anything is sent, so nothing is imported on a mismatch.
-    """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    from certman.pki import load_certificate, public_key_der, split_pem_chain
-
-    leaf = load_certificate(certificate_pem)
-    try:
-        key = load_pem_private_key(private_key_pem, password=None)
-    except (ValueError, TypeError):
-        raise ValidationError(
-            "The private key is not an unencrypted PEM key; not imported."
-        ) from None
-    if public_key_der(key.public_key()) != public_key_der(leaf.public_key()):
-        raise ValidationError("The private key does not belong to the certificate; not imported.")
-    child = leaf
-    for pem in split_pem_chain(chain_pem):
-        parent = load_certificate(pem)
-        try:
-            child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, InvalidSignature) as e:
-            raise ValidationError(
-                f"The chain does not link: {child.subject.rfc4514_string()} was not issued by "
-                f"{parent.subject.rfc4514_string()} ({type(e).__name__}); not imported."
-            ) from None
-        child = parent
 
 
 @dataclass
@@ -239,16 +172,23 @@ class AcmDeployer:
         )
 
     def exists(self, arn: str) -> bool:
-        """Whether ACM still has ``arn`` (False when it was deleted outside certman)."""
+        """Whether ACM still has ``arn`` (False when it was deleted outside certman).
+
+        Only this target's region can say an ARN is gone: an ARN of another region (the
+        certificate's ``acm_arn`` seen from a second-region target) is not looked up here,
+        and is never reported gone; that target finds its own ARN by tag.
+        """
+        if not self._in_region(arn):
+            return True
         from botocore.exceptions import ClientError
 
-        try:
-            self.acm.describe_certificate(CertificateArn=arn)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return False
-            with aws_call("acm:DescribeCertificate", arn, DeployError):
-                raise
+        with aws_call("acm:DescribeCertificate", arn, DeployError):
+            try:
+                self.acm.describe_certificate(CertificateArn=arn)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    return False
+                raise  # aws_call translates every other failure
         return True
 
     # --- helpers ------------------------------------------------------------------------
@@ -271,25 +211,34 @@ class AcmDeployer:
         return not self.region or region_of(arn) == self.region
 
     def _find_tagged(self, name: str, leaf: bytes, *, serial: str | None) -> str | None:
-        names = _names_of(leaf)
+        """The first imported certificate of this region tagged ``certman:name`` = NAME under
+        one of the leaf's names and with its key type (and holding ``serial``, if given).
+
+        ListCertificates is asked for the leaf's key type only, and the search stops at the
+        first match: tags and serials are one call per candidate.
+        """
+        names = names_of(leaf)
         with aws_call("acm:ListCertificates", self.region or "the region", DeployError):
             pages = self.acm.get_paginator("list_certificates").paginate(
-                Includes={"keyTypes": KEY_TYPES}
+                Includes={"keyTypes": key_types_of(leaf)}
             )
-            candidates = [
-                s["CertificateArn"]
-                for page in pages
-                for s in page.get("CertificateSummaryList", [])
-                if s.get("DomainName") in names and s.get("Type", "IMPORTED") == "IMPORTED"
-            ]
-        for arn in candidates:
-            with aws_call("acm:ListTagsForCertificate", arn, DeployError):
-                tags = self.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-            if {t["Key"]: t.get("Value") for t in tags}.get(TAG_NAME) != name:
-                continue
-            if serial is None or self._describe(arn, name).get("serial") == serial:
-                return str(arn)
+            for page in pages:
+                for summary in page.get("CertificateSummaryList", []):
+                    if summary.get("DomainName") not in names:
+                        continue
+                    if summary.get("Type", "IMPORTED") != "IMPORTED":
+                        continue
+                    arn = str(summary["CertificateArn"])
+                    if self._tagged_as(arn, name) and (
+                        serial is None or self._describe(arn, name).get("serial") == serial
+                    ):
+                        return arn
         return None
+
+    def _tagged_as(self, arn: str, name: str) -> bool:
+        with aws_call("acm:ListTagsForCertificate", arn, DeployError):
+            tags = self.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+        return {t["Key"]: t.get("Value") for t in tags}.get(TAG_NAME) == name
 
     def _describe(self, arn: str, name: str) -> dict[str, str]:
         with aws_call("acm:DescribeCertificate", arn, DeployError, missing=_deleted_hint(name)):
@@ -309,24 +258,6 @@ class AcmDeployer:
             self.acm.add_tags_to_certificate(CertificateArn=arn, Tags=self._tags(name, revision))
 
 
-def _names_of(leaf: bytes) -> set[str]:
-    """The names ACM may list a certificate under (its DomainName: CN or first SAN)."""
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    from certman.pki import load_certificate
-
-    certificate = load_certificate(leaf)
-    names = {str(a.value) for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return names
-    names |= {str(v) for v in san.get_values_for_type(x509.DNSName)}
-    names |= {str(v) for v in san.get_values_for_type(x509.IPAddress)}
-    return names
-
-
 def _utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).replace(microsecond=0).isoformat()
 
@@ -344,6 +275,11 @@ def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> AcmDeployer
     if unknown:
         raise ConfigError(f"Unknown key {unknown[0]!r} in {where}; an acm target takes: region.")
     region = str(settings.get("region") or "") or runtime.aws.region
+    if not valid_region(region):
+        raise ConfigError(
+            f"targets.{settings['name']}.region = {region!r} in {runtime.config.path} is not an "
+            'AWS region name; use one such as "us-west-2".'
+        )
     return AcmDeployer(
         acm=runtime.aws.client("acm", region), name=str(settings["name"]), region=region
     )

@@ -149,7 +149,9 @@ class KmsKeyWrapper:
         blob, partition = wrapped.encrypted_data_key, context.aad()
         data_key = self.cache.take_opened(blob, partition) if self.cache is not None else None
         if data_key is None:
-            with aws_call("kms:Decrypt", wrapped.key_id, KeyWrapError, missing=_GONE):
+            with aws_call(
+                "kms:Decrypt", wrapped.key_id, KeyWrapError, missing=_GONE, missing_is_final=True
+            ):
                 answer = self.kms.decrypt(
                     CiphertextBlob=blob, KeyId=wrapped.key_id, EncryptionContext=context.as_dict()
                 )

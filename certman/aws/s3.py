@@ -6,27 +6,41 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from certman.aws.errors import aws_call
-from certman.errors import ArchiveError, ConfigError, IntegrityError, ValidationError
+from certman.aws.s3_names import bucket_problem, normalise_prefix
+from certman.errors import (
+    ArchiveError,
+    CertmanError,
+    ConfigError,
+    IntegrityError,
+    ValidationError,
+)
 from certman.interfaces import (
     ArchiveGetRequest,
     ArchiveGetResponse,
     ArchivePutRequest,
     ArchiveRef,
     KeyWrapper,
+    PreflightResult,
 )
 from certman.models import EncryptionContext, WrappedKey
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from certman.service.runtime import Runtime
 
 SSE_MODES = ("s3", "kms", "c")
 # put_many: S3 is latency-bound, a few uploads in flight hide most of it.
 PUT_CONCURRENCY = 8
 _BUCKET = "create the bucket or fix [archive] bucket"
+# The preflight's probe object, under the prefix; never a NAME/NNNNNN.bundle key.
+PROBE_NAME = ".certman-preflight"
+PROBE_CHECK = "s3 archive"
 _OBJECT = "restore it from a previous object version or a backup"
 
 
@@ -91,21 +105,14 @@ class S3ArchiveStore:
             # S3 checks the body against this as it arrives (a torn upload is refused).
             "ChecksumAlgorithm": "SHA256",
         }
-        if self.sse == "s3":
-            args["ServerSideEncryption"] = "AES256"
-        elif self.sse == "kms":
-            args["ServerSideEncryption"] = "aws:kms"
-            args["BucketKeyEnabled"] = self.bucket_key
-            if self.kms_key_id:
-                args["SSEKMSKeyId"] = self.kms_key_id
-        else:
-            customer_key = os.urandom(32)
+        customer_key = os.urandom(32) if self.sse == "c" else None
+        if customer_key is not None:
             sealed = self.key_wrapper.wrap(
                 customer_key, _context(request.name, request.revision, "archive-sse-c")
             )
             extra["sse_c_key"] = sealed.to_json()
-            args.update(_sse_c(customer_key))
-        with aws_call("s3:PutObject", f"s3://{self.bucket}/{key}", ArchiveError, missing=_BUCKET):
+        args.update(self._encryption(customer_key))
+        with self._put_call(key):
             answer = self.s3.put_object(**args)
         if answer.get("VersionId"):
             extra["version_id"] = str(answer["VersionId"])
@@ -122,7 +129,7 @@ class S3ArchiveStore:
         sse_c = self._sse_c_args(ref, name, revision)
         args.update(sse_c)
         where = f"s3://{self.bucket}/{ref.location}"
-        with aws_call("s3:GetObject", where, IntegrityError, missing=_OBJECT):
+        with self._call("s3:GetObject", where, IntegrityError, missing=_OBJECT):
             answer = self.s3.get_object(**args)
             stored_sse = answer.get("Metadata", {}).get("sse", "")
             if stored_sse == "c" and not sse_c:
@@ -148,7 +155,7 @@ class S3ArchiveStore:
             args["VersionId"] = ref.extra["version_id"]
         args.update(self._sse_c_args(ref, name, revision))
         where = f"s3://{self.bucket}/{ref.location}"
-        with aws_call("s3:HeadObject", where, IntegrityError, missing=_OBJECT):
+        with self._call("s3:HeadObject", where, IntegrityError, missing=_OBJECT):
             head = dict(self.s3.head_object(**args))
         if head.get("Metadata", {}).get("sse") == "c" and "SSECustomerKey" not in args:
             raise _keyless(where)
@@ -180,26 +187,105 @@ class S3ArchiveStore:
         if sse_c:
             args.update(sse_c)
             args.update({f"CopySource{k}": v for k, v in sse_c.items()})
-        with aws_call(
-            "s3:CopyObject", f"s3://{self.bucket}/{ref.location}", ArchiveError, missing=_OBJECT
-        ):
+        with self._call("s3:CopyObject", f"s3://{self.bucket}/{ref.location}", missing=_OBJECT):
             self.s3.copy_object(**args)
 
     def list(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
         where = f"s3://{self.bucket}/{self.prefix}"
-        with aws_call("s3:ListObjectsV2", where, ArchiveError, missing=_BUCKET):
+        with self._call("s3:ListObjectsV2", where):
             for page in self.s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix
             ):
                 keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys
 
+    def preflight(self, now: datetime) -> PreflightResult:
+        """Is the bucket there and can certman store bundles in it?
+
+        HeadBucket, then a small probe object put under the prefix with the encryption
+        bundles get (so an SSE-KMS key certman may not use fails here too) and deleted
+        again; in a versioned bucket that leaves a delete marker on the probe's key.
+        """
+        key = f"{self.prefix}{PROBE_NAME}"
+        try:
+            with self._call("s3:HeadBucket", f"s3://{self.bucket}"):
+                self.s3.head_bucket(Bucket=self.bucket)
+            with self._put_call(key):
+                self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=b"certman preflight probe\n",
+                    ContentType="text/plain",
+                    Metadata={"purpose": "preflight"},
+                    # SSE-C: a throwaway customer key, as nobody reads the probe back
+                    **self._encryption(os.urandom(32) if self.sse == "c" else None),
+                )
+        except ArchiveError as e:
+            return PreflightResult(ok=False, checks=((PROBE_CHECK, False, e.message),))
+        left = ""
+        try:
+            with self._call("s3:DeleteObject", f"s3://{self.bucket}/{key}"):
+                self.s3.delete_object(Bucket=self.bucket, Key=key)
+        except ArchiveError as e:  # certman never needs to delete: still writable
+            left = f" The probe object stays ({e.message})"
+        message = (
+            f"bucket {self.bucket} exists and takes new bundles under "
+            f"s3://{self.bucket}/{self.prefix} with SSE-{self.sse.upper()}.{left}"
+        )
+        return PreflightResult(ok=True, checks=((PROBE_CHECK, True, message),))
+
+    def _encryption(self, customer_key: bytes | None) -> dict[str, Any]:
+        """The server-side encryption parameters of a PutObject under [archive] sse."""
+        if self.sse == "s3":
+            return {"ServerSideEncryption": "AES256"}
+        if self.sse == "kms":
+            args: dict[str, Any] = {
+                "ServerSideEncryption": "aws:kms",
+                "BucketKeyEnabled": self.bucket_key,
+            }
+            if self.kms_key_id:
+                args["SSEKMSKeyId"] = self.kms_key_id
+            return args
+        assert customer_key is not None
+        return _sse_c(customer_key)
+
+    def _put_call(self, key: str) -> AbstractContextManager[None]:
+        written_with = (
+            f"KMS key {self.kms_key_id}"
+            if self.kms_key_id
+            else f"The default KMS key of bucket {self.bucket}"
+        )
+        return self._call("s3:PutObject", f"s3://{self.bucket}/{key}", kms_key=written_with)
+
+    def _call(
+        self,
+        action: str,
+        where: str,
+        error: type[CertmanError] = ArchiveError,
+        *,
+        missing: str = _BUCKET,
+        kms_key: str = "",
+    ) -> AbstractContextManager[None]:
+        """aws_call for S3: SSE-KMS failures name [archive] kms_key_id, not [kms] key_id."""
+        return aws_call(
+            action,
+            where,
+            error,
+            missing=missing,
+            kms_key=kms_key or f"The SSE-KMS key of {where}",
+            kms_setting="[archive] kms_key_id",
+        )
+
     def _sse_c_args(self, ref: ArchiveRef, name: str, revision: int) -> dict[str, Any]:
+        """The SSE-C parameters of the object ``ref`` names, from what it was written with.
+
+        Never from the current [archive] sse: objects written before a switch keep their
+        mode. A ref without a customer key is read without one; an object that is SSE-C
+        all the same (its key lost from the inventory) is refused on its metadata.
+        """
         sealed = ref.extra.get("sse_c_key")
         if not sealed:
-            if self.sse == "c":
-                raise _keyless(f"s3://{self.bucket}/{ref.location}")
             return {}
         key = self.key_wrapper.unwrap(
             WrappedKey.from_json(sealed), _context(name, revision, "archive-sse-c")
@@ -234,17 +320,31 @@ def _name_revision(location: str) -> tuple[str, int]:
 
 
 def build_archive_store(runtime: Runtime, settings: Mapping[str, Any]) -> S3ArchiveStore:
+    """The S3 store from [archive]; every setting is checked here, before anything is issued."""
     where = f"[archive] of {runtime.config.path}"
     bucket = str(settings.get("bucket") or "")
     if not bucket:
         raise ConfigError(f'[archive] type is "s3" but bucket is empty in {where}.')
+    problem = bucket_problem(bucket)
+    if problem:
+        raise ConfigError(
+            f"archive.bucket = {bucket!r} in {runtime.config.path} is not an S3 bucket: "
+            f'{problem} (e.g. "certman-archive").'
+        )
+    try:
+        prefix = normalise_prefix(str(settings.get("prefix") or ""))
+    except ValueError as e:
+        raise ConfigError(
+            f"archive.prefix = {settings.get('prefix')!r} in {runtime.config.path} cannot "
+            f'prefix S3 keys: {e}; use a path such as "archive/" or "".'
+        ) from None
     sse = str(settings.get("sse") or "s3")
     if sse not in SSE_MODES:
         raise ConfigError(f"[archive] sse = {sse!r} in {where}; use one of: s3, kms, c.")
     return S3ArchiveStore(
         s3=runtime.aws.client("s3"),
         bucket=bucket,
-        prefix=str(settings.get("prefix") or ""),
+        prefix=prefix,
         sse=sse,
         key_wrapper=runtime.key_wrapper,
         kms_key_id=str(settings.get("kms_key_id") or ""),

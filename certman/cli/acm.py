@@ -16,8 +16,14 @@ def sync(
     region: Annotated[str | None, typer.Option(help="Region [default: [aws] region].")] = None,
 ) -> None:
     """Read every ACM certificate of the region into the inventory; flag drift."""
+    from certman.aws.clients import valid_region
     from certman.aws.sync import sync_acm
+    from certman.errors import ValidationError
 
+    if region is not None and not valid_region(region):
+        raise ValidationError(
+            f'--region {region!r} is not an AWS region name; use one such as "us-west-2".'
+        )
     report = sync_acm(state(ctx).runtime(), region)
     typer.echo(f"{len(report.imported)} new, {len(report.updated)} updated.")
     for name, message in sorted(report.drift.items()):
@@ -35,6 +41,7 @@ def import_(
 ) -> None:
     """Import (or re-import to its ARN) a certificate's active revision into ACM; one whose
     ARN was deleted outside certman is imported under a new ARN."""
+    from certman.aws.clients import region_of
     from certman.aws.sync import forget_acm_arn
     from certman.errors import ValidationError
     from certman.service.deployment import deploy_certificate
@@ -58,15 +65,20 @@ def import_(
         raise ValidationError(f"Target {chosen!r} is not an acm target.")
     old_arn = view["acm_arn"]
     deployer = rt.deployer(chosen)
-    if old_arn and not getattr(deployer, "exists", lambda _arn: True)(old_arn):
+    region = str(getattr(deployer, "region", "") or rt.aws.region)
+    replaced = bool(old_arn) and not getattr(deployer, "exists", lambda _arn: True)(old_arn)
+    if replaced:
         # Deleted outside certman: asking by hand is the request for a new ARN (rule 3).
         forget_acm_arn(rt, name, old_arn)
         typer.echo(f"{old_arn} no longer exists in ACM; importing under a new ARN.", err=True)
     deploy_certificate(rt, name, [chosen])
     with rt.session() as session:
         view = show_certificate(session, name, rt.clock.now())
-    typer.echo(f"{name}: revision {view['revision']} in ACM as {view['acm_arn']}.")
-    if old_arn and view["acm_arn"] != old_arn:
+    arn = view["acm_arn"]
+    # The row keeps one region's ARN; a target in another region has its own.
+    where = f"as {arn}" if arn and region_of(arn) == region else f"in {region}"
+    typer.echo(f"{name}: revision {view['revision']} in ACM {where}.")
+    if replaced and arn != old_arn:
         typer.echo(
             f"The ARN changed: point the listeners that used {old_arn} at the new one.", err=True
         )

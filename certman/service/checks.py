@@ -240,7 +240,8 @@ def check_backends(rt: Runtime, report: CheckReport) -> None:
     """Preflight of every configured issuer and of the key wrapper ("can we still renew?").
 
     Issuers that implement SupportsPreflight check themselves (ACME: directory, account,
-    DNS credentials); a key wrapper with a ``preflight`` method (AWS KMS: key enabled) too.
+    DNS credentials); a key wrapper or an archive store with a ``preflight`` method (AWS
+    KMS: key enabled; S3: bucket there and writable) too.
     """
     from certman.interfaces import SupportsPreflight
 
@@ -255,14 +256,15 @@ def check_backends(rt: Runtime, report: CheckReport) -> None:
             continue
         for check, ok, message in result.checks if result else ():
             report.add(area, ok, f"{check}: {message}")
-    try:
-        preflight = getattr(rt.key_wrapper, "preflight", None)
-        result = preflight(now) if preflight is not None else None
-    except CertmanError as e:
-        report.add("keys", False, e.message)
-        return
-    for check, ok, message in result.checks if result else ():
-        report.add("keys", ok, f"{check}: {message}")
+    for area, backend in (("keys", lambda: rt.key_wrapper), ("archive", lambda: rt.archive)):
+        try:
+            preflight = getattr(backend(), "preflight", None)
+            result = preflight(now) if preflight is not None else None
+        except CertmanError as e:
+            report.add(area, False, e.message)
+            continue
+        for check, ok, message in result.checks if result else ():
+            report.add(area, ok, f"{check}: {message}")
 
 
 def run_preflight(rt: Runtime) -> CheckReport:

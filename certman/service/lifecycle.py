@@ -84,6 +84,7 @@ class Lifecycle:
             precheck_targets(self.runtime, list(spec.targets), None)
         self._precheck(spec.issuer, identifiers, spec.key_type, spec.validity)
         _ = self.runtime.key_wrapper  # a missing master key is refused before anything is planned
+        _ = self.runtime.archive  # so is a malformed [archive], found only after issuance else
         return IssueSpec(
             name=spec.name,
             domains=identifiers,

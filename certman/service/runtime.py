@@ -49,7 +49,7 @@ class Runtime:
         """boto3 clients from [aws], built once and shared by every AWS adapter."""
         from certman.aws.clients import AwsClients
 
-        return AwsClients.from_settings(self.config.sections["aws"])
+        return AwsClients.from_settings(self.config.sections["aws"], source=str(self.config.path))
 
     @cached_property
     def key_wrapper(self) -> KeyWrapper:

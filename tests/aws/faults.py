@@ -22,12 +22,23 @@ class _Raw:
 
 
 class Fault:
-    """Answers ``operation`` with ``code`` the first ``times`` calls (None: always)."""
+    """Answers ``operation`` with ``code`` the first ``times`` calls (None: always).
+
+    ``bare``: no body at all, as S3 answers a HEAD (botocore then names the error by
+    its HTTP status).
+    """
 
     def __init__(
-        self, client: Any, operation: str, code: str, *, status: int = 400, times: int | None = None
+        self,
+        client: Any,
+        operation: str,
+        code: str,
+        *,
+        status: int = 400,
+        times: int | None = None,
+        bare: bool = False,
     ) -> None:
-        self.code, self.status, self.times = code, status, times
+        self.code, self.status, self.times, self.bare = code, status, times, bare
         self.calls = 0
         self.protocol = client.meta.service_model.protocol
         service = client.meta.service_model.service_id.hyphenize()
@@ -37,6 +48,8 @@ class Fault:
         self.calls += 1
         if self.times is not None and self.calls > self.times:
             return None
+        if self.bare:
+            return AWSResponse(request.url, self.status, {}, _Raw(b""))
         if self.protocol in ("json", "rest-json"):
             body = json.dumps({"__type": self.code, "message": f"injected {self.code}"}).encode()
             headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": self.code}

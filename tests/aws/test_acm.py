@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from certman.aws.acm import AcmDeployer, split_for_acm
+from certman.aws.acm import AcmDeployer
+from certman.aws.acm_certs import split_for_acm
 from certman.aws.clients import AwsClients
 from certman.errors import DeployError
 from certman.interfaces import RollbackRequest, VerifyRequest
@@ -177,12 +178,21 @@ def test_a_deleted_arn_is_reimported_under_a_new_arn_only_on_request(
     assert (
         "deleted outside certman" in renewal.stderr and "certman acm import web" in renewal.stderr
     )
+    renewed = json.loads(aws_cli.ok("show", "web", "--json").stdout)["revisions"][-1]
+    assert (renewed["revision"], renewed["state"]) == (2, "archived"), "kept for a resume"
     result = aws_cli.ok("acm", "import", "web")
     assert "no longer exists" in result.stderr and "ARN changed" in result.stderr
     view = json.loads(aws_cli.ok("show", "web", "--json").stdout)
     assert view["acm_arn"] and view["acm_arn"] != arn
     held = aws.client("acm").describe_certificate(CertificateArn=view["acm_arn"])["Certificate"]
     assert format(int(held["Serial"]), "x") == view["serial"]
+    # the interrupted renewal resumes onto the new ARN with the serial it was issued with
+    aws_cli.ok("renew", "web")
+    view = json.loads(aws_cli.ok("show", "web", "--json").stdout)
+    assert (view["revision"], view["serial"]) == (2, renewed["serial"])
+    held = aws.client("acm").describe_certificate(CertificateArn=view["acm_arn"])["Certificate"]
+    assert format(int(held["Serial"]), "x") == renewed["serial"]
+    assert len(aws.client("acm").list_certificates()["CertificateSummaryList"]) == 1
 
 
 def test_certman_deploy_puts_the_active_revision_back_after_a_change_outside(
@@ -205,3 +215,52 @@ def test_certman_deploy_puts_the_active_revision_back_after_a_change_outside(
     # already there: `acm import` changes nothing in ACM
     imports = aws_cli.ok("acm", "import", "web").stdout
     assert view["acm_arn"] in imports
+
+
+def p384_certificate(name: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate on a P-384 key: another ACM key type than the leaves'."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA384())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def test_a_lost_arn_is_found_among_the_leafs_key_type_and_the_search_stops_there(
+    aws: Aws, ca: TestCA
+) -> None:
+    target = deployer(aws)
+    web = [{"Key": "certman:name", "Value": "web"}]
+    cert, key = p384_certificate("www.example.com")  # listed first, but not the leaf's type
+    target.acm.import_certificate(Certificate=cert, PrivateKey=key, Tags=web)
+    leaf = ca.leaf()
+    arn = target.deploy(leaf.request()).state["acm_arn"]
+    for _ in range(2):  # more candidates of the same key type, after the right one
+        other = ca.leaf()
+        target.acm.import_certificate(
+            Certificate=other.certificate_pem, PrivateKey=other.key_pem, Tags=web
+        )
+    listed = record(target.acm, "ListCertificates")
+    tag_reads = record(target.acm, "ListTagsForCertificate")
+    again = target.deploy(leaf.request())  # a crash lost the ARN: no ARN known
+    assert not again.changed and again.state["acm_arn"] == arn
+    assert [call["Includes"] for call in listed] == [{"keyTypes": ["EC_prime256v1"]}]
+    assert [call["CertificateArn"] for call in tag_reads] == [arn], "stops at the first match"

@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certman.aws.acm import AcmDeployer, check_bundle
+from certman.aws.acm import AcmDeployer
+from certman.aws.acm_certs import check_bundle
 from certman.aws.clients import AwsClients
 from certman.aws.kms import DataKeyCache, KmsKeyWrapper
 from certman.aws.s3 import S3ArchiveStore
@@ -274,7 +275,8 @@ def test_throttling_is_retryable_with_a_clear_message(aws: Aws) -> None:
         aws_call("acm:ImportCertificate", "arn:x", DeployError),
     ):
         raise error
-    assert caught.value.retryable and "retry later" in caught.value.message
+    assert caught.value.retryable and "try again later" in caught.value.message
+    assert "certman will retry" not in caught.value.message
 
 
 def test_access_denied_names_the_permission(aws: Aws) -> None:
@@ -288,5 +290,25 @@ def test_access_denied_names_the_permission(aws: Aws) -> None:
         aws_call("kms:Decrypt", "alias/certman", KeyWrapError),
     ):
         raise error
-    assert not caught.value.retryable
+    assert caught.value.retryable, "granting the permission fixes it; nothing is lost"
     assert "denied kms:Decrypt on alias/certman" in caught.value.message
+
+
+def test_a_kms_key_deleted_for_good_is_permanent(aws: Aws) -> None:
+    from botocore.exceptions import ClientError
+
+    from certman.aws.errors import aws_call
+
+    error = ClientError({"Error": {"Code": "NotFoundException", "Message": "gone"}}, "Decrypt")
+    with (
+        pytest.raises(KeyWrapError) as caught,
+        aws_call("kms:Decrypt", "arn:aws:kms:k", KeyWrapError, missing_is_final=True),
+    ):
+        raise error
+    assert not caught.value.retryable, "no retry can bring a deleted KMS key back"
+    with (
+        pytest.raises(KeyWrapError) as caught,
+        aws_call("kms:GenerateDataKey", "alias/x", KeyWrapError),
+    ):
+        raise error
+    assert caught.value.retryable, "a missing alias can be created"

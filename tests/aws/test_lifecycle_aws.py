@@ -26,7 +26,7 @@ def tags(aws: Aws, arn: str) -> dict[str, str]:
 
 
 def acm_serial(aws: Aws, arn: str) -> str:
-    from certman.aws.acm import acm_serial as normalise
+    from certman.aws.acm_certs import acm_serial as normalise
 
     cert = aws.client("acm").describe_certificate(CertificateArn=arn)["Certificate"]
     return normalise(cert["Serial"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,9 +11,13 @@ import pytest
 from certman.aws.clients import AwsClients
 from certman.aws.kms import KmsKeyWrapper
 from certman.aws.s3 import S3ArchiveStore
-from certman.errors import IntegrityError
+from certman.config import load_config
+from certman.errors import ArchiveError, IntegrityError
 from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef
-from tests.aws.conftest import REGION, Aws
+from certman.service.home import init_home
+from tests.aws.conftest import REGION, Aws, aws_config, write_config
+from tests.aws.faults import Fault
+from tests.conftest import Cli
 
 BUCKET = "certman-archive"
 
@@ -128,3 +134,85 @@ def test_put_many_stores_every_bundle_and_keeps_the_order(aws: Aws) -> None:
     assert [r.location for r in refs] == [f"archive/host{i}/000001.bundle" for i in range(20)]
     assert [target.get(ArchiveGetRequest(ref=r)).body for r in refs] == [r.body for r in requests]
     assert len(target.list()) == 20
+
+
+def test_objects_keep_the_sse_mode_they_were_written_with_after_a_switch_to_sse_c(
+    aws: Aws,
+) -> None:
+    old = put(store(aws, "kms"), revision=1, body=b"written with sse-kms")
+    switched = store(aws, "c", setup=False)  # [archive] sse changed to "c" since
+    new = put(switched, revision=2, body=b"written with sse-c")
+    gets = sent_params(switched, "GetObject")
+    assert switched.get(ArchiveGetRequest(ref=old)).body == b"written with sse-kms"
+    assert switched.head(old)["ServerSideEncryption"] == "aws:kms"
+    assert switched.get(ArchiveGetRequest(ref=new)).body == b"written with sse-c"
+    assert "SSECustomerKey" not in gets[0] and "SSECustomerKey" in gets[1]
+
+
+def test_switching_to_sse_c_keeps_every_older_archive_readable(home: Path, aws: Aws) -> None:
+    aws.kms_key()
+    aws.bucket()
+    write_config(home, aws_config(aws, sse="kms", acm=False))
+    init_home(load_config(home, home / "certman.toml"), ca_key_type=None)
+    cli = Cli(home)
+    cli.ok("issue", "web", "-d", "www.example.com")
+    config = home / "certman.toml"
+    config.write_text(config.read_text().replace('sse = "kms"', 'sse = "c"'))
+    cli.ok("renew", "web", "--force")
+    verified = cli.ok("archive", "verify").stdout
+    assert "2 archived bundles present, intact and readable" in verified
+    s3 = aws.client("s3")
+    heads = [
+        s3.head_object(Bucket=BUCKET, Key=f"archive/web/00000{n}.bundle")["Metadata"]["sse"]
+        for n in (1, 2)
+    ]
+    assert heads == ["kms", "c"]
+
+
+def test_preflight_probes_the_bucket_with_the_bundles_encryption_and_leaves_nothing(
+    aws: Aws,
+) -> None:
+    target = store(aws, "kms")
+    puts = sent_params(target, "PutObject")
+    result = target.preflight(datetime.now(UTC))
+    assert result.ok, result.checks
+    ((check, ok, message),) = result.checks
+    assert check == "s3 archive" and ok and "certman-archive" in message
+    assert puts[0]["Key"] == "archive/.certman-preflight"
+    assert puts[0]["ServerSideEncryption"] == "aws:kms"
+    assert puts[0]["SSEKMSKeyId"] == "alias/certman"
+    assert target.list() == [], "the probe is deleted again"
+
+
+def test_preflight_fails_on_a_missing_bucket_or_a_refused_upload(aws: Aws) -> None:
+    target = store(aws, "s3", setup=False)
+    missing = target.preflight(datetime.now(UTC))
+    assert not missing.ok and "create the bucket" in missing.checks[0][2]
+    aws.bucket()
+    Fault(target.s3, "PutObject", "AccessDenied", status=403)
+    denied = target.preflight(datetime.now(UTC))
+    assert not denied.ok and "denied s3:PutObject" in denied.checks[0][2]
+
+
+@pytest.mark.parametrize("status", [403, 400])
+def test_a_head_refused_without_a_body_is_the_denied_case(aws: Aws, status: int) -> None:
+    target = store(aws, "s3")
+    ref = put(target)
+    Fault(target.s3, "HeadObject", "", status=status, bare=True)
+    with pytest.raises(IntegrityError) as caught:
+        target.head(ref)
+    assert "grant s3:GetObject on it to the IAM identity" in caught.value.message
+    assert f"({status}: " in caught.value.message
+    assert caught.value.retryable
+    if status == 400:
+        assert "SSE-C object, its customer key is missing or wrong" in caught.value.message
+
+
+def test_a_disabled_sse_kms_key_names_the_archive_setting(aws: Aws) -> None:
+    target = store(aws, "kms")
+    Fault(target.s3, "PutObject", "KMS.DisabledException")
+    with pytest.raises(ArchiveError) as caught:
+        put(target)
+    message = caught.value.message
+    assert message.startswith("KMS key alias/certman is disabled")
+    assert "[archive] kms_key_id" in message and "[kms] key_id" not in message

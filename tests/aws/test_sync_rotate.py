@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -139,3 +140,103 @@ def test_list_shows_the_source_the_arn_and_the_drift(aws_cli: Cli, aws: Aws) -> 
     web = next(line for line in lines if line.startswith("web "))
     assert " managed " in web and managed_arn in web
     assert any(line.startswith("drift: web:") for line in lines)
+
+
+def with_west_target(cli: Cli) -> None:
+    config = cli.home / "certman.toml"
+    config.write_text(config.read_text() + '\n[targets.west]\ntype = "acm"\nregion = "us-west-2"\n')
+
+
+def test_a_certificate_in_two_regions_is_managed_in_both(aws_cli: Cli, aws: Aws) -> None:
+    with_west_target(aws_cli)
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm", "--target", "west")
+    west = boto3.client("acm", region_name="us-west-2", endpoint_url=aws.endpoint_url)
+    east = aws.client("acm")
+    assert len(west.list_certificates()["CertificateSummaryList"]) == 1
+    assert len(east.list_certificates()["CertificateSummaryList"]) == 1
+    for region in ("us-east-1", "us-west-2"):
+        out = aws_cli.ok("acm", "sync", "--region", region).stdout
+        assert out.startswith("0 new, 1 updated."), (region, out)
+        assert "drift" not in out
+    rows = listing(aws_cli)
+    assert list(rows) == ["web"] and rows["web"]["drift"] is None
+    # neither target takes the other region's ARN for a deleted one
+    arns = {
+        c["CertificateArn"]
+        for acm in (east, west)
+        for c in acm.list_certificates()["CertificateSummaryList"]
+    }
+    for target in ("west", "acm", "west"):
+        result = aws_cli.ok("acm", "import", "web", "--target", target)
+        assert "no longer exists" not in result.stderr and "ARN changed" not in result.stderr
+        assert listing(aws_cli)["web"]["acm_arn"] in arns
+    assert {
+        c["CertificateArn"]
+        for acm in (east, west)
+        for c in acm.list_certificates()["CertificateSummaryList"]
+    } == arns
+
+
+def test_a_second_region_copy_changed_outside_certman_is_drift(aws_cli: Cli, aws: Aws) -> None:
+    with_west_target(aws_cli)
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm", "--target", "west")
+    west = boto3.client("acm", region_name="us-west-2", endpoint_url=aws.endpoint_url)
+    east = aws.client("acm")
+    # whichever region's ARN the row does not keep: change that copy outside certman
+    kept = listing(aws_cli)["web"]["acm_arn"]
+    acm, arn = next(
+        (c, a)
+        for c in (west, east)
+        for a in [c.list_certificates()["CertificateSummaryList"][0]["CertificateArn"]]
+        if a != kept
+    )
+    cert, key = self_signed("www.example.com")
+    acm.import_certificate(CertificateArn=arn, Certificate=cert, PrivateKey=key)
+    acm.add_tags_to_certificate(CertificateArn=arn, Tags=[{"Key": "certman:name", "Value": "web"}])
+    region = arn.split(":")[3]
+    out = aws_cli.ok("acm", "sync", "--region", region).stdout
+    assert "0 new, 1 updated." in out and f"drift: web: {arn} holds serial" in out
+
+
+def load_balancer_using(aws: Aws, certificate_arn: str) -> str:
+    """An ALB with an HTTPS listener on ``certificate_arn`` (moto sets ACM InUseBy so)."""
+    ec2, elb = aws.client("ec2"), aws.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    lb = elb.create_load_balancer(Name="web", Subnets=subnets, Type="application")
+    lb_arn = str(lb["LoadBalancers"][0]["LoadBalancerArn"])
+    elb.create_listener(
+        LoadBalancerArn=lb_arn,
+        Protocol="HTTPS",
+        Port=443,
+        Certificates=[{"CertificateArn": certificate_arn}],
+        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}],
+    )
+    return lb_arn
+
+
+def test_acm_sync_records_the_type_and_who_uses_each_certificate(aws_cli: Cli, aws: Aws) -> None:
+    cert, key = self_signed("legacy.example.com")
+    legacy_arn = aws.client("acm").import_certificate(Certificate=cert, PrivateKey=key)[
+        "CertificateArn"
+    ]
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    lb_arn = load_balancer_using(aws, listing(aws_cli)["web"]["acm_arn"])
+    aws_cli.ok("acm", "sync")
+    rows = listing(aws_cli)
+    legacy = next(r for r in rows.values() if r["acm_arn"] == legacy_arn)
+    web = rows["web"]
+    reported = aws.client("acm").describe_certificate(CertificateArn=web["acm_arn"])
+    assert web["in_use_by"] == reported["Certificate"]["InUseBy"]
+    # AWS names the load balancer, moto its listener: either way this one
+    (user,) = web["in_use_by"]
+    assert lb_arn.split(":loadbalancer/")[1] in user
+    assert (web["acm_type"], web["acm_status"]) == ("IMPORTED", "ISSUED")
+    assert (legacy["acm_type"], legacy["in_use_by"]) == ("IMPORTED", [])
+    shown = json.loads(aws_cli.ok("show", "web", "--json").stdout)
+    assert (shown["acm_type"], shown["in_use_by"]) == ("IMPORTED", [user])
