@@ -33,7 +33,6 @@ class Notifier:
     webhook_url: str = ""
     sns_topic_arn: str = ""
     timeout: float = 10.0
-    sent: list[dict[str, Any]] = field(default_factory=list)
     _sns: Any = field(default=None, repr=False)
 
     @classmethod
@@ -97,7 +96,6 @@ class Notifier:
                 session.commit()
             except IntegrityError:
                 return False
-        self.sent.append(payload)
         return True
 
     @staticmethod
