@@ -1,4 +1,4 @@
-"""One reconcile tick: renew what is due, finish what was interrupted, notify; never stall."""
+"""One reconcile tick: renew what is due, finish what was interrupted, then notify; never stall."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from certman.service.lifecycle import Lifecycle
 from certman.service.runtime import Runtime
 from scheduler.claims import ClaimLost, claim, extend, release
 from scheduler.events import RENEWAL_RECOVERED
-from scheduler.expiry import send_expiry_notices
-from scheduler.notify import Notifier, notify_certificate, notify_failure
+from scheduler.expiry import record_expiry_notices
+from scheduler.notify import Notifier, record_certificate_notice, record_failure_notice
 
 log = logging.getLogger("certman.serve")
 
@@ -35,7 +35,7 @@ class TickReport:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # held by another instance, or not due
     interrupted: list[str] = field(default_factory=list)
-    notified: int = 0
+    notified: int = 0  # notices fully sent in this tick (any kind, recorded now or before)
 
 
 @dataclass
@@ -94,8 +94,13 @@ class Reconciler:
                 seen.add(name)
                 self._renew_one(name, report)
                 self.hooks.progress()
+        # Notices after every renewal: a webhook that hangs never holds one up. What this
+        # tick recorded, and what earlier ticks could not deliver, goes out now.
         if not self.stopping.is_set():
-            report.notified += send_expiry_notices(self.rt, self.notifier, self.rt.clock.now())
+            record_expiry_notices(self.rt, self.notifier, self.rt.clock.now())
+            report.notified = self.notifier.drain(
+                stopping=self.stopping.is_set, progress=self.hooks.progress
+            )
         self.hooks.finished(report)
         return report
 
@@ -130,7 +135,7 @@ class Reconciler:
             report.renewed.append(name)
             self.hooks.renewal("success", time.monotonic() - started)
             if failures_before:
-                report.notified += self._notify(
+                self._notify(
                     name,
                     RENEWAL_RECOVERED,
                     f"r{outcome.revision}",
@@ -158,7 +163,7 @@ class Reconciler:
         """Lifecycle.record_failure has backed off (retryable) or marked it failed; alert."""
         report.failed[name] = error.message
         self.hooks.renewal("retryable" if error.retryable else "failed", seconds)
-        report.notified += notify_failure(self.rt, self.notifier, name, error)
+        record_failure_notice(self.rt, self.notifier, name, error)
 
     def _record_crash(self, name: str, error: CertmanError) -> None:
         try:
@@ -173,5 +178,5 @@ class Reconciler:
                 select(ManagedCertificate).where(ManagedCertificate.name == name)
             ).one()
 
-    def _notify(self, name: str, kind: str, key: str, detail: dict[str, object]) -> int:
-        return notify_certificate(self.rt, self.notifier, name, kind, key, detail)
+    def _notify(self, name: str, kind: str, key: str, detail: dict[str, object]) -> None:
+        record_certificate_notice(self.rt, self.notifier, name, kind, key, detail)
