@@ -81,6 +81,7 @@ class Service:
                 self.metrics,
                 self.interval.total_seconds(),
                 lambda: self.alive_at,
+                jitter=self.jitter.total_seconds(),
             )
         except BaseException:
             self.lock.release()
