@@ -90,6 +90,7 @@ class Notifier:
     ) -> int:
         """Send every due notice (or those in ``only``); returns how many are now fully sent."""
         down: dict[str, str] = {}  # channel -> why it failed in this pass
+        given_up: dict[str, int] = {}  # channel no longer configured -> notices dropped
         sent = after = 0
 
         def usable() -> bool:  # with no channel left, stale notices are still given up
@@ -104,8 +105,12 @@ class Notifier:
                     outbox.release(self.rt, batch[number:])  # the next tick tries them
                     break
                 after = notice.id
-                sent += self._deliver(notice, down)
+                sent += self._deliver(notice, down, given_up)
             progress()
+        for channel, count in given_up.items():
+            log.warning(
+                "notices: %d pending for %s given up: it is no longer configured", count, channel
+            )
         if down:
             log.warning(
                 "notices: %d sent; %s failed, the rest wait for the next tick (%s)",
@@ -117,16 +122,13 @@ class Notifier:
             log.info("notices: %d sent", sent)
         return sent
 
-    def _deliver(self, notice: outbox.PendingNotice, down: dict[str, str]) -> bool:
+    def _deliver(
+        self, notice: outbox.PendingNotice, down: dict[str, str], given_up: dict[str, int]
+    ) -> bool:
         configured = set(self.channels)
         dropped = [c for c in notice.channels if c not in configured]
-        if dropped:
-            log.warning(
-                "%s notice for %s: %s no longer configured, not sent there",
-                notice.kind,
-                notice.certificate,
-                " and ".join(dropped),
-            )
+        for channel in dropped:
+            given_up[channel] = given_up.get(channel, 0) + 1
         delivered: list[str] = []
         failed: dict[str, str] = {}
         for channel in notice.channels:
