@@ -59,7 +59,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "crl_next_update": "7d",
     },
     "aws": {"region": "us-east-1", "profile": "", "endpoint_url": ""},
-    "logging": {"level": "warning"},
+    "logging": {"level": "info"},
     "service": {
         "interval": "60s",
         "listen": "127.0.0.1:9464",

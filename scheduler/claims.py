@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from certman.inventory.tables import ManagedCertificate
 from certman.service.runtime import Runtime
 
 TABLE = ManagedCertificate.__table__  # type: ignore[attr-defined]
+log = logging.getLogger("certman.serve")
 
 
 class ClaimLost(Exception):
@@ -75,6 +78,50 @@ def extend(rt: Runtime, name: str, holder: str, lease: timedelta) -> None:
         raise ClaimLost(name)
 
 
+class LeaseKeeper:
+    """Extends a held lease every third of ``lease``, from its own thread, while the
+    renewal it covers runs: a step longer than the lease (a slow ACME order, a rollout
+    waiting on a load balancer) never lets a second instance start the same step.
+
+    A lease only runs out when this process stops writing for a whole ``lease`` (it was
+    killed, or lost the database), which is what a lease is for. ``lost`` turns true when
+    another instance holds the certificate now; the renewal checks it after each step.
+    """
+
+    def __init__(self, rt: Runtime, name: str, holder: str, lease: timedelta) -> None:
+        self.rt, self.name, self.holder, self.lease = rt, name, holder, lease
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._keep, name=f"certman-lease-{name}", daemon=True
+        )
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.lease.total_seconds() / 3):
+            try:
+                extend(self.rt, self.name, self.holder, self.lease)
+            except ClaimLost:
+                self.lost = True
+                return
+            except Exception as e:  # the database is away: try again; the lease has slack
+                log.warning("%s: could not extend the claim (%s)", self.name, one_line(e))
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line for the log (a driver error's first line, not its SQL)."""
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
+
+
 def release(rt: Runtime, name: str, holder: str) -> None:
     with rt.session() as session:
         session.execute(
@@ -128,6 +175,7 @@ def held(rt: Runtime, name: str, holder: str, lease: timedelta) -> Iterator[None
             "wait for it to finish, or run again after the lease ends."
         )
     try:
-        yield
+        with LeaseKeeper(rt, name, holder, lease):
+            yield
     finally:
         release(rt, name, holder)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import exists, func
 from sqlmodel import col, select
 
 from certman.durations import format_duration, parse_duration
-from certman.inventory.tables import ManagedCertificate
+from certman.inventory.tables import ManagedCertificate, Notification
 from certman.service.runtime import Runtime
 from scheduler.events import EXPIRING, KIND, certificate_event
 from scheduler.notify import Notifier
+
+CHUNK = 500
 
 
 def thresholds_of(rt: Runtime) -> list[timedelta]:
@@ -19,45 +23,77 @@ def thresholds_of(rt: Runtime) -> list[timedelta]:
     return sorted((parse_duration(str(t), field="notify.thresholds") for t in raw), reverse=True)
 
 
-def send_expiry_notices(rt: Runtime, notifier: Notifier, now: datetime) -> int:
-    """Notify every certificate that crossed a threshold; returns how many went out.
+def record_expiry_notices(rt: Runtime, notifier: Notifier, now: datetime) -> int:
+    """Record a notice for every certificate that crossed a threshold; returns how many.
 
-    Only the tightest threshold crossed is sent: a service that was down while a
-    certificate went from 30 to 3 days left sends one notice (3d), not four. A renewed
-    certificate has a new serial, so its thresholds start over.
+    Only the tightest threshold crossed counts: a service that was down while a
+    certificate went from 30 to 3 days left records one notice (3d), not four. A renewed
+    certificate has a new serial, so its thresholds start over. The query returns only
+    certificates without their notice yet, so a tick with nothing new costs one indexed
+    probe per certificate in the window and loads no rows.
     """
     thresholds = thresholds_of(rt)
     if not notifier.enabled or not thresholds:
         return 0
+    recorded = 0
+    bands = zip(thresholds, [*thresholds[1:], timedelta(0)], strict=True)
+    for widest, tighter in bands:  # not_after in (now + tighter, now + widest]: "widest" crossed
+        label = format_duration(widest)
+        ids = _without_notice(rt, now + tighter, now + widest, label)
+        for start in range(0, len(ids), CHUNK):
+            notices = [
+                _notice(rt, cert, now, label)
+                for cert in _certificates(rt, ids[start : start + CHUNK])
+            ]
+            notifier.record_many(KIND[EXPIRING], notices)
+            recorded += len(notices)
+    return recorded
+
+
+def _without_notice(rt: Runtime, after: datetime, until: datetime, label: str) -> list[int]:
+    c, n = ManagedCertificate, Notification
+    key = func.coalesce(c.serial, "") + f":{label}"
+    notice = (
+        select(n.id)
+        .where(n.certificate == c.name)
+        .where(n.kind == KIND[EXPIRING])
+        .where(n.key == key)
+    )
     with rt.session() as session:
-        rows = session.exec(
-            select(ManagedCertificate)
-            .where(col(ManagedCertificate.status).in_(["active", "failed"]))
-            .where(col(ManagedCertificate.not_after) <= now + thresholds[0])
-            .where(col(ManagedCertificate.not_after) > now)
-        ).all()
-    pending: dict[tuple[str, str], tuple[ManagedCertificate, timedelta]] = {}
-    for cert in rows:
-        assert cert.not_after is not None
-        left = cert.not_after - now
-        tightest = min(t for t in thresholds if left <= t)
-        pending[(cert.name, f"{cert.serial}:{format_duration(tightest)}")] = (cert, left)
-    for done in notifier.already_sent(KIND[EXPIRING], pending):
-        del pending[done]
-    sent = 0
-    for (name, key), (cert, left) in pending.items():
-        assert cert.not_after is not None
-        payload = certificate_event(
-            EXPIRING,
-            cert,
-            time=now,
-            default_region=str(rt.config.get("aws", "region")),
-            detail={
-                "DaysToExpiry": left.days,
-                "Threshold": key.rsplit(":", 1)[1],
-                "Serial": cert.serial,
-                "NotAfter": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
+        return [
+            int(i)
+            for i in session.exec(
+                select(c.id)
+                .where(col(c.status).in_(["active", "failed"]))
+                .where(col(c.not_after) > after)
+                .where(col(c.not_after) <= until)
+                .where(~exists(notice))
+            ).all()
+            if i is not None
+        ]
+
+
+def _certificates(rt: Runtime, ids: list[int]) -> list[ManagedCertificate]:
+    with rt.session() as session:
+        return list(
+            session.exec(select(ManagedCertificate).where(col(ManagedCertificate.id).in_(ids)))
         )
-        sent += notifier.send_once(name, KIND[EXPIRING], key, payload)
-    return sent
+
+
+def _notice(
+    rt: Runtime, cert: ManagedCertificate, now: datetime, label: str
+) -> tuple[str, str, dict[str, Any]]:
+    assert cert.not_after is not None
+    payload = certificate_event(
+        EXPIRING,
+        cert,
+        time=now,
+        default_region=str(rt.config.get("aws", "region")),
+        detail={
+            "DaysToExpiry": (cert.not_after - now).days,
+            "Threshold": label,
+            "Serial": cert.serial,
+            "NotAfter": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    )
+    return cert.name, f"{cert.serial or ''}:{label}", payload

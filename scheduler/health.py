@@ -26,7 +26,8 @@ class HealthServer:
     """200 on /healthz while the service shows signs of life within 3 intervals, 503 after.
 
     ``alive`` returns when the service last finished a tick or a certificate (Unix time),
-    so a long tick working through a backlog stays healthy and a stuck one does not.
+    so a long tick working through a backlog stays healthy and a stuck one does not. An
+    "interval" here is ``interval + jitter``: ticks may legitimately be that far apart.
     """
 
     def __init__(
@@ -35,9 +36,11 @@ class HealthServer:
         metrics: Metrics,
         interval: float,
         alive: Callable[[], float | None],
+        jitter: float = 0.0,
     ) -> None:
         host, port = parse_listen(listen)
-        self.metrics, self.interval, self.alive = metrics, interval, alive
+        self.metrics, self.alive = metrics, alive
+        self.interval = interval + jitter  # the longest normal gap between two ticks
         try:
             self.server = ThreadingHTTPServer((host, port), self._handler())
         except OSError as e:

@@ -1,40 +1,43 @@
-"""Notifications: a webhook JSON POST and/or an SNS publish, each sent once per event key."""
+"""Notifications: recorded in the outbox first, then a webhook JSON POST and/or an SNS publish."""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
 from certman.errors import CertmanError
-from certman.inventory.tables import Notification
 from certman.service.runtime import Runtime
+from scheduler import outbox
 
 log = logging.getLogger("certman.notify")
+
+WEBHOOK, SNS = "webhook", "sns"
+BATCH = 100
 
 
 @dataclass
 class Notifier:
-    """Sends to every configured channel and records what went out in the inventory.
+    """Records every notice before anything is sent, then delivers it channel by channel.
 
-    A notification is identified by (certificate, kind, key), e.g. (web, expiring,
-    "<serial>:14d"); once recorded it is never sent again, restarts included. A send that
-    no channel accepted is not recorded, so the next tick tries it again.
+    A notice is identified by (certificate, kind, key), e.g. (web, expiring, "<serial>:14d");
+    it is recorded once, restarts and several instances included, for the channels
+    configured at that moment. ``drain`` sends what is due; a channel that fails is not
+    used again in that pass (a hanging webhook costs one timeout per tick, not one per
+    notice) and only the channels that failed are tried again later, with a back-off.
     """
 
     rt: Runtime
     webhook_url: str = ""
     sns_topic_arn: str = ""
     timeout: float = 10.0
-    sent: list[dict[str, Any]] = field(default_factory=list)
     _sns: Any = field(default=None, repr=False)
+    _sns_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_config(cls, rt: Runtime) -> Notifier:
@@ -46,83 +49,106 @@ class Notifier:
         )
 
     @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(
+            name for name, on in ((WEBHOOK, self.webhook_url), (SNS, self.sns_topic_arn)) if on
+        )
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.webhook_url or self.sns_topic_arn)
+        return bool(self.channels)
 
-    def already_sent(self, kind: str, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (certificate, key) pairs of ``kind`` were sent before (one query per 500)."""
-        wanted = list(keys)
-        found: set[tuple[str, str]] = set()
-        with self.rt.session() as session:
-            for start in range(0, len(wanted), 500):
-                names = {name for name, _ in wanted[start : start + 500]}
-                rows = session.exec(
-                    select(Notification.certificate, Notification.key)
-                    .where(Notification.kind == kind)
-                    .where(col(Notification.certificate).in_(names))
-                ).all()
-                found.update((name, key) for name, key in rows)
-        return found & set(wanted)
-
-    def send_once(self, certificate: str, kind: str, key: str, payload: dict[str, Any]) -> bool:
-        """Send unless (certificate, kind, key) went out before; True when it went out now.
-
-        On PostgreSQL several instances may reach the same notice at once: the record is
-        inserted first (its unique key makes a second instance wait, then skip) and
-        committed only after delivery. SQLite has a single service, and a write lock held
-        during an HTTP call would stall it, so there the record follows the delivery.
-        """
+    def record(self, certificate: str, kind: str, key: str, payload: dict[str, Any]) -> int | None:
+        """Commit the notice for every configured channel; its id (None: known, or no channel)."""
         if not self.enabled:
-            return False
-        record = Notification(
-            certificate=certificate, kind=kind, key=key, sent_at=self.rt.clock.now()
+            return None
+        return outbox.record(
+            self.rt,
+            certificate=certificate,
+            kind=kind,
+            key=key,
+            body=json.dumps(payload),
+            channels=self.channels,
         )
-        with self.rt.session() as session:
-            if self._exists(session, certificate, kind, key):
-                return False
-            if self.rt.engine.dialect.name == "postgresql":
-                session.add(record)
-                try:
-                    session.flush()
-                except IntegrityError:  # another instance sent it
-                    return False
-                if not self.deliver(payload):
-                    session.rollback()
-                    return False
+
+    def record_many(self, kind: str, notices: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """(certificate, key, payload) notices of one kind in one commit."""
+        if self.enabled:
+            outbox.record_many(
+                self.rt,
+                kind,
+                [(name, key, json.dumps(payload)) for name, key, payload in notices],
+                self.channels,
+            )
+
+    def drain(
+        self,
+        *,
+        only: Collection[int] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+        progress: Callable[[], None] = lambda: None,
+    ) -> int:
+        """Send every due notice (or those in ``only``); returns how many are now fully sent."""
+        down: dict[str, str] = {}  # channel -> why it failed in this pass
+        given_up: dict[str, int] = {}  # channel no longer configured -> notices dropped
+        sent = after = 0
+
+        def usable() -> bool:  # with no channel left, stale notices are still given up
+            return not self.channels or len(down) < len(self.channels)
+
+        while usable() and not stopping():
+            batch = outbox.take(self.rt, after=after, limit=BATCH, only=only)
+            if not batch:
+                break
+            for number, notice in enumerate(batch):
+                if stopping() or not usable():
+                    outbox.release(self.rt, batch[number:])  # the next tick tries them
+                    break
+                after = notice.id
+                sent += self._deliver(notice, down, given_up)
+            progress()
+        for channel, count in given_up.items():
+            log.warning(
+                "notices: %d pending for %s given up: it is no longer configured", count, channel
+            )
+        if down:
+            log.warning(
+                "notices: %d sent; %s failed, the rest wait for the next tick (%s)",
+                sent,
+                " and ".join(down),
+                "; ".join(f"{c}: {e}" for c, e in down.items()),
+            )
+        elif sent:
+            log.info("notices: %d sent", sent)
+        return sent
+
+    def _deliver(
+        self, notice: outbox.PendingNotice, down: dict[str, str], given_up: dict[str, int]
+    ) -> bool:
+        configured = set(self.channels)
+        dropped = [c for c in notice.channels if c not in configured]
+        for channel in dropped:
+            given_up[channel] = given_up.get(channel, 0) + 1
+        delivered: list[str] = []
+        failed: dict[str, str] = {}
+        for channel in notice.channels:
+            if channel not in configured or channel in down:
+                continue
+            error = self._send(channel, notice.body)
+            if error is None:
+                delivered.append(channel)
             else:
-                if not self.deliver(payload):
-                    return False
-                session.add(record)
-            try:
-                session.commit()
-            except IntegrityError:
-                return False
-        self.sent.append(payload)
-        return True
+                failed[channel] = down[channel] = error
+        return outbox.finish(self.rt, notice, delivered=delivered, failed=failed, dropped=dropped)
 
-    @staticmethod
-    def _exists(session: Any, certificate: str, kind: str, key: str) -> bool:
-        return (
-            session.exec(
-                select(Notification.id)
-                .where(Notification.certificate == certificate)
-                .where(Notification.kind == kind)
-                .where(Notification.key == key)
-            ).first()
-            is not None
-        )
+    def _send(self, channel: str, body: str) -> str | None:
+        """None when ``channel`` accepted ``body``, else why not (one line)."""
+        if channel == WEBHOOK:
+            return self._post(body.encode())
+        subject = str(json.loads(body).get("detail-type", "certman"))
+        return self._publish(body, subject)
 
-    def deliver(self, payload: dict[str, Any]) -> bool:
-        """Every configured channel; True when all of them accepted the message."""
-        body = json.dumps(payload).encode()
-        ok = True
-        if self.webhook_url:
-            ok = self._post(body)
-        if self.sns_topic_arn:
-            ok = self._publish(body, str(payload.get("detail-type", "certman"))) and ok
-        return ok
-
-    def _post(self, body: bytes) -> bool:
+    def _post(self, body: bytes) -> str | None:
         request = urllib.request.Request(
             self.webhook_url,
             data=body,
@@ -131,12 +157,15 @@ class Notifier:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                return 200 <= answer.status < 300
+                if 200 <= answer.status < 300:
+                    return None
+                return f"{self.webhook_url} answered HTTP {answer.status}"
+        except urllib.error.HTTPError as e:
+            return f"{self.webhook_url} answered HTTP {e.code}"
         except (urllib.error.URLError, OSError) as e:
-            log.warning("webhook %s failed: %s", self.webhook_url, getattr(e, "reason", e))
-            return False
+            return f"{self.webhook_url}: {getattr(e, 'reason', e)}"
 
-    def _publish(self, body: bytes, subject: str) -> bool:
+    def _publish(self, body: str, subject: str) -> str | None:
         from certman.aws.errors import aws_call
 
         try:
@@ -144,37 +173,39 @@ class Notifier:
                 self._sns_client().publish(
                     TopicArn=self.sns_topic_arn,
                     Subject=subject[:99],  # SNS subjects stop at 100 characters
-                    Message=body.decode(),
+                    Message=body,
                 )
         except CertmanError as e:
-            log.warning("SNS publish to %s failed: %s", self.sns_topic_arn, e.message)
-            return False
-        return True
+            return f"{self.sns_topic_arn}: {e.message}"
+        return None
 
     def _sns_client(self) -> Any:
         """Built on first use and kept (the topic's region, else [aws] region)."""
-        if self._sns is None:
-            from certman.aws.clients import region_of
+        with self._sns_lock:  # the preflight job and the tick may both send
+            if self._sns is None:
+                from certman.aws.clients import region_of
 
-            self._sns = self.rt.aws.client("sns", region_of(self.sns_topic_arn) or None)
-        return self._sns
+                self._sns = self.rt.aws.client("sns", region_of(self.sns_topic_arn) or None)
+            return self._sns
 
 
-def notify_certificate(
+def record_certificate_notice(
     rt: Runtime, notifier: Notifier, name: str, kind: str, key: str, detail: dict[str, object]
-) -> int:
-    """One notice about certificate ``name`` (an events.* detail-type), once per key."""
+) -> int | None:
+    """Record one notice about certificate ``name`` (an events.* detail-type), once per key."""
     from sqlmodel import select as select_model
 
     from certman.inventory.tables import ManagedCertificate
     from scheduler.events import KIND, certificate_event
 
     if not notifier.enabled:
-        return 0
+        return None
     with rt.session() as session:
         cert = session.exec(
             select_model(ManagedCertificate).where(ManagedCertificate.name == name)
-        ).one()
+        ).first()
+    if cert is None:
+        return None
     payload = certificate_event(
         kind,
         cert,
@@ -182,12 +213,12 @@ def notify_certificate(
         default_region=str(rt.config.get("aws", "region")),
         detail=detail,
     )
-    return int(notifier.send_once(name, KIND[kind], key, payload))
+    return notifier.record(name, KIND[kind], key, payload)
 
 
-def notify_failure(
+def record_failure_notice(
     rt: Runtime, notifier: Notifier, name: str, error: CertmanError, *, key: str | None = None
-) -> int:
+) -> int | None:
     """A failed renewal or rollout (DeployError): why, and when the next attempt is."""
     from sqlmodel import select as select_model
 
@@ -195,15 +226,17 @@ def notify_failure(
     from certman.inventory.tables import ManagedCertificate
     from scheduler.events import DEPLOY_FAILED, RENEWAL_FAILED
 
+    if not notifier.enabled:
+        return None
     with rt.session() as session:
         cert = session.exec(
             select_model(ManagedCertificate).where(ManagedCertificate.name == name)
         ).first()
     if cert is None:
-        return 0
+        return None
     kind = DEPLOY_FAILED if isinstance(error, DeployError) else RENEWAL_FAILED
     next_attempt = cert.next_attempt_at.isoformat() if cert.next_attempt_at else None
-    return notify_certificate(
+    return record_certificate_notice(
         rt,
         notifier,
         name,
@@ -222,12 +255,16 @@ def notify_failure(
 def alert_failure(rt: Runtime, name: str, error: CertmanError, *, key: str | None = None) -> None:
     """From a command (`certman renew`, `certman deploy`): the same notice the service sends.
 
-    Only failed operations (exit code 1) are sent: bad input is the operator's to see.
-    A notice that cannot go out is logged; it never hides the failure being reported.
+    Recorded first and sent at once; if a channel is down, the notice stays pending and the
+    service sends it on a later tick. Only failed operations (exit code 1) are sent: bad
+    input is the operator's to see. A notice that cannot go out never hides the failure.
     """
     if error.exit_code != 1:
         return
     try:
-        notify_failure(rt, Notifier.from_config(rt), name, error, key=key)
+        notifier = Notifier.from_config(rt)
+        notice = record_failure_notice(rt, notifier, name, error, key=key)
+        if notice is not None:
+            notifier.drain(only=[notice])
     except Exception:
         log.exception("%s: could not send the failure notice", name)

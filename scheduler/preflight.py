@@ -28,6 +28,7 @@ class Preflight:
         report = run_preflight(self.rt)
         now = self.rt.clock.now()
         areas: dict[str, bool] = {}
+        recorded: list[int] = []
         for check in report.checks:
             areas[check.area] = areas.get(check.area, True) and check.ok
             if check.ok:
@@ -41,7 +42,11 @@ class Preflight:
                 detail={"Check": check.area, "Message": check.message},
             )
             key = f"{now.date().isoformat()}:{check.message[:200]}"
-            self.notifier.send_once(check.area[:255], KIND[PREFLIGHT_FAILED], key, payload)
+            notice = self.notifier.record(check.area, KIND[PREFLIGHT_FAILED], key, payload)
+            if notice is not None:
+                recorded.append(notice)
+        if recorded:  # at once, not at the next tick: this is the early warning
+            self.notifier.drain(only=recorded)
         if self.metrics is not None:
             for area, ok in areas.items():
                 self.metrics.preflight_ok.labels(area=area).set(1 if ok else 0)

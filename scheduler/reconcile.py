@@ -1,4 +1,4 @@
-"""One reconcile tick: renew what is due, finish what was interrupted, notify; never stall."""
+"""One reconcile tick: renew what is due, finish what was interrupted, then notify; never stall."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from certman.errors import CertmanError, OperationError
+from certman.errors import CertmanError, InventoryError, OperationError
 from certman.inventory.tables import ManagedCertificate
 from certman.models import RevisionState
 from certman.service.lifecycle import Lifecycle
 from certman.service.renewal_info import refresh_renewal_windows
 from certman.service.runtime import Runtime
-from scheduler.claims import ClaimLost, claim, extend, release
+from scheduler.claims import ClaimLost, LeaseKeeper, claim, one_line, release
 from scheduler.events import RENEWAL_RECOVERED
-from scheduler.expiry import send_expiry_notices
-from scheduler.notify import Notifier, notify_certificate, notify_failure
+from scheduler.expiry import record_expiry_notices
+from scheduler.notify import Notifier, record_certificate_notice, record_failure_notice
 
 log = logging.getLogger("certman.serve")
 
@@ -36,7 +37,7 @@ class TickReport:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # held by another instance, or not due
     interrupted: list[str] = field(default_factory=list)
-    notified: int = 0
+    notified: int = 0  # notices fully sent in this tick (any kind, recorded now or before)
 
 
 @dataclass
@@ -68,13 +69,23 @@ class Reconciler:
     hooks: TickHooks = field(default_factory=TickHooks)
     lifecycle: Lifecycle = field(init=False)
     _current: str | None = field(default=None, init=False)
-    _claimed_at: float = field(default=0.0, init=False)
+    _keeper: LeaseKeeper | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         # The back-off cap, [service] max_backoff, is read by Lifecycle.record_failure.
         self.lifecycle = Lifecycle(self.rt, observers=[self._after_step])
 
     def tick(self) -> TickReport:
+        """One pass; an unreachable database ends it with one InventoryError, not a crash."""
+        try:
+            return self._tick()
+        except OperationalError as e:
+            raise InventoryError(
+                f"The inventory database cannot be reached ({one_line(e)}); "
+                "the service tries again on the next tick."
+            ) from e
+
+    def _tick(self) -> TickReport:
         report = TickReport(at=self.rt.clock.now())
         refresh_renewal_windows(self.rt)  # RFC 9773: windows whose Retry-After has passed
         seen: set[str] = set()
@@ -96,24 +107,26 @@ class Reconciler:
                 seen.add(name)
                 self._renew_one(name, report)
                 self.hooks.progress()
+        # Notices after every renewal: a webhook that hangs never holds one up. What this
+        # tick recorded, and what earlier ticks could not deliver, goes out now.
         if not self.stopping.is_set():
-            report.notified += send_expiry_notices(self.rt, self.notifier, self.rt.clock.now())
+            record_expiry_notices(self.rt, self.notifier, self.rt.clock.now())
+            report.notified = self.notifier.drain(
+                stopping=self.stopping.is_set, progress=self.hooks.progress
+            )
         self.hooks.finished(report)
         return report
 
     def _after_step(self, name: str, _number: int, state: RevisionState) -> None:
-        """After every committed step: keep the lease, and stop here if asked to.
+        """After every committed step: stop here if the lease is lost or the service stops.
 
         ORDERED is committed in the middle of the issue step (the order URL, DESIGN.md
         rule 2); the step is let finish rather than stopped there.
         """
-        if name != self._current:
+        if name != self._current or self._keeper is None:
             return
-        # A lease cannot be lost before it expires: renewing it once a third has passed
-        # keeps it safe without a write per step.
-        if time.monotonic() - self._claimed_at > self.lease.total_seconds() / 3:
-            extend(self.rt, name, self.holder, self.lease)
-            self._claimed_at = time.monotonic()
+        if self._keeper.lost:
+            raise ClaimLost(name)
         if self.stopping.is_set() and state != RevisionState.ORDERED:
             raise Interrupted(name)
 
@@ -121,18 +134,20 @@ class Reconciler:
         if not claim(self.rt, name, self.holder, self.lease):
             report.skipped.append(name)
             return
-        started = self._claimed_at = time.monotonic()
+        started = time.monotonic()
         self._current = name
         try:
-            failures_before = self._certificate(name).failures
-            outcome = self.lifecycle.renew(name)
+            with LeaseKeeper(self.rt, name, self.holder, self.lease) as self._keeper:
+                failures_before = self._certificate(name).failures
+                outcome = self.lifecycle.renew(name)
             if outcome.message:  # not due any more: another instance renewed it meanwhile
                 report.skipped.append(name)
                 return
             report.renewed.append(name)
             self.hooks.renewal("success", time.monotonic() - started)
+            self._log_renewed(name, outcome.revision)
             if failures_before:
-                report.notified += self._notify(
+                self._notify(
                     name,
                     RENEWAL_RECOVERED,
                     f"r{outcome.revision}",
@@ -140,27 +155,57 @@ class Reconciler:
                 )
         except (Interrupted, ClaimLost) as stop:
             report.interrupted.append(name)
-            log.warning("%s: stopped at a safe point (%s)", name, type(stop).__name__)
+            why = "the service is stopping" if isinstance(stop, Interrupted) else "claim lost"
+            log.info("%s: stopped at a committed step (%s); it resumes from there", name, why)
         except CertmanError as error:
             self._failed(name, error, report, time.monotonic() - started)
-        except Exception as error:  # a bug or a lost database: recorded, never blocks the rest
+        except OperationalError:
+            raise  # the database is gone: nothing else in this tick can get further
+        except Exception as error:  # a bug: recorded, never blocks the rest
             log.exception("%s: renewal crashed", name)
             wrapped = OperationError(f"Renewal crashed: {type(error).__name__}: {error}.")
             wrapped.retryable = True
             self._record_crash(name, wrapped)
             self._failed(name, wrapped, report, time.monotonic() - started)
         finally:
-            self._current = None
+            self._current, self._keeper = None, None
             try:
                 release(self.rt, name, self.holder)
-            except Exception:  # the lease expires by itself
-                log.exception("%s: could not release the claim", name)
+            except Exception as e:  # the lease expires by itself
+                log.warning("%s: could not give the claim back (%s)", name, one_line(e))
+
+    def _log_renewed(self, name: str, revision: int) -> None:
+        cert = self._certificate(name)
+        log.info(
+            "%s: renewed, revision %d, serial %s, not after %s, next renewal due %s",
+            name,
+            revision,
+            cert.serial,
+            _iso(cert.not_after),
+            _iso(cert.renewal_due_at),
+        )
 
     def _failed(self, name: str, error: CertmanError, report: TickReport, seconds: float) -> None:
         """Lifecycle.record_failure has backed off (retryable) or marked it failed; alert."""
         report.failed[name] = error.message
         self.hooks.renewal("retryable" if error.retryable else "failed", seconds)
-        report.notified += notify_failure(self.rt, self.notifier, name, error)
+        cert = self._certificate(name)
+        if error.retryable:
+            log.warning(
+                "%s: renewal failed (retryable, failure %d): %s Next attempt %s.",
+                name,
+                cert.failures,
+                error.message,
+                _iso(cert.next_attempt_at),
+            )
+        else:
+            log.warning(
+                "%s: renewal failed (permanent): %s Not retried until `certman renew %s`.",
+                name,
+                error.message,
+                name,
+            )
+        record_failure_notice(self.rt, self.notifier, name, error)
 
     def _record_crash(self, name: str, error: CertmanError) -> None:
         try:
@@ -175,5 +220,9 @@ class Reconciler:
                 select(ManagedCertificate).where(ManagedCertificate.name == name)
             ).one()
 
-    def _notify(self, name: str, kind: str, key: str, detail: dict[str, object]) -> int:
-        return notify_certificate(self.rt, self.notifier, name, kind, key, detail)
+    def _notify(self, name: str, kind: str, key: str, detail: dict[str, object]) -> None:
+        record_certificate_notice(self.rt, self.notifier, name, kind, key, detail)
+
+
+def _iso(when: datetime | None) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else "-"

@@ -11,9 +11,11 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import OperationalError
 
+from certman.errors import CertmanError
 from certman.service.runtime import Runtime
-from scheduler.claims import instance_id, release_all
+from scheduler.claims import instance_id, one_line, release_all
 from scheduler.health import HealthServer
 from scheduler.instance_lock import ServiceLock
 from scheduler.metrics import Metrics
@@ -33,9 +35,10 @@ class Service:
     jobs: what is due is always read from the inventory.
     """
 
-    def __init__(self, rt: Runtime, holder: str | None = None) -> None:
+    def __init__(self, rt: Runtime, holder: str | None = None, *, debug: bool = False) -> None:
         cfg = rt.config
         self.rt = rt
+        self.debug = debug  # tracebacks in the log for certman's own errors too
         self.holder = holder or instance_id()
         self.stopping = threading.Event()
         self.interval = cfg.duration("service", "interval") or timedelta(seconds=60)
@@ -78,6 +81,7 @@ class Service:
                 self.metrics,
                 self.interval.total_seconds(),
                 lambda: self.alive_at,
+                jitter=self.jitter.total_seconds(),
             )
         except BaseException:
             self.lock.release()
@@ -86,7 +90,7 @@ class Service:
         previous = self._trap_signals()
         health.start()
         scheduler.start()
-        log.warning("serving on %s as %s", self.rt.config.get("service", "listen"), self.holder)
+        log.info("serving on %s as %s", self.rt.config.get("service", "listen"), self.holder)
         try:
             while not self.stopping.wait(0.5):
                 pass
@@ -97,7 +101,7 @@ class Service:
             self.lock.release()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        log.warning("stopped")
+        log.info("stopped")
         return 0
 
     def stop(self) -> None:
@@ -139,7 +143,7 @@ class Service:
             return {}  # embedded (tests): the caller stops it with stop()
 
         def on_signal(signum: int, _frame: object) -> None:
-            log.warning("signal %d: stopping after the step in flight", signum)
+            log.info("signal %d: stopping after the step in flight", signum)
             self.stopping.set()
 
         return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -147,23 +151,42 @@ class Service:
     def _tick(self) -> None:
         try:
             report = self.reconciler.tick()
-        except Exception:  # keep ticking; /healthz turns 503 if this keeps happening
-            log.exception("reconcile tick failed")
+        except Exception as e:  # keep ticking; /healthz turns 503 if this keeps happening
+            self._log_failure("reconcile tick failed", e)
             return
-        if report.renewed or report.failed:
-            log.warning("tick: %d renewed, %d failed", len(report.renewed), len(report.failed))
+        if report.renewed or report.failed or report.notified:
+            log.info(
+                "tick: %d renewed, %d failed, %d notices sent",
+                len(report.renewed),
+                len(report.failed),
+                report.notified,
+            )
 
     def _preflight(self) -> None:
         try:
             self.preflight.run()
-        except Exception:
-            log.exception("preflight failed")
+        except Exception as e:
+            self._log_failure("preflight failed", e)
 
     def _heartbeat(self) -> None:
         try:
             self.lock.heartbeat()
-        except Exception:
-            log.exception("single-service lock heartbeat failed")
+        except Exception as e:
+            self._log_failure("single-service lock heartbeat failed", e)
+
+    def _log_failure(self, what: str, error: Exception) -> None:
+        """certman's own errors (a lost database included) in one line; a bug with its traceback."""
+        if isinstance(error, CertmanError):
+            log.error("%s: %s", what, error.message, exc_info=error if self.debug else None)
+        elif isinstance(error, OperationalError):
+            log.error(
+                "%s: the inventory database cannot be reached (%s)",
+                what,
+                one_line(error),
+                exc_info=error if self.debug else None,
+            )
+        else:
+            log.exception(what)
 
     def _alive(self) -> None:
         self.alive_at = time.time()

@@ -48,6 +48,7 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
             ).all()
         )
     issuers = {name: stand_in.describe(real, name) for name in {c.issuer for c in certs}}
+    stand_in.add_given_lifetimes(issuers, certs)
     start = real.clock.now()
     end = start + timedelta(days=days)
     timeline = Timeline(renewals={c.name: [] for c in certs})

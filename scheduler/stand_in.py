@@ -2,16 +2,19 @@
 
 It signs with a throwaway in-memory CA. For a private CA it mirrors the real one's limits
 (its signing policy, and the expiry of its intermediate, past which no leaf may reach), so
-the simulation shows the renewals that the real CA would refuse. An issuer that is no
-longer configured refuses everything, as the real lookup would.
+the simulation shows the renewals that the real CA would refuse. For an ACME CA, which
+decides the lifetime itself (whatever validity certman asks for), it issues with the
+lifetime the CA gave each certificate last time. An issuer that is no longer configured
+refuses everything, as the real lookup would.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from certman.errors import CertmanError, IssuanceError
 from certman.interfaces import IssueRequest, IssueResponse, KeyIssueRequest
@@ -19,6 +22,7 @@ from certman.service.runtime import Runtime
 
 TYPE = "simulated"
 FACTORY = "scheduler.stand_in:build"
+R = TypeVar("R", IssueRequest, KeyIssueRequest)
 
 
 def describe(real: Runtime, name: str) -> dict[str, Any]:
@@ -54,6 +58,18 @@ def describe(real: Runtime, name: str) -> dict[str, Any]:
     }
 
 
+def add_given_lifetimes(issuers: dict[str, dict[str, Any]], certs: Iterable[Any]) -> None:
+    """For ACME issuers: each certificate's lifetime as the CA gave it (its current
+    revision's not_after - not_before), for the stand-in to issue with."""
+    for cert in certs:
+        settings = issuers.get(cert.issuer)
+        if settings is None or settings.get("kind") != "acme":
+            continue
+        if cert.not_before is not None and cert.not_after is not None:
+            span = int((cert.not_after - cert.not_before).total_seconds())
+            settings.setdefault("lifetimes", {})[cert.name] = span
+
+
 class StandInIssuer:
     """Implements Issuer and SupportsKeyIssue; holds a throwaway CA, nothing real."""
 
@@ -63,6 +79,7 @@ class StandInIssuer:
 
         self.name = name
         self.refuse = str(settings.get("refuse") or "")
+        self.lifetimes: Mapping[str, int] = dict(settings.get("lifetimes") or {})
         self._ca: Any = None
         if self.refuse:
             return
@@ -93,12 +110,17 @@ class StandInIssuer:
     def issue_for_key(self, request: KeyIssueRequest) -> IssueResponse:
         if self.refuse:
             raise IssuanceError(self.refuse)
-        return self._ca.issue_for_key(request)  # type: ignore[no-any-return]
+        return self._ca.issue_for_key(self._as_given(request))  # type: ignore[no-any-return]
 
     def issue(self, request: IssueRequest) -> IssueResponse:
         if self.refuse:
             raise IssuanceError(self.refuse)
-        return self._ca.issue(request)  # type: ignore[no-any-return]
+        return self._ca.issue(self._as_given(request))  # type: ignore[no-any-return]
+
+    def _as_given(self, request: R) -> R:
+        """The request with the lifetime the real CA gives this certificate, when known."""
+        given = self.lifetimes.get(request.name)
+        return replace(request, validity=timedelta(seconds=given)) if given else request
 
 
 def build(runtime: Runtime, settings: Mapping[str, Any]) -> StandInIssuer:

@@ -23,10 +23,11 @@ def serve(
     from scheduler.service import Service
 
     rt = state(ctx).runtime()
+    # [logging] level (default info): one line per renewal, failure and notice batch.
     level = str(rt.config.get("logging", "level")).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(max(logging.getLogger().level, logging.ERROR))
-    service = Service(rt)
+    service = Service(rt, debug=state(ctx).debug)
     if once:
         report = service.once()
         typer.echo(

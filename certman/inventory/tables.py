@@ -180,7 +180,12 @@ class AcmeAccount(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """A notification that was sent, so that it is sent once (restarts included)."""
+    """A notice, recorded before it is sent (the outbox) and marked sent channel by channel.
+
+    (certificate, kind, key) is unique, so a notice is recorded, and sent, once. ``pending``
+    names the channels that have not accepted it yet ("webhook,sns"); while any are left,
+    ``next_attempt_at`` says when to try them again (``failures`` times failed so far).
+    """
 
     __tablename__ = "notification"
     __table_args__ = (UniqueConstraint("certificate", "kind", "key", name="uq_notification"),)
@@ -189,4 +194,12 @@ class Notification(SQLModel, table=True):
     certificate: str = Field(max_length=255)
     kind: str = Field(max_length=32)
     key: str = Field(max_length=255)
-    sent_at: datetime | None = _dt(nullable=False)
+    created_at: datetime | None = _dt()
+    # When the last pending channel accepted it; NULL with nothing pending: given up (its
+    # channels were taken out of the configuration).
+    sent_at: datetime | None = _dt()
+    payload: str | None = _text()  # the JSON body, exactly as every channel gets it
+    pending: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    next_attempt_at: datetime | None = _dt(index=True)
+    last_error: str | None = _text()

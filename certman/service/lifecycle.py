@@ -230,7 +230,7 @@ class Lifecycle:
 
     def record_failure(self, name: str, number: int, error: CertmanError) -> None:
         """Retryable: back off and keep the revision where it is. Permanent: mark it failed."""
-        from certman.service.renewal import BACKOFF_MAX, next_attempt_at
+        from certman.service.renewal import BACKOFF_MAX, lifetime_of, next_attempt_at
 
         now = self.runtime.clock.now()
         with self.runtime.session() as session:
@@ -247,6 +247,8 @@ class Lifecycle:
                     failures=cert.failures,
                     retry_after=error.retry_after,
                     cap=self.runtime.config.duration("service", "max_backoff") or BACKOFF_MAX,
+                    lifetime=lifetime_of(cert.validity_seconds, cert.not_before, cert.not_after),
+                    not_after=cert.not_after,
                 )
             else:
                 rev.state = S.FAILED

@@ -40,6 +40,29 @@ def pick_renewal_time(
     )
 
 
+def lifetime_of(
+    validity_seconds: int, not_before: datetime | None, not_after: datetime | None
+) -> timedelta | None:
+    """How long a certificate lives: the validity asked for, or what the issuer gave when
+    that is shorter (an ACME CA decides). The issued span alone overstates: CAs backdate
+    not_before (an hour, here and at Let's Encrypt) for clock skew."""
+    asked = timedelta(seconds=validity_seconds) if validity_seconds > 0 else None
+    given = not_after - not_before if not_after and not_before else None
+    spans = [span for span in (asked, given) if span is not None]
+    return min(spans) if spans else None
+
+
+def first_retry(lifetime: timedelta | None, start: timedelta = BACKOFF_START) -> timedelta:
+    """The first retry delay: ``start`` (1 h), or a tenth of the lifetime when that is shorter.
+
+    cert-manager's 1 h -> 32 h assumes 90-day certificates; a 90-second one would lapse
+    before its first retry.
+    """
+    if lifetime is None or lifetime <= timedelta(0):
+        return start
+    return min(start, lifetime / 10)
+
+
 def next_attempt_at(
     *,
     now: datetime,
@@ -48,12 +71,28 @@ def next_attempt_at(
     cap: timedelta = BACKOFF_MAX,
     retry_after: datetime | None = None,
     rng: random.Random | None = None,
+    lifetime: timedelta | None = None,
+    not_after: datetime | None = None,
 ) -> datetime:
-    """Exponential back-off with jitter: start, 2x start, ... capped; never before Retry-After."""
-    exponent = max(0, failures - 1)
-    base = min(cap.total_seconds(), start.total_seconds() * (2 ** min(exponent, 30)))
-    jitter = (rng or random).uniform(0, base * 0.1)
-    when = now + timedelta(seconds=int(min(cap.total_seconds(), base + jitter)))
+    """Exponential back-off with jitter, capped; never before Retry-After.
+
+    The delay starts at ``first_retry(lifetime, start)`` and doubles, plus up to 10 %
+    jitter. At the cap the jitter goes below it (90-100 % of ``cap``), so what one outage
+    hit does not retry in lockstep. With ``not_after`` the attempt is never later than
+    the expiry less one first-retry delay: a certificate keeps being retried before it
+    lapses (once that moment has passed, every first-retry delay). Whole seconds.
+    """
+    uniform = (rng or random).uniform
+    step = first_retry(lifetime, start).total_seconds()
+    limit = cap.total_seconds()
+    base = step * (2 ** min(max(0, failures - 1), 40))
+    delay = base + uniform(0, base * 0.1)
+    if delay > limit:
+        delay = limit - uniform(0, limit * 0.1)
+    when = now + timedelta(seconds=max(1, int(delay)))
+    if not_after is not None:
+        latest = max(not_after - timedelta(seconds=step), now + timedelta(seconds=step))
+        when = min(when, latest)
     if retry_after is not None and retry_after > when:
         when = retry_after
     return when

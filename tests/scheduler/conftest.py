@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,16 +24,31 @@ from tests.components.required import missing_component
 
 
 class Webhook:
-    """A local HTTP endpoint that records every JSON body POSTed to it."""
+    """A local HTTP endpoint that records every JSON body POSTed to it (and accepted).
+
+    ``fail``: answer 500; ``hang``: answer only after that many seconds (a client with a
+    shorter timeout gives up first). ``attempts`` counts every POST, accepted or not, and
+    ``first_at`` is when the first one arrived (time.monotonic()).
+    """
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.fail = False
+        self.hang = 0.0
+        self.attempts = 0
+        self.first_at: float | None = None
+        self._release = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.attempts += 1
+                if outer.first_at is None:
+                    outer.first_at = time.monotonic()
+                if outer.hang:
+                    outer._release.wait(outer.hang)
+                    return  # no answer: the client has given up
                 status = 500 if outer.fail else 200
                 if not outer.fail:
                     outer.received.append(json.loads(body))
@@ -55,6 +71,7 @@ class Webhook:
         return [e for e in self.received if e["detail-type"] == detail_type]
 
     def close(self) -> None:
+        self._release.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 from certman.clock import SystemClock
-from certman.inventory.audit import verify_chain
+from certman.inventory.audit import AUDIT_LOCK_KEY, verify_chain
 from certman.inventory.database import make_engine
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.models import KeyType
@@ -72,6 +72,12 @@ def test_three_services_renew_each_certificate_once_even_when_one_is_killed(
             text("UPDATE certificate SET renewal_due_at = :past"),
             {"past": datetime.now(UTC) - timedelta(hours=1)},
         )
+    # Hold the audit chain's lock: every service then stops inside its first activation,
+    # after `deployed` is committed and with its claim held, until the test lets go. The
+    # doomed service is killed there, certain to be mid-renewal (no timing involved).
+    gate = engine.connect()
+    gate.execute(text("SELECT pg_advisory_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+    gate.commit()
     ports = [free_port() for _ in range(3)]
     services: list[subprocess.Popen[str]] = []
     for i, port in enumerate(ports):
@@ -84,21 +90,23 @@ def test_three_services_renew_each_certificate_once_even_when_one_is_killed(
         services.append(serve(home, config))
     doomed = services[0]
     try:
-        wait_for(lambda: renewed(engine) >= 20, 90, "the first renewals")
-        # Freeze the doomed service until it is caught mid-renewal, then kill it there.
-        for _ in range(1000):
-            doomed.send_signal(signal.SIGSTOP)
-            orphaned = in_flight_claims(engine, doomed.pid)
-            if orphaned:
-                break
-            doomed.send_signal(signal.SIGCONT)
-        assert orphaned, "the doomed service was never caught mid-renewal"
+        orphaned = wait_for(
+            lambda: in_flight_claims(engine, doomed.pid), 90, "the doomed service's first claim"
+        )
+        for survivor in services[1:]:
+            wait_for(lambda s=survivor: in_flight_claims(engine, s.pid), 90, "every service busy")
         doomed.kill()
         doomed.communicate()
-        wait_for(lambda: renewed(engine) == COUNT, 120, "every renewal", every=0.5)
+        assert renewed(engine) == 0, "nothing activated while the gate was held"
+        gate.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": AUDIT_LOCK_KEY})
+        gate.commit()
+        gate.close()
+        wait_for(lambda: renewed(engine) == COUNT, 180, "every renewal", every=0.5)
         for port in ports[1:]:
             assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
     finally:
+        if not gate.closed:
+            gate.close()
         for service in services:
             if service.poll() is None:
                 code, err = stop(service)
@@ -121,6 +129,10 @@ def test_three_services_renew_each_certificate_once_even_when_one_is_killed(
             select(AuditEvent.subject).where(AuditEvent.action == "certificate.renew")
         ).all()
         assert sorted(renewals) == sorted(c.name for c in certs), "each renewed exactly once"
+        # what the killed service had in hand was finished by the others, from where it stood
+        finished = {c.name: c for c in certs if c.name in orphaned}
+        assert len(finished) == len(orphaned) == 1
+        assert all(c.current_revision == 2 and c.status == "active" for c in finished.values())
         chain = verify_chain(session)
         assert chain.ok, chain.message
     engine.dispose()

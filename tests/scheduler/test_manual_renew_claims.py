@@ -131,3 +131,24 @@ def test_bad_input_sends_no_notice(cli, initialised_home: Path, webhook: Webhook
 
     assert cli("deploy", "web", "--target", "nowhere").exit_code == 2
     assert webhook.received == []
+
+
+def test_a_failure_notice_a_command_could_not_send_is_sent_by_the_service(
+    cli, initialised_home: Path, webhook: Webhook, cli_clock
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from scheduler.notify import Notifier
+    from scheduler.reconcile import Reconciler
+    from tests.scheduler.conftest import runtime_for
+
+    _issued_with_a_failing_reload(cli, initialised_home, webhook)
+    webhook.fail = True
+    assert cli("renew", "web", "--force").exit_code == 1
+    assert webhook.received == [] and webhook.attempts == 1
+    webhook.fail = False
+    cli_clock.advance(timedelta(minutes=2))
+    rt = runtime_for(initialised_home, cli_clock)
+    Reconciler(rt, holder="serve", notifier=Notifier.from_config(rt)).tick()
+    [notice] = webhook.received
+    assert notice["detail"]["CertificateName"] == "web" and notice["detail"]["Revision"] == 2

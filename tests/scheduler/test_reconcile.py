@@ -148,7 +148,7 @@ def test_recovery_after_failures_is_notified(
     assert len(recovered) == 1 and recovered[0]["detail"]["FailuresBefore"] == 1
 
 
-def test_a_webhook_that_fails_is_tried_again_next_tick(
+def test_a_webhook_that_fails_is_tried_again_after_a_short_back_off(
     tmp_path: Path, clock: FrozenClock, webhook: Webhook
 ) -> None:
     rt = runtime_for(make_home(tmp_path / "h", config(webhook)), clock)
@@ -157,8 +157,11 @@ def test_a_webhook_that_fails_is_tried_again_next_tick(
     webhook.fail = True
     reconciler(rt, webhook).tick()
     webhook.fail = False
+    assert reconciler(rt, webhook).tick().notified == 0, "backing off: not tried again yet"
+    clock.advance(timedelta(minutes=2))  # the first retry comes after about a minute
+    assert reconciler(rt, webhook).tick().notified == 1
     reconciler(rt, webhook).tick()
-    assert len(webhook.of(EXPIRING)) == 1
+    assert len(webhook.of(EXPIRING)) == 1 and webhook.attempts == 2
 
 
 def test_a_permanent_failure_alerts_once_and_is_not_retried(
@@ -268,3 +271,58 @@ def test_stopping_ends_the_tick_after_the_step_in_flight_and_the_next_tick_resum
     assert states == [RevisionState.PLANNED, RevisionState.KEY_SEALED]
     assert Lifecycle(rt).unfinished() == [name]
     assert sorted(reconciler(rt).tick().renewed) == ["api", "web"]
+
+
+def test_a_failure_notice_the_webhook_missed_goes_out_on_a_later_tick(
+    tmp_path: Path, clock: FrozenClock, webhook: Webhook
+) -> None:
+    extra = '[issuers.gone]\ntype = "fake"\nfailure = "permanent"\nfail_from_revision = 2\n'
+    rt = runtime_for(make_home(tmp_path / "h", config(webhook) + extra), clock)
+    issue(rt, "doomed", issuer="gone", validity=3)
+    clock.advance(timedelta(days=2, hours=1))
+    webhook.fail = True  # down at the moment of the permanent failure
+    assert "doomed" in reconciler(rt, webhook).tick().failed
+    assert webhook.of(RENEWAL_FAILED) == []
+    webhook.fail = False
+    clock.advance(timedelta(minutes=2))
+    restarted = runtime_for(tmp_path / "h", clock)  # even across a restart
+    # the failure notice, and the expiry notice of the failed certificate (23 h left)
+    assert reconciler(restarted, webhook).tick().notified == 2
+    clock.advance(timedelta(minutes=2))
+    reconciler(restarted, webhook).tick()
+    (alert,) = webhook.of(RENEWAL_FAILED)
+    assert alert["detail"]["CertificateName"] == "doomed" and alert["detail"]["Retryable"] is False
+
+
+def test_a_hanging_webhook_never_holds_up_renewals(
+    tmp_path: Path, clock: FrozenClock, webhook: Webhook
+) -> None:
+    import time
+
+    rt = runtime_for(make_home(tmp_path / "h", config(webhook)), clock)
+    for name in ("soon-a", "soon-b", "soon-c"):
+        issue(rt, name, validity=20)  # 13 days left after a week: inside the 14d notice
+    issue(rt, "due", validity=9)  # due at day 6
+    clock.advance(timedelta(days=7))
+    webhook.hang = 30
+    worker = Reconciler(
+        rt, holder="test", notifier=Notifier(rt, webhook_url=webhook.url, timeout=0.5)
+    )
+    activated: list[float] = []
+    worker.lifecycle.observers.append(
+        lambda name, number, state: (
+            activated.append(time.monotonic()) if state == RevisionState.ACTIVE else None
+        )
+    )
+    report = worker.tick()
+    assert report.renewed == ["due"] and report.notified == 0
+    assert webhook.first_at is not None and activated and activated[0] < webhook.first_at, (
+        "the renewal came first"
+    )
+    assert webhook.attempts == 1, "one timeout for the whole tick, not one per notice"
+    with rt.session() as session:
+        from certman.inventory.tables import Notification
+
+        pending = session.exec(select(Notification.certificate, Notification.pending)).all()
+    # the renewed certificate (9 days) is inside the 14d notice too
+    assert sorted(pending) == [(n, "webhook") for n in ("due", "soon-a", "soon-b", "soon-c")]

@@ -164,3 +164,50 @@ def test_healthz_turns_503_when_ticks_stop(tmp_path: Path) -> None:
         service.stop()
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_sigterm_during_a_renewal_stops_at_a_committed_step_and_the_next_run_resumes(
+    tmp_path: Path,
+) -> None:
+    port, tls = free_port(), tmp_path / "tls"
+    tls.mkdir()
+    started, go, reloads = tmp_path / "reload-started", tmp_path / "reload-go", tmp_path / "log"
+    # The reload waits for the test: the service is caught inside the deploy step.
+    reload = f"echo x >> {reloads}; touch {started}; while [ ! -e {go} ]; do sleep 0.05; done"
+    home = make_home(
+        tmp_path / "home",
+        f'[service]\ninterval = "1s"\njitter = "0s"\nlisten = "127.0.0.1:{port}"\n'
+        f'[targets.web]\ntype = "file"\nfullchain_path = "{tls / "fullchain.pem"}"\n'
+        f'key_path = "{tls / "privkey.pem"}"\nreload_command = "{reload}"\n',
+    )
+    go.touch()
+    issued = run(home, "issue", "web", "-d", "web.example.com", "--validity", "10s",
+                 "--renew-before", "9s", "--target", "web")  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    go.unlink()
+    started.unlink()
+    service = serve(home)
+    try:
+        wait_for(started.exists, 60, "the renewal to reach its rollout")
+        service.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert service.poll() is None, "the step in flight was abandoned"
+        go.touch()  # the reload finishes: the deploy step completes and is committed
+        _, err = service.communicate(timeout=60)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate()
+    assert service.returncode == 0 and "Traceback" not in err, err
+    with sqlite3.connect(f"file:{home / 'certman.db'}?mode=ro", uri=True) as db:
+        ((current, claimed),) = db.execute("SELECT current_revision, claimed_by FROM certificate")
+        states = dict(db.execute("SELECT number, state FROM revision").fetchall())
+    assert (current, claimed) == (1, None), "revision 1 still active; the claim given back"
+    assert states == {1: "active", 2: "deployed"}, "stopped right after the committed step"
+
+    again = run(home, "serve", "--once")  # the next run resumes revision 2 where it stopped
+    assert again.returncode == 0, again.stderr
+    view = show(home, "web")
+    assert view["revision"] == 2 and view["status"] == "active"
+    assert [r["state"] for r in view["revisions"]] == ["superseded", "active"]
+    assert reloads.read_text().count("x") == 2, "the rollout was not run again on resume"

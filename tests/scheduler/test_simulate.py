@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Cli
 
@@ -81,3 +84,47 @@ def test_simulate_shows_the_lapse_a_soon_expiring_ca_will_cause(
 def test_simulate_refuses_zero_days(cli: Cli, initialised_home: Path) -> None:
     result = cli("simulate", "--days", "0")
     assert result.exit_code == 2 and "--days" in result.stderr
+
+
+def test_simulate_renews_acme_certificates_at_the_lifetime_the_ca_gave_and_contacts_nothing(
+    cli: Cli, initialised_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ACME CA that is there (a listening socket) but must never be reached.
+    directory = socket.socket()
+    directory.bind(("127.0.0.1", 0))
+    directory.listen()
+    directory.setblocking(False)
+    port = directory.getsockname()[1]
+    config = initialised_home / "certman.toml"
+    config.write_text(
+        config.read_text()
+        + f'\n[issuers.acme]\ntype = "acme"\ndirectory = "https://127.0.0.1:{port}/dir"\n'
+        'http_address = "127.0.0.1:1"\n'
+    )
+    # web: certman asked for 90 days, the CA gave 6 (as Let's Encrypt's short-lived profile)
+    cli.ok("issue", "web", "-d", "w.example.com", "--validity", "6d")
+    with sqlite3.connect(initialised_home / "certman.db") as db:
+        db.execute("UPDATE certificate SET issuer = 'acme', validity_seconds = ?", (90 * 86400,))
+    attempts: list[object] = []
+    real_connect = socket.socket.connect
+
+    def no_network(self: socket.socket, address: object) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            attempts.append(address)
+            raise OSError("simulate must not use the network")
+        real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: attempts.append(a) or [])
+    try:
+        result = json.loads(cli.ok("simulate", "--days", "30", "--json").stdout)
+        with pytest.raises(BlockingIOError):
+            directory.accept()  # nobody knocked
+    finally:
+        directory.close()
+    assert attempts == [], "simulate reached for the network"
+    (web,) = result["certificates"]
+    assert result["lapsed"] == 0 and not web["lapsed"]
+    # 6-day certificates renew at 2/3 of their life: about every 4 days, 7 times in 30
+    # days (at the 90 days asked for it would not renew once)
+    assert 6 <= len(web["renewals"]) <= 8
