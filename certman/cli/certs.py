@@ -209,6 +209,8 @@ def renew(
         except CertmanError as error:
             alert_failure(rt, name, error)
             raise
+        for note in outcome.notes:
+            typer.echo(note, err=True)
         if outcome.message:
             typer.echo(f"{name}: {outcome.message}.")
         else:
@@ -226,6 +228,8 @@ def renew(
         try:
             with held(rt, each, holder, lease):
                 outcome = lifecycle.renew(each)
+            for note in outcome.notes:
+                typer.echo(note, err=True)
             typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
         except CertificateBusy as busy:  # a running service has it: not a failure
             typer.echo(f"{each}: skipped; {busy.message}")
@@ -249,13 +253,18 @@ def revoke(
         ),
     ] = "unspecified",
 ) -> None:
-    """Revoke a certificate (a private CA lists it in its next CRL)."""
+    """Revoke a certificate (a private CA lists it in its next CRL).
+
+    With keyCompromise, every unexpired revision certifying the same key is revoked too,
+    and the key is never reused.
+    """
     from certman.models import RevocationReason
     from certman.service.revocation import revoke_certificate
 
     parsed = RevocationReason.parse(reason)
-    record = revoke_certificate(state(ctx).runtime(), name, parsed)
-    typer.echo(f"{name}: serial {record.serial} revoked ({record.reason}).")
+    outcome = revoke_certificate(state(ctx).runtime(), name, parsed)
+    for line in outcome.lines():
+        typer.echo(line)
 
 
 @handles_errors

@@ -43,6 +43,10 @@ class Work:
     checkpoint: Callable[[], None] | None = None
     # The unsealed key, kept in memory between steps run in one process (the bulk path).
     key: PrivateKey | None = field(default=None, repr=False)
+    # Public keys (SPKI DER) of this certificate revoked for keyCompromise: never reused.
+    compromised_keys: frozenset[bytes] = frozenset()
+    # What the operator should be told about this step (printed by the CLI).
+    notes: list[str] = field(default_factory=list)
 
 
 def seal_key(rt: Runtime, work: Work) -> None:
@@ -53,7 +57,7 @@ def seal_key(rt: Runtime, work: Work) -> None:
     if rev.sealed_key is None:
         context = key_context(cert.name, rev.number)
         previous = work.previous
-        if cert.reuse_key and previous is not None and previous.sealed_key:
+        if _may_reuse_key(work) and previous is not None and previous.sealed_key:
             der = rt.key_wrapper.unwrap(
                 WrappedKey.from_json(previous.sealed_key), key_context(cert.name, previous.number)
             )
@@ -63,6 +67,25 @@ def seal_key(rt: Runtime, work: Work) -> None:
         rev.sealed_key = rt.key_wrapper.wrap(der, context).to_json()
         del der
     rev.state = S.KEY_SEALED
+
+
+def _may_reuse_key(work: Work) -> bool:
+    """reuse_key holds unless the previous key was revoked for keyCompromise (then: say so)."""
+    from certman.pki import certificate_facts
+
+    previous = work.previous
+    if not work.cert.reuse_key or previous is None or not previous.certificate_pem:
+        return False
+    if not work.compromised_keys:
+        return True
+    key = certificate_facts(previous.certificate_pem.encode()).public_key_der
+    if key not in work.compromised_keys:
+        return True
+    work.notes.append(
+        f"{work.cert.name}: a new key was generated instead of reusing the previous one, "
+        "which was revoked for keyCompromise."
+    )
+    return False
 
 
 def unseal_private_key(rt: Runtime, name: str, rev: Revision) -> bytes:
