@@ -10,7 +10,14 @@ from sqlmodel import col, select
 from certman.errors import ConfigError
 from certman.interfaces import KeyWrapper, SupportsRewrap
 from certman.inventory.audit import append_event
-from certman.inventory.tables import AcmeAccount, Authority, ManagedCertificate, Revision
+from certman.inventory.audit_seal import audit_key_context
+from certman.inventory.tables import (
+    AcmeAccount,
+    AuditKey,
+    Authority,
+    ManagedCertificate,
+    Revision,
+)
 from certman.models import EncryptionContext, WrappedKey
 from certman.service.authorities import key_context as ca_key_context
 from certman.service.runtime import Runtime
@@ -61,8 +68,9 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
 def rewrap_everything(rt: Runtime, source: KeyWrapper, target: KeyWrapper) -> int:
     """Re-seal, under ``target``, every sealed secret ``target`` does not hold yet.
 
-    CA keys, leaf keys, ACME account keys and SSE-C customer keys; batches commit as they
-    go and what is done is skipped, so an interrupted run is finished by running it again.
+    CA keys, leaf keys, ACME account keys, the audit key and SSE-C customer keys; batches
+    commit as they go and what is done is skipped, so an interrupted run is finished by
+    running it again.
     """
     from certman.keywrap.envelope import rewrap
 
@@ -95,6 +103,12 @@ def rewrap_everything(rt: Runtime, source: KeyWrapper, target: KeyWrapper) -> in
             if new is not None:
                 account.sealed_key = new
                 session.add(account)
+                count += 1
+        for audit_key in session.exec(select(AuditKey)).all():
+            new = moved(audit_key.sealed_key, audit_key_context(audit_key.first_seq))
+            if new is not None:
+                audit_key.sealed_key = new
+                session.add(audit_key)
                 count += 1
         session.commit()
     last_id = 0
