@@ -19,6 +19,7 @@ from certman.inventory.tables import (
     Revision,
 )
 from certman.models import EncryptionContext, WrappedKey
+from certman.service.authorities import check_master_key
 from certman.service.authorities import key_context as ca_key_context
 from certman.service.runtime import Runtime
 from certman.service.steps import key_context
@@ -49,7 +50,7 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
             f"The {wrapper.wrapper_type!r} key wrapper has no local versions to rotate; "
             "rotate the key in its own service (KMS, HSM) instead."
         )
-    _check_master_key(rt)
+    check_master_key(rt)
     version = rotate()
     keys = rewrap_everything(rt, wrapper, wrapper)
     with rt.session() as session:
@@ -171,29 +172,3 @@ def move_keys(rt: Runtime, to_type: str) -> MoveReport:
         )
         session.commit()
     return MoveReport(to=to_type, keys_rewrapped=keys)
-
-
-def _check_master_key(rt: Runtime) -> None:
-    """Raise KeyWrapError before rotating if the master key cannot open what it sealed.
-
-    With a replaced master key file, rotating would add a version to the wrong file and
-    then fail half-way; the CA keys (and the newest leaf key) prove it is the right one.
-    """
-    wrapper = rt.key_wrapper
-    with rt.session() as session:
-        for ca in session.exec(select(Authority)).all():
-            wrapper.unwrap(
-                WrappedKey.from_json(ca.intermediate_sealed_key),
-                ca_key_context(ca.name, "intermediate"),
-            )
-        newest = session.exec(
-            select(Revision, ManagedCertificate.name)
-            .join(ManagedCertificate, col(ManagedCertificate.id) == col(Revision.certificate_id))
-            .where(col(Revision.sealed_key).is_not(None))
-            .order_by(col(Revision.id).desc())
-            .limit(1)
-        ).first()
-    if newest is not None:
-        rev, name = newest
-        assert rev.sealed_key is not None
-        wrapper.unwrap(WrappedKey.from_json(rev.sealed_key), key_context(name, rev.number))

@@ -270,6 +270,7 @@ def test_a_wrong_master_key_is_a_clear_failure_that_changes_nothing(
         ("renew", "web", "--force"),
         ("export", "web", "--out", str(tmp_path / "out")),
         ("keys", "rotate"),
+        ("ca", "create", "other"),
     ):
         message = refused(cli, populated, *args, exit_code=1)
         assert "master key does not match" in message, args
