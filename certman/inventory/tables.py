@@ -83,6 +83,8 @@ class Revision(SQLModel, table=True):
     order_url: str | None = _text()
     certificate_pem: str | None = _text()
     chain_pem: str | None = _text()
+    # Chosen before signing (key_sealed) by an issuer that plans, so a resume re-signs the
+    # same certificate; otherwise read from the certificate once it is issued.
     serial: str | None = Field(default=None, max_length=64)
     fingerprint_sha256: str | None = Field(default=None, max_length=64)
     not_before: datetime | None = _dt()
