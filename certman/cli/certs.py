@@ -274,7 +274,11 @@ def export(
     out: Annotated[Path, typer.Option(help="Directory to write the files to.")],
     format: Annotated[str, typer.Option(help="pem or pkcs12.")] = "pem",
     passphrase_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the PKCS#12 passphrase.")
+        str | None,
+        typer.Option(
+            help="Environment variable holding the passphrase: of the PKCS#12 file, or with "
+            "pem the one that encrypts privkey.pem."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
 ) -> None:
