@@ -17,6 +17,8 @@ from certman.errors import ValidationError
 from certman.interfaces import (
     CRLRequest,
     CRLResponse,
+    IssuePlan,
+    IssuePlanRequest,
     IssueRequest,
     IssueResponse,
     KeyIssueRequest,
@@ -28,7 +30,8 @@ from certman.models import KeyType
 class PrivateCA:
     """One private CA: checks its signing policy, then signs with the intermediate key.
 
-    Implements Issuer, SupportsKeyIssue, SupportsPrecheck and SupportsCRL. The
+    Implements Issuer, SupportsKeyIssue, SupportsPrecheck, SupportsIssuePlan and
+    SupportsCRL. The
     intermediate key stays in memory for the life of the object; callers unseal it once
     and cache the instance.
     Instances hold no mutable state, so one may serve several threads.
@@ -76,6 +79,11 @@ class PrivateCA:
         self.policy.check(request.identifiers, request.key_type, request.validity, ca=self.name)
         self._profile.check_not_after(request.now, request.validity)
 
+    def plan_issue(self, request: IssuePlanRequest) -> IssuePlan:
+        """A fresh serial and the validity of a leaf issued now; PolicyError past the CA."""
+        serial, not_before, not_after = self._profile.plan(request.now, request.validity)
+        return IssuePlan(serial=serial, not_before=not_before, not_after=not_after)
+
     def issue(self, request: IssueRequest) -> IssueResponse:
         """Sign one leaf for ``request.identifiers``; the chain is the intermediate alone."""
         identifiers = self.policy.check(
@@ -91,6 +99,8 @@ class PrivateCA:
             identifiers=identifiers,
             now=request.now,
             validity=request.validity,
+            serial=request.serial,
+            not_before=request.not_before,
         )
         return IssueResponse(certificate_pem=certificate_to_pem(leaf), chain_pem=self._chain_pem)
 
@@ -111,6 +121,8 @@ class PrivateCA:
             identifiers=identifiers,
             now=request.now,
             validity=request.validity,
+            serial=request.serial,
+            not_before=request.not_before,
         )
         return IssueResponse(certificate_pem=certificate_to_pem(leaf), chain_pem=self._chain_pem)
 

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from ca.certificates import authority_key_identifier_for
 from ca.hierarchy import BACKDATE, MAX_COMMON_NAME
 from ca.keys import PrivateKey, PublicKey, key_type_of, signature_hash_for
 from ca.policy import SigningPolicy
-from ca.serials import new_serial
+from ca.serials import SERIAL_BITS, new_serial
 from certman.clock import utc
 from certman.domains import Identifier
 from certman.errors import PolicyError, ValidationError
@@ -83,6 +83,11 @@ class LeafProfile:
         """The leaf's not_after; PolicyError when it would outlive the issuer."""
         return self._not_after(utc(now).replace(microsecond=0), validity)
 
+    def plan(self, now: datetime, validity: timedelta) -> tuple[int, datetime, datetime]:
+        """(serial, not_before, not_after) of a leaf issued ``now``, as sign_* would choose."""
+        start = utc(now).replace(microsecond=0)
+        return new_serial(), start - BACKDATE, self._not_after(start, validity)
+
     def _not_after(self, now: datetime, validity: timedelta) -> datetime:
         not_after = now + validity
         if not_after > self.not_after_limit:
@@ -101,6 +106,8 @@ class LeafProfile:
         identifiers: Sequence[Identifier],
         now: datetime,
         validity: timedelta,
+        serial: int | None = None,
+        not_before: datetime | None = None,
     ) -> x509.Certificate:
         """Certify the ``key_type`` key of ``csr`` for ``identifiers`` (checked by the policy).
 
@@ -108,6 +115,10 @@ class LeafProfile:
         CSR subject or its extensions (BR 7.1.2.7.2: the CA, not the applicant, decides).
         """
         public_key = csr.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise ValidationError(
+                "The CSR's key is not an EC or RSA key; send a CSR made with the sealed key."
+            )
         self._check_key_type(public_key, key_type, "The CSR's key")
         # RFC 2986 section 3: the signature proves possession of the private key.
         if not csr.is_signature_valid:
@@ -121,6 +132,8 @@ class LeafProfile:
             identifiers=identifiers,
             now=now,
             validity=validity,
+            serial=serial,
+            not_before=not_before,
         )
 
     @staticmethod
@@ -140,13 +153,27 @@ class LeafProfile:
         identifiers: Sequence[Identifier],
         now: datetime,
         validity: timedelta,
+        serial: int | None = None,
+        not_before: datetime | None = None,
     ) -> x509.Certificate:
-        """Certify ``public_key`` (possession established by the caller) for ``identifiers``."""
+        """Certify ``public_key`` (possession established by the caller) for ``identifiers``.
+
+        ``serial`` and ``not_before`` (from ``plan``) make the certificate a function of
+        its inputs: signed again, it comes out byte for byte the same (RSA PKCS#1 v1.5 is
+        deterministic; ECDSA signs with RFC 6979 nonces), so a resumed issuance reproduces
+        the certificate a crash may have left unrecorded instead of making a second one.
+        """
         if not identifiers:
             raise ValidationError("identifiers is empty; give at least one name to certify.")
         self._check_key_type(public_key, key_type, "The key")
         now = utc(now).replace(microsecond=0)
-        not_after = self._not_after(now, validity)
+        start = now if not_before is None else self._planned_start(now, not_before)
+        not_after = self._not_after(start, validity)
+        if not_after <= now:
+            raise PolicyError(
+                f"the planned validity ended on {not_after:%Y-%m-%d %H:%M:%S}Z, before it was "
+                "signed; renew the certificate to plan a new one."
+            )
 
         names: list[x509.GeneralName] = [
             x509.IPAddress(ipaddress.ip_address(i.value)) if i.is_ip else x509.DNSName(i.value)
@@ -178,12 +205,34 @@ class LeafProfile:
             issuer_name=self._issuer_name,
             subject_name=subject,
             public_key=public_key,
-            serial_number=new_serial(),
-            not_valid_before=now - BACKDATE,
+            serial_number=new_serial() if serial is None else _check_serial(serial),
+            not_valid_before=start - BACKDATE,
             not_valid_after=not_after,
             extensions=extensions,
         )
-        return builder.sign(self._issuer_key, self._hash)
+        deterministic = True if isinstance(self._issuer_key, ec.EllipticCurvePrivateKey) else None
+        return builder.sign(self._issuer_key, self._hash, ecdsa_deterministic=deterministic)
+
+    @staticmethod
+    def _planned_start(now: datetime, not_before: datetime) -> datetime:
+        """The issuance time a plan was made at; a plan from the future is refused."""
+        start = utc(not_before).replace(microsecond=0) + BACKDATE
+        # Up to BACKDATE of clock skew between the instance that planned and this one.
+        if start > now + BACKDATE:
+            raise ValidationError(
+                f"not_before {not_before:%Y-%m-%d %H:%M:%S}Z is in the future; a plan is made "
+                "at issuance time, so check the clocks of the instances."
+            )
+        return start
+
+
+def _check_serial(serial: int) -> int:
+    if not isinstance(serial, int) or not 0 < serial < 2**SERIAL_BITS:
+        raise ValidationError(
+            f"serial must be a positive integer below 2^{SERIAL_BITS} (CA/Browser Forum BR "
+            "7.1); take it from the CA's plan."
+        )
+    return serial
 
 
 def _key_usage(*, rsa: bool) -> x509.KeyUsage:

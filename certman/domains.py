@@ -40,9 +40,17 @@ def normalize_name(text: str) -> Identifier:
         raise ValidationError("A domain name is empty; give names like example.com.")
     try:
         ip = ipaddress.ip_address(raw.strip("[]"))
-        return Identifier(value=ip.compressed, is_ip=True)
     except ValueError:
         pass
+    else:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+            # RFC 5280 4.2.1.6: an iPAddress is 16 octets; a zone index is local to one host.
+            bare = ipaddress.IPv6Address(int(ip)).compressed
+            raise ValidationError(
+                f"IP address {text!r} has a zone index (%{ip.scope_id}), which only means "
+                f"something on this host; give the address without it ({bare})."
+            )
+        return Identifier(value=ip.compressed, is_ip=True)
     name = raw.rstrip(".").lower()
     wildcard = name.startswith("*.")
     body = name[2:] if wildcard else name
@@ -51,13 +59,11 @@ def normalize_name(text: str) -> Identifier:
             f"Domain {text!r} has a wildcard that is not the whole left-most label; "
             "only names like *.example.com are allowed."
         )
-    try:
-        ascii_body = body.encode("idna").decode("ascii") if not body.isascii() else body
-    except UnicodeError as e:
-        raise ValidationError(
-            f"Domain {text!r} is not a valid internationalised name: {e}."
-        ) from None
+    ascii_body = body if body.isascii() else _to_a_labels(body, text)
     labels = ascii_body.split(".")
+    for label in labels:
+        if label.startswith("xn--"):
+            _check_a_label(label, text)
     if len(labels) < 2 or any(not _LABEL.match(label) for label in labels) or len(ascii_body) > 253:
         raise ValidationError(
             f"Domain {text!r} is not a valid DNS name; use letters, digits and hyphens in "
@@ -66,6 +72,34 @@ def normalize_name(text: str) -> Identifier:
     if labels[-1].isdigit():
         raise ValidationError(f"Domain {text!r} ends in a numeric label; DNS names cannot.")
     return Identifier(value=("*." if wildcard else "") + ascii_body)
+
+
+def _to_a_labels(body: str, text: str) -> str:
+    """UTS 46 non-transitional processing to IDNA2008 A-labels: ``faß`` stays distinct from
+    ``fass`` (IDNA2003 and transitional processing map ß to ss, another domain)."""
+    import idna
+
+    try:
+        return idna.encode(body, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as e:
+        raise ValidationError(
+            f"Domain {text!r} is not a valid internationalised name: {e}."
+        ) from None
+
+
+def _check_a_label(label: str, text: str) -> None:
+    """An ``xn--`` label must be the A-label of a valid IDNA2008 U-label (RFC 5891 5.4)."""
+    import idna
+
+    try:
+        valid = _to_a_labels(idna.decode(label), text) == label
+    except (idna.IDNAError, UnicodeError, ValidationError):
+        valid = False
+    if not valid:
+        raise ValidationError(
+            f"Domain {text!r} has the label {label!r}, which is not a valid IDNA A-label; "
+            "give the name in Unicode or as its correct xn-- form."
+        )
 
 
 def normalize_names(texts: list[str] | tuple[str, ...]) -> list[Identifier]:

@@ -26,6 +26,8 @@ class IssueRequest:
     an order (ACME); the issuer resumes it instead of placing a new one while the server
     still accepts it. ``checkpoint`` must be called with the order URL as soon as it
     exists, before waiting on anything, so that a crash can resume (DESIGN.md rule 2).
+    ``serial`` and ``not_before`` come from the issuer's own IssuePlan (SupportsIssuePlan),
+    persisted before the first attempt; issuers that plan must sign exactly them.
     """
 
     name: str
@@ -39,6 +41,8 @@ class IssueRequest:
     replaces: str | None = None
     profile: str | None = None
     checkpoint: Callable[[str], None] | None = None
+    serial: int | None = None
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +67,10 @@ class Issuer(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class KeyIssueRequest:
-    """Certify a public key that certman generated and sealed in this very process."""
+    """Certify a public key that certman generated and sealed in this very process.
+
+    ``serial`` and ``not_before`` as in IssueRequest.
+    """
 
     name: str
     revision: int
@@ -72,6 +79,8 @@ class KeyIssueRequest:
     key_type: KeyType
     validity: timedelta
     now: datetime
+    serial: int | None = None
+    not_before: datetime | None = None
 
 
 @runtime_checkable
@@ -81,6 +90,33 @@ class SupportsKeyIssue(Protocol):
 
         Only in-process issuers offer this: certman generated the key itself, so the CSR's
         proof of possession (RFC 2986) would prove nothing the caller does not already know.
+        """
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuePlanRequest:
+    validity: timedelta
+    now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuePlan:
+    """What a certificate will carry, chosen once, before it is signed."""
+
+    serial: int
+    not_before: datetime
+    not_after: datetime
+
+
+@runtime_checkable
+class SupportsIssuePlan(Protocol):
+    def plan_issue(self, request: IssuePlanRequest) -> IssuePlan:
+        """Choose the serial and validity of the next certificate; never signs anything.
+
+        The lifecycle persists the plan before it asks for the certificate and passes it in
+        every attempt, and the issuer signs exactly that: a signature made just before a
+        crash, then made again on resume, is the same certificate, never a second one.
         """
         ...
 

@@ -126,3 +126,61 @@ def test_an_empty_name_is_refused(text: str) -> None:
 )
 def test_name_within_checks_label_boundaries(name: str, domain: str, within: bool) -> None:
     assert name_within(name, domain) is within
+
+
+# --- IDNA2008 (UTS 46, non-transitional) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("faß.example", "xn--fa-hia.example", id="sharp-s-is-kept"),
+        pytest.param("straße.de", "xn--strae-oqa.de", id="sharp-s-in-a-word"),
+        pytest.param(
+            "\uff37\uff37\uff37\uff0ebücher.example", "www.xn--bcher-kva.example", id="full-width"
+        ),
+        pytest.param("www。bücher.example", "www.xn--bcher-kva.example", id="ideographic-dot"),
+    ],
+)
+def test_internationalised_names_follow_uts46_non_transitional(text: str, expected: str) -> None:
+    assert normalize_name(text).value == expected
+
+
+def test_a_sharp_s_name_is_not_the_ss_name() -> None:
+    """IDNA2003 mapped faß to fass: a certificate for another domain than asked."""
+    assert normalize_name("faß.example").value != normalize_name("fass.example").value
+    assert len(normalize_names(["faß.example", "fass.example"])) == 2
+
+
+@pytest.mark.parametrize(
+    "text", ["☃.example", "a\u200db.example", "\u0301a.example"], ids=["symbol", "zwj", "mark"]
+)
+def test_names_idna2008_disallows_are_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="not a valid internationalised name"):
+        normalize_name(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "xn--zz.example",  # not punycode
+        "xn--a.example",  # decodes to a control character
+        "www.xn--abc-.example",  # an all-ASCII "A-label"
+        "xn--mi7ccd.example",  # full-width letters, which IDNA2008 disallows
+    ],
+)
+def test_xn_labels_that_do_not_decode_are_refused(text: str) -> None:
+    label = next(part for part in text.lower().split(".") if part.startswith("xn--"))
+    with pytest.raises(ValidationError, match=re.escape(f"label {label!r}")):
+        normalize_name(text)
+
+
+def test_a_valid_xn_label_is_accepted_and_equals_its_unicode_form() -> None:
+    assert normalize_name("xn--55qx5d.example").value == normalize_name("公司.example").value
+
+
+@pytest.mark.parametrize("text", ["fe80::1%eth0", "[fe80::1%25]", "fe80::1%1"])
+def test_a_scoped_ipv6_address_is_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="zone index") as refused:
+        normalize_name(text)
+    assert "fe80::1" in str(refused.value)

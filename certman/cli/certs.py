@@ -209,6 +209,8 @@ def renew(
         except CertmanError as error:
             alert_failure(rt, name, error)
             raise
+        for note in outcome.notes:
+            typer.echo(note, err=True)
         if outcome.message:
             typer.echo(f"{name}: {outcome.message}.")
         else:
@@ -230,6 +232,8 @@ def renew(
         try:
             with held(rt, each, holder, lease):
                 outcome = lifecycle.renew(each)
+            for note in outcome.notes:
+                typer.echo(note, err=True)
             typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
         except CertificateBusy as busy:  # a running service has it: not a failure
             typer.echo(f"{each}: skipped; {busy.message}")
@@ -253,13 +257,18 @@ def revoke(
         ),
     ] = "unspecified",
 ) -> None:
-    """Revoke a certificate (a private CA lists it in its next CRL)."""
+    """Revoke a certificate (a private CA lists it in its next CRL).
+
+    With keyCompromise, every unexpired revision certifying the same key is revoked too,
+    and the key is never reused.
+    """
     from certman.models import RevocationReason
     from certman.service.revocation import revoke_certificate
 
     parsed = RevocationReason.parse(reason)
-    record = revoke_certificate(state(ctx).runtime(), name, parsed)
-    typer.echo(f"{name}: serial {record.serial} revoked ({record.reason}).")
+    outcome = revoke_certificate(state(ctx).runtime(), name, parsed)
+    for line in outcome.lines():
+        typer.echo(line)
 
 
 @handles_errors
@@ -269,7 +278,11 @@ def export(
     out: Annotated[Path, typer.Option(help="Directory to write the files to.")],
     format: Annotated[str, typer.Option(help="pem or pkcs12.")] = "pem",
     passphrase_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the PKCS#12 passphrase.")
+        str | None,
+        typer.Option(
+            help="Environment variable holding the passphrase: of the PKCS#12 file, or with "
+            "pem the one that encrypts privkey.pem."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
 ) -> None:

@@ -86,6 +86,8 @@ class Revision(SQLModel, table=True):
     order_url: str | None = _text()
     certificate_pem: str | None = _text()
     chain_pem: str | None = _text()
+    # Chosen before signing (key_sealed) by an issuer that plans, so a resume re-signs the
+    # same certificate; otherwise read from the certificate once it is issued.
     serial: str | None = Field(default=None, max_length=64)
     fingerprint_sha256: str | None = Field(default=None, max_length=64)
     not_before: datetime | None = _dt()
@@ -135,7 +137,8 @@ class Revocation(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """One append-only audit record, hash-chained to the one before it."""
+    """One append-only audit record, chained to the one before it (HMAC, or SHA-256 before
+    the audit key existed)."""
 
     __tablename__ = "audit_event"
 
@@ -147,6 +150,20 @@ class AuditEvent(SQLModel, table=True):
     details: str = Field(default="{}", sa_column=Column(Text(), nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class AuditKey(SQLModel, table=True):
+    """The audit chain's HMAC key, sealed by the key wrapper; events from first_seq on use it.
+
+    ``first_seq`` is also the sealed key's context revision, so moving the boundary (to pass
+    keyed events off as older, unkeyed ones) makes the key fail to unseal.
+    """
+
+    __tablename__ = "audit_key"
+
+    first_seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    sealed_key: str = Field(sa_column=Column(Text(), nullable=False))
+    created_at: datetime | None = _dt(nullable=False)
 
 
 class InstanceLock(SQLModel, table=True):

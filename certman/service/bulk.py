@@ -180,7 +180,7 @@ def _issue_batch(
 
 
 # The columns each step changes: only these are sent back.
-_SEALED = ("sealed_key", "state")
+_SEALED = ("sealed_key", "serial", "not_before", "not_after", "state")  # key and plan
 _ISSUED = (
     "certificate_pem",
     "chain_pem",

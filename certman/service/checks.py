@@ -98,6 +98,7 @@ def run_doctor(rt: Runtime) -> CheckReport:
     report.add("config", True, _config_line(rt))
     if not report.run("database", lambda: _check_database(rt)):
         return report
+    _check_permissions(rt, report)
     if not report.run("keys", lambda: _check_keys(rt)):
         return report
     check_authorities(rt, report)
@@ -117,6 +118,16 @@ def _check_database(rt: Runtime) -> str:
     with rt.session() as session:
         count = session.exec(select(func.count()).select_from(ManagedCertificate)).one()
     return f"{rt.engine.dialect.name} database at schema head, {count} certificates."
+
+
+def _check_permissions(rt: Runtime, report: CheckReport) -> None:
+    from certman.service.home import exposure_warnings
+
+    warnings = exposure_warnings(rt.config)
+    for warning in warnings:
+        report.add("permissions", True, warning, warning=True)
+    if not warnings:
+        report.add("permissions", True, "the home and the database are private to their owner.")
 
 
 def _check_keys(rt: Runtime) -> str:

@@ -26,7 +26,10 @@ class ExportSpec:
 
 
 def export_certificate(rt: Runtime, spec: ExportSpec) -> list[Path]:
-    """Write the active revision to ``spec.out``; the key file is created 0600."""
+    """Write the active revision to ``spec.out``; the key file is created 0600.
+
+    PKCS#12 always needs a passphrase; with PEM a passphrase encrypts privkey.pem.
+    """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -67,15 +70,19 @@ def export_certificate(rt: Runtime, spec: ExportSpec) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if spec.format == "pem":
+        # With a passphrase, an encrypted PKCS#8 key (RFC 5958, "ENCRYPTED PRIVATE KEY").
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(spec.passphrase)
+            if spec.passphrase
+            else serialization.NoEncryption()
+        )
         files = {
             "cert.pem": (cert_pem, 0o644),
             "chain.pem": (chain_pem, 0o644),
             "fullchain.pem": (cert_pem + chain_pem, 0o644),
             "privkey.pem": (
                 key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
                 ),
                 0o600,
             ),
@@ -106,6 +113,7 @@ def export_certificate(rt: Runtime, spec: ExportSpec) -> list[Path]:
             serial=rev.serial,
             format=spec.format,
             out=str(out),
+            encrypted=bool(spec.passphrase),
         )
         session.commit()
     return written

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +31,7 @@ validity = "90d"
 class InitReport:
     created: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -65,13 +69,19 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
         report.present.append(f"config {config.path}")
 
     engine = make_engine(config.database_url)
-    had_schema = _has_schema(engine)
-    if config.get("kms", "type") == "local":
-        _init_master_key(config, report, had_schema)
-    elif hsm is not None:
-        hsm.init(report, had_schema)
+    with private_umask():  # SQLite creates the database (and its -wal, -shm) on first use
+        had_schema = _has_schema(engine)
+        if config.get("kms", "type") == "local":
+            _init_master_key(config, report, had_schema)
+        elif hsm is not None:
+            hsm.init(report, had_schema)
 
-    applied = migrate(engine)
+        applied = migrate(engine)
+    if not had_schema:
+        # An empty file an earlier command left (SQLite creates one on connect) is made
+        # private too: from now on it holds sealed keys and the audit trail.
+        for path in sqlite_files(config):
+            os.chmod(path, 0o600)
     _note(report, applied, f"database {config.database_url} (migrated to head)")
 
     if config.get("archive", "type") == "local":
@@ -90,7 +100,49 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     else:
         report.present.append("private CA default")
     engine.dispose()
+    report.warnings.extend(exposure_warnings(config))
     return report
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Files created meanwhile are readable by their owner only (umask 077)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def sqlite_files(config: Config) -> list[Path]:
+    """The SQLite database of the home and its -wal/-shm companions, those that exist."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return []
+    database = Path(url.database)
+    candidates = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    return [p for p in candidates if p.exists()]
+
+
+def exposure_warnings(config: Config) -> list[str]:
+    """One sentence per part of the home that group or others can read (or list)."""
+    warnings = []
+    home = config.home
+    if home.is_dir() and os.stat(home).st_mode & 0o077:
+        mode = os.stat(home).st_mode & 0o777
+        warnings.append(
+            f"The home {home} is mode {mode:o}, open to group or others; run `chmod 700 {home}`."
+        )
+    for path in sqlite_files(config):
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            warnings.append(
+                f"The database file {path} is mode {mode:o}, readable by group or others; "
+                f"run `chmod 600 {path}`."
+            )
+    return warnings
 
 
 def _note(report: InitReport, created: bool, what: str) -> None:

@@ -49,6 +49,7 @@ class Outcome:
     revision: int
     state: RevisionState
     message: str = ""
+    notes: tuple[str, ...] = ()  # what the steps want the operator to know
 
 
 @dataclass
@@ -152,18 +153,25 @@ class Lifecycle:
         """Walk the certificate's unfinished revision to active; resumable after any crash."""
         with self.runtime.session() as session:
             self._check_master_key(session, get_certificate(session, name))
+        notes: list[str] = []
         while True:
             with self.runtime.session() as session:
                 cert = get_certificate(session, name)
                 rev = _revision(session, cert, cert.latest_revision)
                 if rev is None or not S(rev.state).in_flight:
                     state = S(rev.state) if rev else S.PLANNED
-                    return Outcome(name=name, revision=cert.latest_revision, state=state)
+                    return Outcome(
+                        name=name, revision=cert.latest_revision, state=state, notes=tuple(notes)
+                    )
                 work = steps.Work(
                     cert=cert,
                     rev=rev,
                     previous=_revision(session, cert, cert.current_revision),
                 )
+                if rev.state == S.PLANNED and cert.reuse_key:
+                    from certman.service.revocation import compromised_public_keys
+
+                    work.compromised_keys = compromised_public_keys(session, cert)
                 work.checkpoint = _committer(session, work)
                 state = S(rev.state)
                 try:
@@ -179,6 +187,7 @@ class Lifecycle:
                 if rev.state == S.ACTIVE:
                     _audit_activation(session, now, cert, rev)
                 session.commit()
+                notes += work.notes
             self._notify(name, rev.number, S(rev.state))
 
     def _check_master_key(self, session: Session, cert: ManagedCertificate) -> None:

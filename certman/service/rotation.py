@@ -10,8 +10,16 @@ from sqlmodel import col, select
 from certman.errors import ConfigError
 from certman.interfaces import KeyWrapper, SupportsRewrap
 from certman.inventory.audit import append_event
-from certman.inventory.tables import AcmeAccount, Authority, ManagedCertificate, Revision
+from certman.inventory.audit_seal import audit_key_context
+from certman.inventory.tables import (
+    AcmeAccount,
+    AuditKey,
+    Authority,
+    ManagedCertificate,
+    Revision,
+)
 from certman.models import EncryptionContext, WrappedKey
+from certman.service.authorities import check_master_key
 from certman.service.authorities import key_context as ca_key_context
 from certman.service.runtime import Runtime
 from certman.service.steps import key_context
@@ -42,7 +50,7 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
             f"The {wrapper.wrapper_type!r} key wrapper has no local versions to rotate; "
             "rotate the key in its own service (KMS, HSM) instead."
         )
-    _check_master_key(rt)
+    check_master_key(rt)
     version = rotate()
     keys = rewrap_everything(rt, wrapper, wrapper)
     with rt.session() as session:
@@ -61,8 +69,9 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
 def rewrap_everything(rt: Runtime, source: KeyWrapper, target: KeyWrapper) -> int:
     """Re-seal, under ``target``, every sealed secret ``target`` does not hold yet.
 
-    CA keys, leaf keys, ACME account keys and SSE-C customer keys; batches commit as they
-    go and what is done is skipped, so an interrupted run is finished by running it again.
+    CA keys, leaf keys, ACME account keys, the audit key and SSE-C customer keys; batches
+    commit as they go and what is done is skipped, so an interrupted run is finished by
+    running it again.
     """
     from certman.keywrap.envelope import rewrap
 
@@ -95,6 +104,12 @@ def rewrap_everything(rt: Runtime, source: KeyWrapper, target: KeyWrapper) -> in
             if new is not None:
                 account.sealed_key = new
                 session.add(account)
+                count += 1
+        for audit_key in session.exec(select(AuditKey)).all():
+            new = moved(audit_key.sealed_key, audit_key_context(audit_key.first_seq))
+            if new is not None:
+                audit_key.sealed_key = new
+                session.add(audit_key)
                 count += 1
         session.commit()
     last_id = 0
@@ -160,29 +175,3 @@ def move_keys(rt: Runtime, to_type: str) -> MoveReport:
         )
         session.commit()
     return MoveReport(to=to_type, keys_rewrapped=keys)
-
-
-def _check_master_key(rt: Runtime) -> None:
-    """Raise KeyWrapError before rotating if the master key cannot open what it sealed.
-
-    With a replaced master key file, rotating would add a version to the wrong file and
-    then fail half-way; the CA keys (and the newest leaf key) prove it is the right one.
-    """
-    wrapper = rt.key_wrapper
-    with rt.session() as session:
-        for ca in session.exec(select(Authority)).all():
-            wrapper.unwrap(
-                WrappedKey.from_json(ca.intermediate_sealed_key),
-                ca_key_context(ca.name, "intermediate"),
-            )
-        newest = session.exec(
-            select(Revision, ManagedCertificate.name)
-            .join(ManagedCertificate, col(ManagedCertificate.id) == col(Revision.certificate_id))
-            .where(col(Revision.sealed_key).is_not(None))
-            .order_by(col(Revision.id).desc())
-            .limit(1)
-        ).first()
-    if newest is not None:
-        rev, name = newest
-        assert rev.sealed_key is not None
-        wrapper.unwrap(WrappedKey.from_json(rev.sealed_key), key_context(name, rev.number))

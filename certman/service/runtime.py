@@ -19,6 +19,7 @@ from certman.registry import BackendRegistry
 
 if TYPE_CHECKING:
     from certman.aws.clients import AwsClients
+    from certman.inventory.audit_seal import AuditSeal
 
 
 @dataclass
@@ -41,8 +42,18 @@ class Runtime:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        from certman.inventory.audit_seal import AUDIT_SEAL
+
+        info = {AUDIT_SEAL: self.audit_seal}
+        with Session(self.engine, expire_on_commit=False, info=info) as session:
             yield session
+
+    @cached_property
+    def audit_seal(self) -> AuditSeal:
+        """The audit chain's key (unsealed on first use) and this home's head anchor."""
+        from certman.inventory.audit_seal import ANCHOR_NAME, AuditSeal
+
+        return AuditSeal(lambda: self.key_wrapper, self.config.home / ANCHOR_NAME)
 
     @cached_property
     def aws(self) -> AwsClients:

@@ -16,8 +16,10 @@ from certman.errors import IssuanceError
 from certman.interfaces import (
     ArchivePutRequest,
     ArchiveRef,
+    IssuePlanRequest,
     IssueRequest,
     KeyIssueRequest,
+    SupportsIssuePlan,
     SupportsKeyIssue,
 )
 from certman.inventory.tables import ManagedCertificate, Revision
@@ -43,6 +45,10 @@ class Work:
     checkpoint: Callable[[], None] | None = None
     # The unsealed key, kept in memory between steps run in one process (the bulk path).
     key: PrivateKey | None = field(default=None, repr=False)
+    # Public keys (SPKI DER) of this certificate revoked for keyCompromise: never reused.
+    compromised_keys: frozenset[bytes] = frozenset()
+    # What the operator should be told about this step (printed by the CLI).
+    notes: list[str] = field(default_factory=list)
 
 
 def seal_key(rt: Runtime, work: Work) -> None:
@@ -53,7 +59,7 @@ def seal_key(rt: Runtime, work: Work) -> None:
     if rev.sealed_key is None:
         context = key_context(cert.name, rev.number)
         previous = work.previous
-        if cert.reuse_key and previous is not None and previous.sealed_key:
+        if _may_reuse_key(work) and previous is not None and previous.sealed_key:
             der = rt.key_wrapper.unwrap(
                 WrappedKey.from_json(previous.sealed_key), key_context(cert.name, previous.number)
             )
@@ -62,7 +68,34 @@ def seal_key(rt: Runtime, work: Work) -> None:
             der = private_key_to_der(work.key)
         rev.sealed_key = rt.key_wrapper.wrap(der, context).to_json()
         del der
+    issuer = rt.issuer(cert.issuer)
+    if rev.serial is None and isinstance(issuer, SupportsIssuePlan):
+        # Chosen once and committed with the key: every attempt signs this very certificate.
+        plan = issuer.plan_issue(
+            IssuePlanRequest(validity=timedelta(seconds=cert.validity_seconds), now=rt.clock.now())
+        )
+        rev.serial = format(plan.serial, "x")
+        rev.not_before, rev.not_after = plan.not_before, plan.not_after
     rev.state = S.KEY_SEALED
+
+
+def _may_reuse_key(work: Work) -> bool:
+    """reuse_key holds unless the previous key was revoked for keyCompromise (then: say so)."""
+    from certman.pki import certificate_facts
+
+    previous = work.previous
+    if not work.cert.reuse_key or previous is None or not previous.certificate_pem:
+        return False
+    if not work.compromised_keys:
+        return True
+    key = certificate_facts(previous.certificate_pem.encode()).public_key_der
+    if key not in work.compromised_keys:
+        return True
+    work.notes.append(
+        f"{work.cert.name}: a new key was generated instead of reusing the previous one, "
+        "which was revoked for keyCompromise."
+    )
+    return False
 
 
 def unseal_private_key(rt: Runtime, name: str, rev: Revision) -> bytes:
@@ -82,6 +115,10 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
     identifiers = tuple(json.loads(cert.domains))
     issuer = rt.issuer(cert.issuer)
     validity = timedelta(seconds=cert.validity_seconds)
+    # The plan seal_key committed (issuers that plan); revisions sealed before plans have none.
+    planned = rev.serial if rev.serial is not None and rev.not_before is not None else None
+    serial = int(planned, 16) if planned else None
+    not_before = rev.not_before if planned else None
     if isinstance(issuer, SupportsKeyIssue):
         response = issuer.issue_for_key(
             KeyIssueRequest(
@@ -92,6 +129,8 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
                 key_type=KeyType(rev.key_type),
                 validity=validity,
                 now=rt.clock.now(),
+                serial=serial,
+                not_before=not_before,
             )
         )
     else:
@@ -106,6 +145,8 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
                 now=rt.clock.now(),
                 order_url=rev.order_url,
                 checkpoint=checkpoint,
+                serial=serial,
+                not_before=not_before,
             )
         )
     facts = certificate_facts(response.certificate_pem)
@@ -113,6 +154,11 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
         raise IssuanceError(
             f"Issuer {cert.issuer!r} returned a certificate for another key than the one "
             f"certman sealed for {cert.name!r}; it was not stored."
+        )
+    if planned and facts.serial != planned:
+        raise IssuanceError(
+            f"Issuer {cert.issuer!r} returned serial {facts.serial} for {cert.name!r}, not the "
+            f"planned {planned}; it was not stored."
         )
     rev.certificate_pem = response.certificate_pem.decode()
     rev.chain_pem = response.chain_pem.decode()

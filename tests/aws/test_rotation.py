@@ -14,14 +14,15 @@ from acme_client.account import key_context as acme_key_context
 from certman.aws.kms import KmsKeyWrapper
 from certman.config import load_config
 from certman.errors import KeyWrapError
-from certman.inventory.tables import AcmeAccount, Authority, Revision
+from certman.inventory.tables import AcmeAccount, AuditKey, Authority, Revision
 from certman.models import WrappedKey
 from certman.service.home import init_home
 from certman.service.runtime import Runtime
 from tests.aws.conftest import Aws, aws_config, write_config
 from tests.conftest import Cli
 
-SECRETS = 2 + 3 + 3 + 1  # CA root + intermediate, 3 leaf keys, 3 SSE-C keys, 1 ACME account
+# CA root + intermediate, 3 leaf keys, 3 SSE-C keys, 1 ACME account, the audit key
+SECRETS = 2 + 3 + 3 + 1 + 1
 
 
 def sealed_records(rt: Runtime) -> list[WrappedKey]:
@@ -34,6 +35,7 @@ def sealed_records(rt: Runtime) -> list[WrappedKey]:
         for ca in session.exec(select(Authority)).all():
             texts += [ca.root_sealed_key, ca.intermediate_sealed_key]
         texts += [a.sealed_key for a in session.exec(select(AcmeAccount)).all()]
+        texts += [k.sealed_key for k in session.exec(select(AuditKey)).all()]
     return [WrappedKey.from_json(t) for t in texts]
 
 
@@ -126,7 +128,7 @@ def test_moving_to_local_creates_the_master_key_when_there_is_none(home: Path, a
     assert not (home / "master.key").exists()
     out = cli.ok("keys", "rotate", "--to", "local").stdout
     assert (home / "master.key").stat().st_mode & 0o777 == 0o600
-    assert "3 sealed keys re-sealed with local" in out
+    assert "4 sealed keys re-sealed with local" in out  # CA root + intermediate, leaf, audit
     rt = Runtime(config=load_config(home, home / "certman.toml"))
     assert {r.wrapper for r in sealed_records(rt)} == {"local"}
     rt.engine.dispose()

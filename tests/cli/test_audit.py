@@ -84,32 +84,119 @@ def test_audit_verify_names_an_event_whose_details_were_edited(
     assert "edited" in message
 
 
-def test_audit_verify_detects_an_edit_whose_hash_was_recomputed(
-    initialised_home: Path, cli: Cli, tmp_path: Path
-) -> None:
+def rebuild_chain_with_sha256(home: Path, *, edit_seq: int, details: str) -> None:
+    """What someone with write access to the database but no key could do: edit an event
+    and recompute every link after it with the (public) SHA-256 scheme."""
     from datetime import UTC, datetime
 
     from certman.inventory.audit import event_hash
 
+    with sqlite3.connect(home / "certman.db") as db:
+        rows = db.execute(
+            "SELECT seq, at, action, subject, actor, details, prev_hash FROM audit_event "
+            "ORDER BY seq"
+        ).fetchall()
+        prev = None
+        for seq, at, action, subject, actor, old_details, prev_hash in rows:
+            if seq < edit_seq:
+                prev = db.execute("SELECT hash FROM audit_event WHERE seq = ?", (seq,)).fetchone()[
+                    0
+                ]
+                continue
+            new_details = details if seq == edit_seq else old_details
+            digest = event_hash(
+                prev_hash=prev or prev_hash,
+                seq=seq,
+                at=datetime.fromisoformat(at).replace(tzinfo=UTC),  # stored as naive UTC
+                action=action,
+                subject=subject,
+                actor=actor,
+                details=new_details,
+            )
+            db.execute(
+                "UPDATE audit_event SET details = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (new_details, prev or prev_hash, digest, seq),
+            )
+            prev = digest
+
+
+def test_audit_verify_detects_an_edit_whose_chain_was_rebuilt_without_the_key(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
     everything(cli, tmp_path)
-    with sqlite3.connect(initialised_home / "certman.db") as db:
-        prev, seq, at, action, subject, actor = db.execute(
-            "SELECT prev_hash, seq, at, action, subject, actor FROM audit_event WHERE seq = 3"
-        ).fetchone()
-        details = '{"forged":true}'
-        digest = event_hash(
-            prev_hash=prev,
-            seq=seq,
-            at=datetime.fromisoformat(at).replace(tzinfo=UTC),  # stored as naive UTC
-            action=action,
-            subject=subject,
-            actor=actor,
-            details=details,
-        )
-        db.execute("UPDATE audit_event SET details = ?, hash = ? WHERE seq = 3", (details, digest))
+    rebuild_chain_with_sha256(initialised_home, edit_seq=3, details='{"forged":true}')
     message = assert_error(cli("audit", "verify"), 1)
-    assert "Audit event 4" in message
-    assert "does not link" in message
+    assert "Audit event 3 (certificate.issue web) was edited" in message
+    assert "MAC" in message
+
+
+def test_audit_verify_detects_a_rebuilt_chain_whose_audit_key_was_deleted(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    execute(initialised_home, "DELETE FROM audit_key")
+    rebuild_chain_with_sha256(initialised_home, edit_seq=1, details='{"forged":true}')
+    message = assert_error(cli("audit", "verify"), 1)
+    assert f"Audit event 7 is not the one {initialised_home / 'audit.head'} recorded" in message
+    assert "rewritten" in message
+
+
+def test_audit_verify_detects_a_moved_key_boundary(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """Passing keyed events off as older, unkeyed ones makes the audit key fail to unseal."""
+    everything(cli, tmp_path)
+    execute(initialised_home, "UPDATE audit_key SET first_seq = 100")
+    rebuild_chain_with_sha256(initialised_home, edit_seq=3, details='{"forged":true}')
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "audit-key" in message
+    assert "cannot be unsealed" in message
+
+
+def test_audit_verify_detects_deleted_newest_events(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq >= 6")
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "ends at event 5" in message
+    assert "records event 7" in message
+    assert "newest events were deleted" in message
+
+
+def test_the_anchor_records_the_newest_event_and_is_private(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    anchor = initialised_home / "audit.head"
+    assert anchor.stat().st_mode & 0o777 == 0o600
+    head = json.loads(anchor.read_text())
+    assert head == {"seq": 7, "mac": events(cli)[-1]["hash"]}
+    assert "event 7 anchored in" in cli.ok("audit", "verify").stdout
+
+
+def test_a_tampered_chain_keeps_its_anchor_as_evidence(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """Deleting the newest events and then appending must not hide the deletion."""
+    everything(cli, tmp_path)
+    anchored = (initialised_home / "audit.head").read_text()
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq >= 6")
+    cli.ok("issue", "api", "-d", "api.example.com")  # new events 6 and 7 are appended
+    cli.ok("issue", "app", "-d", "app.example.com")
+    assert (initialised_home / "audit.head").read_text() == anchored
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "Audit event 7 is not the one" in message
+
+
+def test_doctor_reports_deleted_newest_events(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq = 7")
+    result = cli("doctor")
+    assert result.exit_code == 1
+    assert "newest events were deleted" in result.stdout
 
 
 def test_audit_verify_detects_a_deleted_event(

@@ -104,3 +104,23 @@ def test_doctor_on_an_uninitialised_home_says_to_run_init(cli: Cli, home: Path) 
     message = assert_error(cli("doctor"), 1)
     assert "certman init" in message
     assert not home.exists()
+
+
+def test_doctor_says_the_home_and_database_are_private(initialised_home: Path, cli: Cli) -> None:
+    result = cli.ok("doctor")
+    assert areas(result.stdout)["permissions"] == "ok"
+
+
+def test_doctor_warns_on_a_home_or_database_open_to_others(
+    initialised_home: Path, cli: Cli
+) -> None:
+    initialised_home.chmod(0o755)
+    (initialised_home / "certman.db").chmod(0o644)
+    result = cli.ok("doctor")  # a warning, not a failure
+    warnings = [
+        line for line in result.stdout.splitlines() if line.startswith("[warn] permissions")
+    ]
+    assert f"chmod 700 {initialised_home}" in warnings[0]
+    assert f"chmod 600 {initialised_home / 'certman.db'}`" in warnings[1]
+    # SQLite gives the -wal/-shm it creates meanwhile the database's mode: named too
+    assert all("chmod 600" in line for line in warnings[1:]), result.stdout

@@ -96,6 +96,38 @@ def test_export_pkcs12_loads_with_the_passphrase(cli: Cli, web: str, tmp_path: P
         pkcs12.load_key_and_certificates(blob, b"wrong passphrase")
 
 
+def test_export_pem_with_a_passphrase_encrypts_the_private_key(
+    cli: Cli, web: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    cli.ok("export", web, "--out", str(out), "--passphrase-env", "P12_PASS", env=PASSPHRASE)
+    pem = (out / "privkey.pem").read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert mode(out / "privkey.pem") == 0o600
+    with pytest.raises(TypeError):  # no password: refused, it is encrypted
+        load_pem_private_key(pem, password=None)
+    with pytest.raises(ValueError):
+        load_pem_private_key(pem, password=b"wrong passphrase")
+    key = load_pem_private_key(pem, password=PASSPHRASE["P12_PASS"].encode())
+    cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
+    assert spki(key.public_key()) == spki(cert.public_key())
+    import json
+
+    events = json.loads(cli.ok("audit", "list", "--json").stdout)
+    assert events[-1]["details"]["encrypted"] is True
+
+
+def test_export_pem_with_an_unset_passphrase_variable_is_refused(
+    cli: Cli, web: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    message = assert_error(
+        cli("export", web, "--out", str(out), "--passphrase-env", "NOT_SET_X"), 2
+    )
+    assert "NOT_SET_X" in message
+    assert not out.exists()
+
+
 def test_export_pkcs12_without_a_passphrase_is_refused(cli: Cli, web: str, tmp_path: Path) -> None:
     out = tmp_path / "p12"
     message = assert_error(cli("export", web, "--out", str(out), "--format", "pkcs12"), 2)

@@ -128,3 +128,39 @@ def test_init_refuses_a_missing_master_key_when_the_database_holds_sealed_keys(
     assert "master key" in message
     assert "backup" in message
     assert not (home / "master.key").exists()  # never silently replaced by a new one
+
+
+# --- permissions of the home and the database ----------------------------------------------
+
+
+def test_init_creates_the_database_and_its_wal_files_0600(cli: Cli, home: Path) -> None:
+    import sqlite3
+
+    cli.ok("init")
+    assert mode(home / "certman.db") == 0o600
+    # -wal and -shm exist while a connection is open; SQLite gives them the database's mode.
+    with sqlite3.connect(home / "certman.db") as holder:
+        holder.execute("SELECT count(*) FROM certificate").fetchone()
+        cli.ok("issue", "web", "-d", "www.example.com")
+        for name in ("certman.db-wal", "certman.db-shm"):
+            assert mode(home / name) == 0o600, name
+
+
+def test_init_makes_an_empty_database_an_earlier_command_left_private(cli: Cli, home: Path) -> None:
+    home.mkdir(mode=0o700)
+    (home / "certman.db").touch(mode=0o644)  # what SQLite leaves when `certman list` ran first
+    (home / "certman.db").chmod(0o644)
+    cli.ok("init")
+    assert mode(home / "certman.db") == 0o600
+
+
+def test_init_on_an_existing_open_home_warns_and_keeps_its_mode(cli: Cli, home: Path) -> None:
+    home.mkdir()
+    home.chmod(0o755)
+    result = cli.ok("init")
+    assert f"warning: The home {home} is mode 755" in result.stderr
+    assert f"chmod 700 {home}" in result.stderr
+    assert mode(home) == 0o755  # the operator's directory: said, not changed
+    again = cli.ok("init")
+    assert "Nothing to do" in again.stdout
+    assert "mode 755" in again.stderr  # said every time until fixed

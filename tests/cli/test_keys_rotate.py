@@ -20,13 +20,14 @@ NAMES = ("web", "api", "mail")
 
 
 def sealed_key_ids(home: Path) -> list[str]:
-    """The master key version of every sealed key in the database (leaves and CAs)."""
+    """The master key version of every sealed key in the database (leaves, CAs, audit key)."""
     with sqlite3.connect(f"file:{home / 'certman.db'}?mode=ro", uri=True) as db:
         sealed = [r[0] for r in db.execute("SELECT sealed_key FROM revision")]
         for root, inter in db.execute(
             "SELECT root_sealed_key, intermediate_sealed_key FROM authority"
         ):
             sealed += [root, inter]
+        sealed += [r[0] for r in db.execute("SELECT sealed_key FROM audit_key")]
     return [json.loads(s)["key_id"] for s in sealed]
 
 
@@ -55,7 +56,7 @@ def test_after_rotate_every_sealed_key_is_under_the_new_version(
     assert set(sealed_key_ids(initialised_home)) == {"local:v1"}
     result = cli.ok("keys", "rotate")
     ids = sealed_key_ids(initialised_home)
-    assert len(ids) == 4 + 4  # four leaf revisions; two CAs with two keys each
+    assert len(ids) == 4 + 4 + 1  # four leaf revisions; two CAs with two keys each; audit key
     assert set(ids) == {"local:v2"}
     assert f"{len(ids)} sealed keys re-wrapped" in result.stdout
 

@@ -59,6 +59,8 @@ CORP = ("--issuer", "corp", "--validity", "30d")
         pytest.param(("-d", "www.*.example.com"), ["wildcard"], id="inner-wildcard"),
         pytest.param(("-d", "a" * 64 + ".example.com"), ["not a valid DNS name"], id="long-label"),
         pytest.param(("-d", ""), ["empty"], id="empty"),
+        pytest.param(("-d", "xn--zz.example.com"), ["'xn--zz'", "A-label"], id="bad-a-label"),
+        pytest.param(("-d", "fe80::1%eth0"), ["zone index", "fe80::1"], id="scoped-ipv6"),
     ],
 )
 def test_issue_refuses_an_invalid_domain(
@@ -270,6 +272,7 @@ def test_a_wrong_master_key_is_a_clear_failure_that_changes_nothing(
         ("renew", "web", "--force"),
         ("export", "web", "--out", str(tmp_path / "out")),
         ("keys", "rotate"),
+        ("ca", "create", "other"),
     ):
         message = refused(cli, populated, *args, exit_code=1)
         assert "master key does not match" in message, args

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -138,3 +139,119 @@ def test_crl_refuses_an_out_file_in_a_missing_directory(
 ) -> None:
     message = assert_error(cli("ca", "crl", "default", "--out", str(tmp_path / "no/x.crl")), 2)
     assert "--out" in message
+
+
+# --- keyCompromise: the key is revoked, not one certificate --------------------------------
+
+
+def revision_keys(home: Path) -> list[tuple[int, str, bytes]]:
+    """(number, state, public key) of every revision of ``web``, from the inventory."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    with sqlite3.connect(home / "certman.db") as db:
+        rows = db.execute(
+            "SELECT number, state, certificate_pem FROM revision ORDER BY number"
+        ).fetchall()
+    return [
+        (
+            number,
+            state,
+            x509.load_pem_x509_certificate(pem.encode())
+            .public_key()
+            .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo),
+        )
+        for number, state, pem in rows
+    ]
+
+
+def crl_reasons(cli: Cli, out: Path) -> dict[str, x509.ReasonFlags]:
+    return {
+        format(entry.serial_number, "x"): entry.extensions.get_extension_for_class(
+            x509.CRLReason
+        ).value.reason
+        for entry in crl_of(cli, "default", out)
+    }
+
+
+def test_a_key_revoked_for_key_compromise_is_never_reused_by_a_renewal(
+    initialised_home: Path, cli: Cli
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com", "--reuse-key")
+    cli.ok("revoke", "web", "--reason", "keyCompromise")
+    result = cli.ok("renew", "web")
+    assert "new key was generated" in result.stderr
+    assert "keyCompromise" in result.stderr
+    (_, _, revoked), (_, state, renewed) = revision_keys(initialised_home)
+    assert state == "active"
+    assert renewed != revoked
+    # reuse_key still holds for the new key: the next renewal keeps it and says nothing
+    result = cli.ok("renew", "web", "--force")
+    assert result.stderr == ""
+    assert revision_keys(initialised_home)[2][2] == renewed
+
+
+def test_key_compromise_revokes_every_unexpired_revision_with_that_key(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com", "--reuse-key")
+    first = show(cli, "web")["serial"]
+    cli.ok("renew", "web", "--force")
+    second = show(cli, "web")["serial"]
+    result = cli.ok("revoke", "web", "--reason", "keyCompromise")
+    assert f"serial {second} revoked (keyCompromise)" in result.stdout
+    assert f"revision 1 (serial {first}) certifies the same key; revoked too" in result.stdout
+    assert "never reused" in result.stdout
+    assert crl_reasons(cli, tmp_path / "c.crl") == {
+        first: x509.ReasonFlags.key_compromise,
+        second: x509.ReasonFlags.key_compromise,
+    }
+    assert [state for _, state, _ in revision_keys(initialised_home)] == ["revoked", "revoked"]
+    revokes = [
+        e["details"]
+        for e in json.loads(cli.ok("audit", "list", "--json").stdout)
+        if e["action"] == "certificate.revoke"
+    ]
+    assert [(d["revision"], d.get("shares_key_with")) for d in revokes] == [(2, None), (1, 2)]
+
+
+def test_another_reason_revokes_only_the_current_revision(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com", "--reuse-key")
+    cli.ok("renew", "web", "--force")
+    second = show(cli, "web")["serial"]
+    result = cli.ok("revoke", "web", "--reason", "superseded")
+    assert "revoked too" not in result.stdout
+    assert crl_reasons(cli, tmp_path / "c.crl") == {second: x509.ReasonFlags.superseded}
+    assert [state for _, state, _ in revision_keys(initialised_home)] == ["superseded", "revoked"]
+
+
+def test_key_compromise_spares_revisions_with_other_keys_and_expired_ones(
+    initialised_home: Path, cli: Cli, cli_clock: FrozenClock, tmp_path: Path
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com", "--validity", "10d")
+    cli.ok("renew", "web", "--force")  # a new key
+    cli.ok("issue", "api", "-d", "api.example.com", "--validity", "10d", "--reuse-key")
+    expired = show(cli, "api")["serial"]
+    cli_clock.advance(timedelta(days=11))
+    cli.ok("renew", "--due")  # web revision 3, api revision 2 (same key, revision 1 expired)
+    cli.ok("revoke", "web", "--reason", "keyCompromise")
+    cli.ok("revoke", "api", "--reason", "keyCompromise")
+    reasons = crl_reasons(cli, tmp_path / "c.crl")
+    assert set(reasons) == {show(cli, "web")["serial"], show(cli, "api")["serial"]}
+    assert expired not in reasons
+
+
+def test_key_compromise_upgrades_an_earlier_revocation_of_the_same_key(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com", "--reuse-key")
+    first = show(cli, "web")["serial"]
+    cli.ok("revoke", "web", "--reason", "superseded")
+    cli.ok("renew", "web")  # reuses the key: superseded says nothing about the key
+    second = show(cli, "web")["serial"]
+    cli.ok("revoke", "web", "--reason", "keyCompromise")
+    assert crl_reasons(cli, tmp_path / "c.crl") == {
+        first: x509.ReasonFlags.key_compromise,
+        second: x509.ReasonFlags.key_compromise,
+    }

@@ -3,8 +3,8 @@
 The test learns every private key certman made (one from an export outside the home, the
 rest by unsealing them in this process), then searches every file under the home (the
 database and its -wal/-shm files included) for the PEM armour, each key's PKCS#8 and
-SEC1/PKCS#1 DER, their base64, and each key's raw private scalar or primes. The output of
-every command is searched as well.
+SEC1/PKCS#1 DER, their base64, and each key's raw private scalar or primes, and for the
+audit chain's HMAC key. The output of every command is searched as well.
 """
 
 from __future__ import annotations
@@ -122,6 +122,10 @@ def test_a_full_run_leaves_no_plaintext_private_key_under_the_home(
         for what, value in secrets_of(key).items()
     }
     needles["PEM armour"] = b"PRIVATE KEY"
+    audit_key = unsealed_audit_key(certman.home)
+    needles["audit key"] = audit_key
+    needles["audit key hex"] = audit_key.hex().encode()
+    needles["audit key base64"] = base64.b64encode(audit_key)
     leaks = [
         f"{name} holds {what}"
         for name, data in contents.items()
@@ -137,6 +141,16 @@ def test_a_full_run_leaves_no_plaintext_private_key_under_the_home(
             for what, needle in needles.items():
                 if what.endswith(("base64", "hex")):
                     assert needle.decode() not in stream, (run.args, what)
+
+
+def unsealed_audit_key(home: Path) -> bytes:
+    """The audit chain's HMAC key, unsealed here in memory."""
+    rt = Runtime(config=load_config(home, home / "certman.toml"))
+    with rt.session() as session:
+        key = rt.audit_seal.stored_key(session)
+    rt.engine.dispose()
+    assert key is not None
+    return key.secret
 
 
 def pkcs8(key: object) -> bytes:

@@ -115,7 +115,8 @@ def test_three_services_renew_each_certificate_once_even_when_one_is_killed(
             if service.poll() is None:
                 os.kill(service.pid, signal.SIGKILL)
 
-    with Session(engine) as session:
+    # A runtime's session: the audit chain is checked with the audit key and the anchor.
+    with runtime_for(home, SystemClock()).session() as session:
         certs = session.exec(select(ManagedCertificate)).all()
         assert {(c.current_revision, c.latest_revision, c.status) for c in certs} == {
             (2, 2, "active")

@@ -55,8 +55,8 @@ def test_issue_renew_and_doctor_work_on_postgresql(tmp_path: Path, pg_url: str) 
 
 
 def test_concurrent_audit_appends_keep_one_unbroken_chain(tmp_path: Path, pg_url: str) -> None:
-    make_home(tmp_path / "h", f'[database]\nurl = "{pg_url}"\n')
-    engine = make_engine(pg_url)
+    home = make_home(tmp_path / "h", f'[database]\nurl = "{pg_url}"\n')
+    rt = runtime_for(home, FrozenClock(datetime.now(UTC)))
     errors: list[BaseException] = []
     start = threading.Barrier(4)
 
@@ -64,7 +64,7 @@ def test_concurrent_audit_appends_keep_one_unbroken_chain(tmp_path: Path, pg_url
         try:
             start.wait()
             for i in range(40):
-                with Session(engine) as session:
+                with rt.session() as session:
                     # a change and its audit event commit together, as the lifecycle does
                     append_event(session, datetime.now(UTC), "test.append", f"w{number}", i=i)
                     session.commit()
@@ -77,8 +77,9 @@ def test_concurrent_audit_appends_keep_one_unbroken_chain(tmp_path: Path, pg_url
     for thread in threads:
         thread.join(60)
     assert not errors, errors
-    with Session(engine) as session:
+    with rt.session() as session:
         check = verify_chain(session)
     assert check.ok, check.message
     assert check.events >= 160
-    engine.dispose()
+    assert check.keyed_from == 1 and check.anchored == check.events
+    rt.engine.dispose()

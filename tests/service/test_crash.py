@@ -29,7 +29,7 @@ from certman.interfaces import (
 )
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.models import KeyType, RevisionState, WrappedKey
-from certman.pki import load_certificate, load_private_key_der, public_key_der
+from certman.pki import certificate_facts, load_certificate, load_private_key_der, public_key_der
 from certman.service.authorities import load_private_ca
 from certman.service.checks import verify_archive, verify_audit
 from certman.service.lifecycle import IssueSpec, Lifecycle
@@ -54,8 +54,29 @@ from certman.service.lifecycle import IssueSpec, Lifecycle
 from certman.service.runtime import Runtime
 
 
+# The private CA, except that the process dies the moment a leaf is signed: after the
+# CA's work, before the lifecycle commits it. The leaf is kept for the test.
+class KilledAfterSigning:
+
+    def __init__(self, inner, home):
+        self.inner, self.name, self.home = inner, inner.name, home
+
+    def plan_issue(self, request):
+        return self.inner.plan_issue(request)
+
+    def issue_for_key(self, request):
+        response = self.inner.issue_for_key(request)
+        (self.home / "signed-before-the-kill.pem").write_bytes(response.certificate_pem)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def scenario(home, target, mode):
     runtime = Runtime(config=load_config(home, home / "certman.toml"))
+    if mode.endswith("-signed"):
+        from certman.service.authorities import load_private_ca
+
+        runtime._issuers["default"] = KilledAfterSigning(load_private_ca(runtime, "default"), home)
+        mode = mode.removesuffix("-signed")
     wanted = 1 if mode == "issue" else 2
 
     def kill_at_target(name, number, state):
@@ -325,3 +346,34 @@ def test_a_missing_master_key_does_not_fail_a_killed_renewal(
     key.chmod(0o600)
     cli.ok("renew", "--due")
     assert [r.state for r in revisions(rt)] == [S.SUPERSEDED, S.ACTIVE]
+
+
+@pytest.mark.parametrize("mode", ["issue", "renew"])
+def test_a_kill_between_signing_and_its_commit_resumes_with_the_same_certificate(
+    initialised_home: Path, fork_server: ForkServer, mode: str
+) -> None:
+    """The CA signed, the process died before ISSUED was committed: the resume signs the
+    planned serial and validity again and gets that very certificate, not a second one."""
+    if mode == "renew":
+        first_issue(initialised_home)
+    number = 1 if mode == "issue" else 2
+    # The target state is never reached: the child dies inside the issuance step.
+    kill_child_at(fork_server, initialised_home, S.ACTIVE, f"{mode}-signed")
+    signed = (initialised_home / "signed-before-the-kill.pem").read_bytes()
+    rt = runtime_for(initialised_home)
+    killed = revisions(rt)[number - 1]
+    assert killed.state == S.KEY_SEALED  # the certificate was recorded nowhere
+    facts = certificate_facts(signed)
+    assert killed.serial == facts.serial  # the plan was committed with the key
+    assert (killed.not_before, killed.not_after) == (facts.not_before, facts.not_after)
+
+    counting = resume(rt)
+
+    rev = revisions(rt)[number - 1]
+    assert rev.state == S.ACTIVE
+    assert counting.signed == 1
+    assert rev.certificate_pem is not None
+    assert rev.certificate_pem.encode() == signed  # byte for byte the one signed before
+    assert certificate(rt).serial == facts.serial
+    assert verify_archive(rt).ok
+    rt.engine.dispose()

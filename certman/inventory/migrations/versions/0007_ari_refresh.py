@@ -1,7 +1,7 @@
 """ARI: when to ask the CA for a certificate's renewal window again (RFC 9773 section 4.3)
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import certman.inventory.types
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

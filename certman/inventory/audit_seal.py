@@ -1,0 +1,185 @@
+"""What makes the audit chain tamper-evident: its HMAC key and a head anchored outside the database.
+
+The key is random, sealed by the key wrapper (context purpose "audit-key") and stored in the
+inventory, so write access to the database alone cannot recompute a MAC. The anchor file
+(``<home>/audit.head``) records the last event this home appended, so deleting the newest
+events, which leaves a shorter but consistent chain, is noticed too. With several instances
+on one PostgreSQL database, each home anchors the events it appended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlmodel import Session, col, select
+
+from certman.errors import IntegrityError
+from certman.interfaces import KeyWrapper
+from certman.inventory.tables import AuditEvent, AuditKey
+from certman.models import EncryptionContext, WrappedKey
+
+log = logging.getLogger("certman.audit")
+
+# Session.info key under which the runtime hands its AuditSeal to every session it opens.
+AUDIT_SEAL = "certman.audit_seal"
+_PENDING_HEAD = "certman.audit_pending_head"
+_LISTENING = "certman.audit_listening"
+ANCHOR_NAME = "audit.head"
+
+
+def audit_key_context(first_seq: int) -> EncryptionContext:
+    """The sealed key is bound to the first event it covers (see AuditKey)."""
+    return EncryptionContext(certificate="audit", revision=first_seq, purpose="audit-key")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainKey:
+    first_seq: int
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Anchor:
+    """The head of the chain as this home last appended it."""
+
+    seq: int
+    mac: str
+
+
+class AuditSeal:
+    """The audit key (unsealed once per process) and the home's head anchor.
+
+    ``wrapper`` is called only when the key is first needed, so a command that appends
+    nothing never builds the key wrapper. Safe to share between threads.
+    """
+
+    def __init__(self, wrapper: Callable[[], KeyWrapper], anchor_path: Path | None) -> None:
+        self._wrapper = wrapper
+        self.anchor_path = anchor_path
+        self._lock = threading.Lock()
+        self._keys: dict[tuple[int, str], bytes] = {}
+
+    # --- the key --------------------------------------------------------------------------
+
+    def stored_key(self, session: Session) -> ChainKey | None:
+        """The chain key from the inventory, or None when no event was appended since 0006."""
+        rows = session.exec(select(AuditKey).order_by(col(AuditKey.first_seq))).all()
+        if not rows:
+            return None
+        if len(rows) > 1:
+            raise IntegrityError(
+                f"The inventory holds {len(rows)} audit keys where certman creates one; "
+                "rows were added to audit_key: investigate before trusting the audit trail."
+            )
+        row = rows[0]
+        with self._lock:
+            secret = self._keys.get((row.first_seq, row.sealed_key))
+            if secret is None:
+                secret = self._wrapper().unwrap(
+                    WrappedKey.from_json(row.sealed_key), audit_key_context(row.first_seq)
+                )
+                self._keys[(row.first_seq, row.sealed_key)] = secret
+        return ChainKey(first_seq=row.first_seq, secret=secret)
+
+    def create_key(self, session: Session, first_seq: int, at: datetime) -> ChainKey:
+        """A new random key covering events from ``first_seq`` on, added to the transaction."""
+        secret = secrets.token_bytes(32)
+        sealed = self._wrapper().wrap(secret, audit_key_context(first_seq)).to_json()
+        session.add(AuditKey(first_seq=first_seq, sealed_key=sealed, created_at=at))
+        with self._lock:
+            self._keys[(first_seq, sealed)] = secret
+        return ChainKey(first_seq=first_seq, secret=secret)
+
+    # --- the anchor -----------------------------------------------------------------------
+
+    def read_anchor(self) -> Anchor | None:
+        path = self.anchor_path
+        if path is None:
+            return None
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            return Anchor(seq=int(doc["seq"]), mac=str(doc["mac"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise IntegrityError(
+                f"The audit head anchor {path} cannot be read ({e}); it was altered or "
+                "damaged. Compare it with your backups before trusting the audit trail."
+            ) from None
+
+    def anchor_after_commit(self, session: Session, head: Anchor) -> None:
+        """Record ``head`` in the anchor file once ``session`` commits (never before).
+
+        If the head anchored now is no longer in the database (events were deleted or
+        rewritten), the anchor is left as it is: it is the evidence `audit verify` reports.
+        """
+        if self.anchor_path is None:
+            return
+        try:
+            anchored = self.read_anchor()
+        except IntegrityError as e:
+            log.warning("%s", e.message)
+            return
+        if anchored is not None:
+            found = session.exec(
+                select(AuditEvent.hash).where(AuditEvent.seq == anchored.seq)
+            ).first()
+            if found != anchored.mac:
+                log.warning(
+                    "The audit chain no longer holds event %d as %s recorded it; the anchor is "
+                    "kept as evidence. Run `certman audit verify`.",
+                    anchored.seq,
+                    self.anchor_path,
+                )
+                return
+        session.info[_PENDING_HEAD] = head
+        if not session.info.get(_LISTENING):
+            event.listen(session, "after_commit", self._write_pending)
+            event.listen(session, "after_rollback", _discard_pending)
+            session.info[_LISTENING] = True
+
+    def _write_pending(self, session: Session) -> None:
+        head = session.info.pop(_PENDING_HEAD, None)
+        if head is not None:
+            self.write_anchor(head)
+
+    def write_anchor(self, head: Anchor) -> None:
+        """Atomically replace the anchor with ``head`` unless it already holds a later one."""
+        from certman.fileio import exclusive_lock, write_private
+
+        path = self.anchor_path
+        assert path is not None
+        doc = json.dumps({"seq": head.seq, "mac": head.mac}, separators=(",", ":"))
+        try:
+            # Threads of one process, then processes sharing the home (flock is per process).
+            with self._lock, exclusive_lock(path.with_name(path.name + ".lock")):
+                current = self.read_anchor()
+                if current is not None and current.seq >= head.seq:
+                    return
+                write_private(path, doc.encode() + b"\n")
+        except (OSError, IntegrityError) as e:
+            # The change is committed already; failing it now would misreport it.
+            log.warning("Could not update the audit head anchor %s: %s", path, e)
+
+
+def _discard_pending(session: Session) -> None:
+    session.info.pop(_PENDING_HEAD, None)
+
+
+def seal_of(session: Session) -> AuditSeal:
+    """The AuditSeal the runtime attached to ``session`` (Runtime.session)."""
+    seal = session.info.get(AUDIT_SEAL)
+    if not isinstance(seal, AuditSeal):
+        raise RuntimeError(
+            "This session has no audit seal; open sessions with Runtime.session() to append "
+            "or verify audit events."
+        )
+    return seal
