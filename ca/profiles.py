@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from ca.certificates import authority_key_identifier_for
@@ -109,6 +109,7 @@ class LeafProfile:
         """
         public_key = csr.public_key()
         self._check_key_type(public_key, key_type, "The CSR's key")
+        assert isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)  # checked above
         # RFC 2986 section 3: the signature proves possession of the private key.
         if not csr.is_signature_valid:
             raise ValidationError(

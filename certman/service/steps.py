@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 from certman.errors import IssuanceError
 from certman.interfaces import (
@@ -19,6 +20,7 @@ from certman.interfaces import (
     IssueRequest,
     KeyIssueRequest,
     SupportsKeyIssue,
+    supports,
 )
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
@@ -79,16 +81,17 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
 
     cert, rev = work.cert, work.rev
     key = work.key or load_private_key_der(unseal_private_key(rt, cert.name, rev))
+    key_der = public_key_der(key.public_key())
     identifiers = tuple(json.loads(cert.domains))
     issuer = rt.issuer(cert.issuer)
     validity = timedelta(seconds=cert.validity_seconds)
-    if isinstance(issuer, SupportsKeyIssue):
-        response = issuer.issue_for_key(
+    if supports(issuer, SupportsKeyIssue):
+        response = cast(SupportsKeyIssue, issuer).issue_for_key(
             KeyIssueRequest(
                 name=cert.name,
                 revision=rev.number,
                 identifiers=identifiers,
-                public_key_der=public_key_der(key.public_key()),
+                public_key_der=key_der,
                 key_type=KeyType(rev.key_type),
                 validity=validity,
                 now=rt.clock.now(),
@@ -109,7 +112,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
             )
         )
     facts = certificate_facts(response.certificate_pem)
-    if facts.public_key_der != public_key_der(key.public_key()):
+    if facts.public_key_der != key_der:
         raise IssuanceError(
             f"Issuer {cert.issuer!r} returned a certificate for another key than the one "
             f"certman sealed for {cert.name!r}; it was not stored."
@@ -188,7 +191,7 @@ def activate(rt: Runtime, work: Work) -> None:
     """-> ACTIVE: the certificate now points at this revision; the previous one is superseded."""
     import random
 
-    from certman.interfaces import RenewalInfoRequest, SupportsRenewalInfo
+    from certman.interfaces import RenewalInfoRequest, SupportsRenewalInfo, supports
     from certman.service.renewal import renewal_due_at
 
     cert, rev = work.cert, work.rev
@@ -209,9 +212,9 @@ def activate(rt: Runtime, work: Work) -> None:
         not_before=rev.not_before, not_after=rev.not_after, renew_before=renew_before
     )
     issuer = rt.issuer(cert.issuer)
-    if isinstance(issuer, SupportsRenewalInfo) and rev.certificate_pem:
+    if supports(issuer, SupportsRenewalInfo) and rev.certificate_pem:
         # RFC 9773 section 4.2: when the CA suggests a window, renew at a random point in it.
-        window = issuer.renewal_info(
+        window = cast(SupportsRenewalInfo, issuer).renewal_info(
             RenewalInfoRequest(
                 certificate_pem=rev.certificate_pem.encode(),
                 issuer_pem=(rev.chain_pem or "").encode(),
