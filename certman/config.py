@@ -53,6 +53,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "intermediate_validity": "1825d",
         "crl_url": "",
         "crl_next_update": "7d",
+        "allowed_key_types": [],
+        "allow_wildcards": True,
+        "client_auth": False,
     },
     "aws": {"region": "us-east-1", "profile": "", "endpoint_url": ""},
     "logging": {"level": "warning"},
@@ -113,6 +116,22 @@ class Config:
             return KeyType.parse(self.get(section, key), field=f"{section}.{key}")
         except ValidationError as e:
             raise ConfigError(f"{e} (in {self.path})") from None
+
+    def key_types(self, section: str, key: str) -> tuple[KeyType, ...]:
+        """A list of key types (an empty list: none given)."""
+        values = self.get(section, key)
+        result = []
+        for value in values:
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f'{section}.{key} holds {value!r}; write key types like "ec-p256" '
+                    f"(in {self.path})."
+                )
+            try:
+                result.append(KeyType.parse(value, field=f"{section}.{key}"))
+            except ValidationError as e:
+                raise ConfigError(f"{e} (in {self.path})") from None
+        return tuple(result)
 
     def home_path(self, section: str, key: str) -> Path:
         """A path key; relative paths are relative to the home directory."""
@@ -266,6 +285,7 @@ def _check_values(config: Config) -> None:
     _check_service(config)
     config.key_type("defaults", "key_type")
     config.key_type("ca", "key_type")
+    config.key_types("ca", "allowed_key_types")
 
 
 def _check_service(config: Config) -> None:

@@ -14,14 +14,13 @@ from certman.service.runtime import Runtime
 
 
 def _view(row: Authority) -> dict[str, Any]:
-    from datetime import timedelta
-
     from cryptography import x509
+
+    from ca import SigningPolicy
 
     root = x509.load_pem_x509_certificate(row.root_certificate_pem.encode())
     inter = x509.load_pem_x509_certificate(row.intermediate_certificate_pem.encode())
-    policy = json.loads(row.policy)
-    max_validity = policy.get("max_validity", 0)
+    policy = SigningPolicy.from_dict(json.loads(row.policy))
     return {
         "name": row.name,
         "key_type": row.key_type,
@@ -30,8 +29,14 @@ def _view(row: Authority) -> dict[str, Any]:
         "root_not_after": root.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
         "intermediate_subject": inter.subject.rfc4514_string(),
         "intermediate_not_after": inter.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
-        "max_validity": format_duration(timedelta(seconds=max_validity)),
-        "permitted_domains": list(policy.get("permitted_domains", [])),
+        "max_validity": format_duration(policy.max_validity),
+        "permitted_domains": list(policy.permitted_domains),
+        # the policy it enforces when signing leaves
+        "allowed_key_types": [k.value for k in policy.allowed_key_types],
+        "allow_wildcards": policy.allow_wildcards,
+        "allow_ip": policy.allow_ip,
+        "client_auth": policy.client_auth,
+        "crl_url": policy.crl_url,
         "crl_number": row.crl_number,
         "root_certificate_pem": row.root_certificate_pem,
         "intermediate_certificate_pem": row.intermediate_certificate_pem,

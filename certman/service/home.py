@@ -38,15 +38,7 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     from certman.service.runtime import Runtime
 
     # Everything the CA needs is read first: a bad value refuses before anything is created.
-    spec = AuthoritySpec(
-        name="default",
-        key_type=ca_key_type or config.key_type("ca", "key_type"),
-        common_name=str(config.get("ca", "common_name")),
-        max_validity=config.required_duration("ca", "max_validity"),
-        root_validity=config.required_duration("ca", "root_validity"),
-        intermediate_validity=config.required_duration("ca", "intermediate_validity"),
-        crl_url=str(config.get("ca", "crl_url")) or None,
-    )
+    spec = AuthoritySpec.from_config(config, "default", key_type=ca_key_type)
     report = InitReport()
     home = config.home
     _note(report, not home.exists(), f"home {home}")
@@ -74,10 +66,7 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     runtime = Runtime(config=config)
     runtime.engine = engine  # type: ignore[misc]  # reuse the migrated engine
     if not authority_exists(runtime, "default"):
-        create_authority(
-            runtime,
-            spec,
-        )
+        create_authority(runtime, spec)
         report.created.append("private CA default (root + intermediate)")
     else:
         report.present.append("private CA default")
