@@ -283,9 +283,33 @@ def _check_values(config: Config) -> None:
     ):
         config.duration(section, key)
     _check_service(config)
+    _check_database_and_logging(config)
     config.key_type("defaults", "key_type")
     config.key_type("ca", "key_type")
     config.key_types("ca", "allowed_key_types")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# The databases the inventory runs on (DESIGN.md "Inventory"); the driver may follow a "+".
+DATABASE_DIALECTS = ("sqlite", "postgresql")
+
+
+def _check_database_and_logging(config: Config) -> None:
+    level = str(config.get("logging", "level"))
+    if level.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            f"logging.level in {config.path} must be one of {', '.join(LOG_LEVELS)}, not {level!r}."
+        )
+    url = str(config.get("database", "url"))
+    scheme, separator, _ = url.partition(":")
+    if url and (not separator or scheme.split("+", 1)[0].lower() not in DATABASE_DIALECTS):
+        # Only the scheme is repeated: the rest of a URL may hold a password.
+        shown = f"a {scheme!r} URL" if separator else "a URL"
+        raise ConfigError(
+            f"database.url in {config.path} is not {shown} certman can use; give "
+            "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (or leave it empty for SQLite "
+            "in the home)."
+        )
 
 
 def _check_service(config: Config) -> None:

@@ -28,7 +28,7 @@ def init(
     from certman.service.home import init_home
 
     key_type = KeyType.parse(ca_key_type, field="--ca-key-type") if ca_key_type else None
-    config = state(ctx).load_config()
+    config = state(ctx).load_config(creating=True)
     report = init_home(config, ca_key_type=key_type)
     if not report.changed:
         typer.echo(f"Nothing to do: {config.home} is already initialised.")

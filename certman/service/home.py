@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from certman.config import Config
-from certman.errors import KeyWrapError
+from certman.errors import KeyWrapError, ValidationError
 from certman.models import KeyType
 
 DEFAULT_CONFIG = """\
@@ -39,10 +39,17 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
 
     # Everything the CA needs is read first: a bad value refuses before anything is created.
     spec = AuthoritySpec.from_config(config, "default", key_type=ca_key_type)
+    _check_paths(config)
     report = InitReport()
     home = config.home
     _note(report, not home.exists(), f"home {home}")
-    ensure_private_dir(home)
+    try:
+        ensure_private_dir(home)
+    except OSError as e:
+        raise ValidationError(
+            f"Cannot create the certman home {home}: {e.strerror}; point --home (or "
+            "CERTMAN_HOME) at a directory you can create."
+        ) from None
 
     if not config.path.exists():
         write_private(config.path, DEFAULT_CONFIG.encode(), mode=0o600)
@@ -50,7 +57,7 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     else:
         report.present.append(f"config {config.path}")
 
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, config_path=config.path)
     had_schema = _has_schema(engine)
     if config.get("kms", "type") == "local":
         _init_master_key(config, report, had_schema)
@@ -72,6 +79,27 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
         report.present.append("private CA default")
     engine.dispose()
     return report
+
+
+def _check_paths(config: Config) -> None:
+    """Refuse, before anything is created, paths that can only fail half-way through."""
+    wanted = [(config.home, "the home (--home)")]
+    if config.get("archive", "type") == "local":
+        wanted.append((config.archive_path, "archive.path"))
+    for path, what in wanted:
+        if path.exists() and not path.is_dir():
+            raise ValidationError(
+                f"{path}, {what}, is a file, not a directory; move it away or choose another path."
+            )
+    if (
+        not config.path.exists()
+        and not config.path.parent.is_dir()
+        and config.path.parent != config.home
+    ):
+        raise ValidationError(
+            f"The directory of the configuration file {config.path} does not exist; create it "
+            "or give another --config."
+        )
 
 
 def _note(report: InitReport, created: bool, what: str) -> None:
