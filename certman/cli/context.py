@@ -100,7 +100,13 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return result
+        except BrokenPipeError:
+            # The reader of our output went away (`certman doctor | head`): click ends the
+            # command quietly with exit 1 and silences the final flush, as for its own output.
+            raise
         except CertmanError as e:
             if _debug_enabled(args, kwargs):
                 _print_traceback()
