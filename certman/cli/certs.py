@@ -9,6 +9,9 @@ import typer
 from certman.cli.context import emit_json, handles_errors, parse_duration_option, state
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from certman.service.lifecycle import Lifecycle
     from certman.service.runtime import Runtime
 
 
@@ -214,28 +217,49 @@ def renew(
         else:
             _print_done(rt, name, outcome.revision)
         return
-    names = list(dict.fromkeys([*lifecycle.unfinished(), *lifecycle.due()]))
     if dry_run:
+        names = [n for page in _due_pages(lifecycle) for n in page]
         typer.echo("\n".join(f"would renew {n}" for n in names) or "Nothing is due.")
         return
-    if not names:
+    attempted = failed = 0
+    for page in _due_pages(lifecycle):
+        for each in page:
+            attempted += 1
+            try:
+                with held(rt, each, holder, lease):
+                    outcome = lifecycle.renew(each)
+                typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
+            except CertificateBusy as busy:  # a running service has it: not a failure
+                typer.echo(f"{each}: skipped; {busy.message}")
+            except CertmanError as e:  # one failure never blocks the others
+                failed += 1
+                alert_failure(rt, each, e)
+                typer.echo(f"error: {each}: {e.message}", err=True)
+    if not attempted:
         typer.echo("Nothing is due.")
-        return
-    failed = 0
-    for each in names:
-        try:
-            with held(rt, each, holder, lease):
-                outcome = lifecycle.renew(each)
-            typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
-        except CertificateBusy as busy:  # a running service has it: not a failure
-            typer.echo(f"{each}: skipped; {busy.message}")
-        except CertmanError as e:  # one failure never blocks the others
-            failed += 1
-            alert_failure(rt, each, e)
-            typer.echo(f"error: {each}: {e.message}", err=True)
     if failed:
-        typer.echo(f"{failed} of {len(names)} renewals failed.", err=True)
+        typer.echo(f"{failed} of {attempted} renewals failed.", err=True)
         raise typer.Exit(1)
+
+
+# How many due certificates are read at a time; `renew --due` goes on until none is left.
+DUE_PAGE = 500
+
+
+def _due_pages(lifecycle: "Lifecycle") -> "Iterator[list[str]]":
+    """Every unfinished or due certificate, a page at a time, each name once.
+
+    The inventory is asked again after each page, so the ones renewed meanwhile drop out;
+    what stays due (skipped because the service holds it) is not offered twice.
+    """
+    seen: set[str] = set()
+    while True:
+        found = [*lifecycle.unfinished(), *lifecycle.due(limit=len(seen) + DUE_PAGE)]
+        page = [n for n in dict.fromkeys(found) if n not in seen]
+        if not page:
+            return
+        seen.update(page)
+        yield page
 
 
 @handles_errors
