@@ -45,23 +45,26 @@ def issue(
     ] = None,
 ) -> None:
     """Issue a new certificate and track it."""
-    from datetime import timedelta
-
     from certman.models import KeyType
     from certman.service.lifecycle import IssueSpec, Lifecycle
+    from certman.service.validity import default_validity
 
     rt = state(ctx).runtime()
     cfg = rt.config
+    issuer = issuer or str(cfg.get("defaults", "issuer"))
+    lifetime = parse_duration_option(validity, "--validity")
+    note = None
+    if lifetime is None:
+        default = default_validity(rt, issuer)
+        lifetime, note = default.validity, default.note
     spec = IssueSpec(
         name=name,
         domains=tuple(domain),
-        issuer=issuer or str(cfg.get("defaults", "issuer")),
+        issuer=issuer,
         key_type=KeyType.parse(key_type, field="--key-type")
         if key_type
         else cfg.key_type("defaults", "key_type"),
-        validity=parse_duration_option(validity, "--validity")
-        or cfg.duration("defaults", "validity")
-        or timedelta(days=90),
+        validity=lifetime,
         renew_before=parse_duration_option(renew_before, "--renew-before")
         or cfg.duration("defaults", "renew_before"),
         reuse_key=reuse_key or bool(cfg.get("defaults", "reuse_key")),
@@ -72,6 +75,8 @@ def issue(
     if not planned:
         typer.echo(f"Resuming the unfinished issuance of {name}.", err=True)
     outcome = lifecycle.advance(name)
+    if note:
+        typer.echo(f"note: {note}; give --validity to choose another.", err=True)
     _print_done(rt, name, outcome.revision)
 
 

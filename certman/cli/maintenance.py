@@ -30,6 +30,8 @@ def init(
     key_type = KeyType.parse(ca_key_type, field="--ca-key-type") if ca_key_type else None
     config = state(ctx).load_config(creating=True)
     report = init_home(config, ca_key_type=key_type)
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
     if not report.changed:
         typer.echo(f"Nothing to do: {config.home} is already initialised.")
         return

@@ -314,8 +314,13 @@ def _fail(lifecycle: Lifecycle, work: steps.Work, error: CertmanError, report: B
     lifecycle.record_failure(work.cert.name, work.rev.number, error)
 
 
-def read_bulk_csv(config: Config, path: Path, *, issuer: str | None) -> list[IssueSpec]:
-    """Rows ``name,domains[,key_type,validity]``; a header row starting with "name" is skipped."""
+def read_bulk_csv(
+    config: Config, path: Path, *, issuer: str | None, validity: timedelta | None = None
+) -> list[IssueSpec]:
+    """Rows ``name,domains[,key_type,validity]``; a header row starting with "name" is skipped.
+
+    ``validity`` is for rows without one (default: ``[defaults] validity``).
+    """
     import csv
 
     from certman.durations import parse_duration
@@ -342,7 +347,7 @@ def read_bulk_csv(config: Config, path: Path, *, issuer: str | None) -> list[Iss
                 else config.key_type("defaults", "key_type"),
                 validity=parse_duration(row[3], field=f"validity ({where})")
                 if len(row) > 3 and row[3].strip()
-                else config.duration("defaults", "validity") or timedelta(days=90),
+                else validity or config.duration("defaults", "validity") or timedelta(days=90),
                 renew_before=config.duration("defaults", "renew_before"),
                 reuse_key=bool(config.get("defaults", "reuse_key")),
             )

@@ -24,6 +24,7 @@ validity = "90d"
 class InitReport:
     created: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the operator asked for but did not get
 
     @property
     def changed(self) -> bool:
@@ -34,7 +35,12 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     """Create whatever is missing; never touch what exists (idempotent)."""
     from certman.fileio import ensure_private_dir, write_private
     from certman.inventory.database import make_engine, migrate
-    from certman.service.authorities import AuthoritySpec, authority_exists, create_authority
+    from certman.service.authorities import (
+        AuthoritySpec,
+        authority_exists,
+        create_authority,
+        get_authority,
+    )
     from certman.service.runtime import Runtime
 
     # Everything the CA needs is read first: a bad value refuses before anything is created.
@@ -76,7 +82,15 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
         create_authority(runtime, spec)
         report.created.append("private CA default (root + intermediate)")
     else:
-        report.present.append("private CA default")
+        existing = KeyType(get_authority(runtime, "default").key_type)
+        report.present.append(f"private CA default ({existing.value})")
+        if ca_key_type is not None and ca_key_type != existing:
+            # A CA's key cannot change; saying "nothing to do" alone would hide that.
+            report.notes.append(
+                f"The existing CA default keeps its key type {existing.value}; --ca-key-type "
+                f"only applies when init creates it (`certman ca create NAME --key-type "
+                f"{ca_key_type.value}` makes another CA)."
+            )
     engine.dispose()
     return report
 

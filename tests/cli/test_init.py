@@ -128,3 +128,15 @@ def test_init_refuses_a_missing_master_key_when_the_database_holds_sealed_keys(
     assert "master key" in message
     assert "backup" in message
     assert not (home / "master.key").exists()  # never silently replaced by a new one
+
+
+def test_init_again_with_another_ca_key_type_says_the_existing_ca_keeps_its_own(
+    home: Path, cli: Cli
+) -> None:
+    cli.ok("init")
+    result = cli.ok("init", "--ca-key-type", "rsa-3072")
+    assert "Nothing to do" in result.stdout
+    assert "The existing CA default keeps its key type ec-p256" in result.stderr
+    assert "ca create NAME --key-type rsa-3072" in result.stderr
+    view = json.loads(cli.ok("ca", "show", "default", "--json").stdout)
+    assert view["key_type"] == "ec-p256"
