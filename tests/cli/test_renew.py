@@ -25,7 +25,9 @@ def test_renew_before_due_says_so_and_changes_nothing(initialised_home: Path, cl
     cli.ok("issue", "web", "-d", "www.example.com")
     before = snapshot_home(initialised_home)
     result = cli.ok("renew", "web")
-    assert "not due until" in result.stdout
+    due = show(cli, "web")["renewal_due_at"]
+    assert due.endswith("Z")
+    assert f"not due until {due};" in result.stdout
     assert "--force" in result.stdout
     assert_unchanged(before, initialised_home)
 
