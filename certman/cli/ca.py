@@ -130,3 +130,26 @@ def crl(
     pem = sign_crl(state(ctx).runtime(), name)
     write_private(out, pem, mode=0o644)
     typer.echo(f"wrote {out}")
+
+
+@app.command("export")
+@handles_errors
+def export(
+    ctx: typer.Context,
+    name: str,
+    out: Annotated[Path, typer.Option(help="File to write the PEM to.")],
+    intermediate: Annotated[
+        bool, typer.Option("--intermediate", help="The intermediate instead of the root.")
+    ] = False,
+    chain: Annotated[
+        bool, typer.Option("--chain", help="The intermediate followed by the root.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write the CA's root certificate (the trust anchor to distribute), or its intermediate."""
+    from certman.service.authority_views import export_authority_pem
+
+    path = export_authority_pem(
+        state(ctx).runtime(), name, out, intermediate=intermediate, chain=chain, force=force
+    )
+    typer.echo(f"wrote {path}")

@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
     app.command("renew")(renew)
     app.command("revoke")(revoke)
     app.command("export")(export)
+    app.command("delete")(delete)
 
 
 @handles_errors
@@ -70,6 +71,10 @@ def issue(
         reuse_key=reuse_key or bool(cfg.get("defaults", "reuse_key")),
         targets=tuple(target or ()),
     )
+    from certman.service.deletion import refuse_archived_names, tracked
+
+    if not tracked(rt, name):
+        refuse_archived_names(rt, [name])
     lifecycle = Lifecycle(rt)
     _, planned = lifecycle.plan(spec)
     if not planned:
@@ -316,3 +321,39 @@ def export(
     )
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+@handles_errors
+def delete(
+    ctx: typer.Context,
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Delete even while deployed to targets or with a revision in flight."),
+    ] = False,
+) -> None:
+    """Stop tracking a certificate: inventory rows go; archived bundles and audit events stay.
+
+    It is not revoked (`certman revoke NAME` first, if it must stop being trusted).
+    """
+    from datetime import timedelta
+
+    from certman.service.deletion import delete_certificate, deletion_refusal
+    from scheduler.claims import held, instance_id
+
+    rt = state(ctx).runtime()
+    deletion_refusal(rt, name, force=force)
+    if not yes:
+        typer.confirm(
+            f"Stop tracking {name}? It will not be renewed any more (it is not revoked).",
+            abort=True,
+        )
+    lease = rt.config.duration("service", "lease") or timedelta(minutes=10)
+    with held(rt, name, f"cli:{instance_id()}", lease):  # never under a renewal in progress
+        deleted = delete_certificate(rt, name, force=force)
+    where = f"; it may still be deployed to {', '.join(deleted.targets)}" if deleted.targets else ""
+    typer.echo(
+        f"{name} is no longer tracked ({deleted.revisions} revisions removed from the inventory); "
+        f"its {deleted.archived} archived bundles and its audit events stay{where}."
+    )

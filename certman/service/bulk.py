@@ -20,6 +20,7 @@ from certman.inventory.audit import EventSpec, append_events
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import RevisionState
 from certman.service import steps
+from certman.service.deletion import refuse_archived_names
 from certman.service.lifecycle import IssueSpec, Lifecycle, apply_spec
 from certman.service.runtime import Runtime
 
@@ -100,7 +101,22 @@ def validate_all(rt: Runtime, specs: Sequence[IssueSpec]) -> list[IssueSpec]:
         raise ValidationError(
             "A certificate name appears twice in the bulk input; names must be unique."
         )
+    with rt.session() as session:
+        for start in range(0, len(names), 500):
+            _refuse_existing(session, names[start : start + 500])
+    refuse_archived_names(rt, names)
     return validated
+
+
+def _refuse_existing(session: Session, names: Sequence[str]) -> None:
+    existing = session.exec(
+        select(ManagedCertificate.name).where(col(ManagedCertificate.name).in_(names))
+    ).first()
+    if existing:
+        raise AlreadyExistsError(
+            f"Certificate {existing!r} already exists; bulk issuance only creates new "
+            "certificates (use `certman renew`)."
+        )
 
 
 def _issue_batch(
@@ -115,16 +131,7 @@ def _issue_batch(
     """
     now = rt.clock.now()
     with rt.session() as session:
-        existing = session.exec(
-            select(ManagedCertificate.name).where(
-                col(ManagedCertificate.name).in_([s.name for s in specs])
-            )
-        ).all()
-        if existing:
-            raise AlreadyExistsError(
-                f"Certificate {existing[0]!r} already exists; bulk issuance only creates new "
-                "certificates (use `certman renew`)."
-            )
+        _refuse_existing(session, [s.name for s in specs])  # created meanwhile by another
         works = _plan(specs, now)
         live, unsealed = _attempt(rt, steps.seal_key, works)
         _insert(session, works)
