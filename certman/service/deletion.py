@@ -101,13 +101,21 @@ def refuse_archived_names(rt: Runtime, names: Sequence[str]) -> None:
     deleted certificate's bundles, which `certman delete` promises to keep.
     """
     from certman.archive.local import LocalArchiveStore
+    from certman.errors import ArchiveError
 
     store = rt.archive
     for name in names:
-        if isinstance(store, LocalArchiveStore):
-            held = (store.root / name).is_dir() and bool(store.list(f"{name}/"))
-        else:
-            held = bool(store.list(f"{name}/"))
+        try:
+            if isinstance(store, LocalArchiveStore):
+                # one stat for a name never used, instead of a listing of the whole root
+                held = (store.root / name).is_dir() and bool(store.list(f"{name}/"))
+            else:
+                held = bool(store.list(f"{name}/"))
+        except ArchiveError:
+            # An archive that cannot be listed now fails the archive step too, where the
+            # lifecycle reports it and a rerun resumes; it is no reason to refuse up front
+            # (nor to ask again for each of a thousand names).
+            return
         if held:
             raise AlreadyExistsError(
                 f"The archive still holds bundles of a deleted certificate named {name!r}; "
