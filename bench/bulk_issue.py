@@ -8,6 +8,7 @@ The reference is the loop the issue names: keygen + CSR + sign + PEM, nothing st
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -82,27 +83,43 @@ def certman_bulk(count: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
-    bare = min(bare_loop(args.count, verify_csr=False) for _ in range(args.runs))
-    bare_checked = min(bare_loop(args.count, verify_csr=True) for _ in range(args.runs))
-    ours = min(certman_bulk(args.count) for _ in range(args.runs))
+    # Rounds interleave the three paths, so that a neighbour's load hits them alike; the
+    # ratio of each round is taken within it, and the median of those is the figure.
+    bare, checked, ours = [], [], []
+    for _ in range(args.runs):
+        bare.append(bare_loop(args.count, verify_csr=False))
+        checked.append(bare_loop(args.count, verify_csr=True))
+        ours.append(certman_bulk(args.count))
+    ratio = statistics.median(b / o for b, o in zip(bare, ours, strict=True))
+    checked_ratio = statistics.median(b / c for b, c in zip(bare, checked, strict=True))
     rows = [
-        ["bare cryptography: keygen + CSR + sign + PEM", f"{args.count / bare:,.0f}/s", "1.00"],
+        [
+            "bare cryptography: keygen + CSR + sign + PEM",
+            f"{args.count / min(bare):,.0f}/s",
+            "1.00",
+        ],
         [
             "bare loop + CSR signature check",
-            f"{args.count / bare_checked:,.0f}/s",
-            f"{bare / bare_checked:.2f}",
+            f"{args.count / min(checked):,.0f}/s",
+            f"{checked_ratio:.2f}",
         ],
         [
             "certman issue_many (seal + CA + inventory + archive + audit)",
-            f"{args.count / ours:,.0f}/s",
-            f"{bare / ours:.2f}",
+            f"{args.count / min(ours):,.0f}/s",
+            f"{ratio:.2f}",
         ],
     ]
-    print(f"Bulk issuance of {args.count} EC P-256 certificates (best of {args.runs})\n")
+    print(
+        f"Bulk issuance of {args.count} EC P-256 certificates: best rate of {args.runs} rounds, "
+        "ratio = median over the rounds of (bare time / time), each round running all three\n"
+    )
     print(table(["path", "rate", "x bare rate"], rows))
-    return 0 if bare / ours >= 0.5 else 1
+    print(
+        f"\nper-round ratios: {', '.join(f'{b / o:.2f}' for b, o in zip(bare, ours, strict=True))}"
+    )
+    return 0 if ratio >= 0.5 else 1
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ class LeafProfile:
                 "The CSR's key is not an EC or RSA key; send a CSR made with the sealed key."
             )
         self._check_key_type(public_key, key_type, "The CSR's key")
+        assert isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)  # checked above
         # RFC 2986 section 3: the signature proves possession of the private key.
         if not csr.is_signature_valid:
             raise ValidationError(

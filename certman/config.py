@@ -57,6 +57,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "intermediate_validity": "1825d",
         "crl_url": "",
         "crl_next_update": "7d",
+        "allowed_key_types": [],
+        "allow_wildcards": True,
+        "client_auth": False,
     },
     "aws": {"region": "us-east-1", "profile": "", "endpoint_url": ""},
     "logging": {"level": "info"},
@@ -117,6 +120,22 @@ class Config:
             return KeyType.parse(self.get(section, key), field=f"{section}.{key}")
         except ValidationError as e:
             raise ConfigError(f"{e} (in {self.path})") from None
+
+    def key_types(self, section: str, key: str) -> tuple[KeyType, ...]:
+        """A list of key types (an empty list: none given)."""
+        values = self.get(section, key)
+        result = []
+        for value in values:
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f'{section}.{key} holds {value!r}; write key types like "ec-p256" '
+                    f"(in {self.path})."
+                )
+            try:
+                result.append(KeyType.parse(value, field=f"{section}.{key}"))
+            except ValidationError as e:
+                raise ConfigError(f"{e} (in {self.path})") from None
+        return tuple(result)
 
     def home_path(self, section: str, key: str) -> Path:
         """A path key; relative paths are relative to the home directory."""
@@ -269,8 +288,33 @@ def _check_values(config: Config) -> None:
         config.duration(section, key)
     _check_service(config)
     _check_kms(config)
+    _check_database_and_logging(config)
     config.key_type("defaults", "key_type")
     config.key_type("ca", "key_type")
+    config.key_types("ca", "allowed_key_types")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# The databases the inventory runs on (DESIGN.md "Inventory"); the driver may follow a "+".
+DATABASE_DIALECTS = ("sqlite", "postgresql")
+
+
+def _check_database_and_logging(config: Config) -> None:
+    level = str(config.get("logging", "level"))
+    if level.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            f"logging.level in {config.path} must be one of {', '.join(LOG_LEVELS)}, not {level!r}."
+        )
+    url = str(config.get("database", "url"))
+    scheme, separator, _ = url.partition(":")
+    if url and (not separator or scheme.split("+", 1)[0].lower() not in DATABASE_DIALECTS):
+        # Only the scheme is repeated: the rest of a URL may hold a password.
+        shown = f"a {scheme!r} URL" if separator else "a URL"
+        raise ConfigError(
+            f"database.url in {config.path} is not {shown} certman can use; give "
+            "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (or leave it empty for SQLite "
+            "in the home)."
+        )
 
 
 def _check_kms(config: Config) -> None:

@@ -488,3 +488,23 @@ class ChallengeSolver(Protocol):
     def cleanup(self, requests: list[ChallengeRequest]) -> None:
         """Revert everything perform did, even if perform failed half-way."""
         ...
+
+
+# --- capability checks -------------------------------------------------------------------
+
+
+def supports(backend: object, capability: type) -> bool:
+    """``isinstance(backend, capability)`` for a capability protocol, answered once per class.
+
+    A runtime protocol check walks the protocol's members on every call (~10 us), and the
+    lifecycle asks it for each certificate; capabilities are methods a backend's class
+    defines, so the answer depends on the class alone.
+    """
+    key = (type(backend), capability)
+    found = _CLASS_SUPPORTS.get(key)
+    if found is None:
+        found = _CLASS_SUPPORTS[key] = issubclass(key[0], capability)
+    return found
+
+
+_CLASS_SUPPORTS: dict[tuple[type, type], bool] = {}

@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh ""
-home="${CERTMAN_DEMO_HOME:-$(mktemp -d -t certman-demo.XXXXXX)}"
+# init creates the home itself (0700) inside a fresh temporary directory.
+home="${CERTMAN_DEMO_HOME:-$(mktemp -d -t certman-demo.XXXXXX)/home}"
 certman=".venv/bin/certman --home $home"
 echo "== certman home: $home"
 $certman init

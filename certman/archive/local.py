@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from certman.errors import ArchiveError, IntegrityError, ValidationError
-from certman.fileio import ensure_private_dir, fsync_directories, write_private_many
+from certman.fileio import (
+    create_private_dirs,
+    ensure_private_dir,
+    fsync_directories,
+    write_private_many,
+)
 from certman.interfaces import ArchiveGetRequest, ArchiveGetResponse, ArchivePutRequest, ArchiveRef
 
 SUFFIX = ".bundle"
@@ -54,20 +60,27 @@ class LocalArchiveStore:
         """
         refs: list[ArchiveRef] = []
         pending: dict[str, bytes] = {}
+        # Whether each name directory exists, asked once: in a directory that does not
+        # exist yet no bundle can be stored already, so there is nothing to read back.
+        present: dict[str, bool] = {}
         for request in requests:
             location = self.location_for(request.name, request.revision)
             ref = ArchiveRef(location=location, sha256=hashlib.sha256(request.body).hexdigest())
             refs.append(ref)
             earlier = pending.get(location)
-            if earlier is not None and earlier != request.body:
-                raise ValidationError(
-                    f"Two different bundles for {location} in one batch; archive each "
-                    "revision once."
-                )
-            if earlier is None and self._stored_sha256(location) != ref.sha256:
+            if earlier is not None:
+                if earlier != request.body:
+                    raise ValidationError(
+                        f"Two different bundles for {location} in one batch; archive each "
+                        "revision once."
+                    )
+                continue
+            if request.name not in present:
+                present[request.name] = os.path.isdir(os.path.join(self._root, request.name))
+            if not present[request.name] or self._stored_sha256(location) != ref.sha256:
                 pending[location] = request.body
         if pending:
-            self._write(pending)
+            self._write(pending, [n for n, exists in present.items() if not exists])
         return refs
 
     def get(self, request: ArchiveGetRequest) -> ArchiveGetResponse:
@@ -128,17 +141,17 @@ class LocalArchiveStore:
         except OSError as e:
             raise _read_error(location, self._root, e) from None
 
-    def _write(self, bodies: dict[str, bytes]) -> None:
-        items = [(self._path_of(location), body) for location, body in bodies.items()]
+    def _write(self, bodies: dict[str, bytes], new_names: Sequence[str]) -> None:
+        # Every location here came from location_for, so it is a safe relative path.
+        root = os.fspath(self._root)
+        items = [(os.path.join(root, location), body) for location, body in bodies.items()]
         what = ", ".join(bodies) if len(bodies) <= 3 else f"{len(bodies)} bundles"
         try:
             ensure_private_dir(self._root)
-            new_directories = {path.parent for path, _ in items if not path.parent.is_dir()}
-            for directory in new_directories:
-                # the root is flushed once below, not after each new name directory
-                ensure_private_dir(directory, fsync=False)
+            # The root is flushed once below for all the new name directories, not per one.
+            create_private_dirs(os.path.join(root, name) for name in new_names)
             write_private_many(items)
-            if new_directories:
+            if new_names:
                 fsync_directories([self._root])
         except OSError as e:
             raise ArchiveError(

@@ -25,9 +25,15 @@ def bulk_issue(
 ) -> None:
     """Issue many new certificates at once (each step committed per batch)."""
     from certman.service.bulk import issue_many, read_bulk_csv, validate_all
+    from certman.service.validity import default_validity
 
     rt = state(ctx).runtime()
-    specs = validate_all(rt, read_bulk_csv(rt.config, file, issuer=issuer))
+    issuer = issuer or str(rt.config.get("defaults", "issuer"))
+    default = default_validity(rt, issuer)
+    rows = read_bulk_csv(rt.config, file, issuer=issuer, validity=default.validity)
+    specs = validate_all(rt, rows)
+    if default.note and any(s.validity == default.validity for s in specs):
+        typer.echo(f"note: rows without a validity get {default.note}.", err=True)
     with typer.progressbar(length=len(specs), label="issuing") as bar:
         report = issue_many(rt, specs, progress=bar.update, prevalidated=True)
     typer.echo(f"{len(report.issued)} certificates issued, {len(report.failed)} failed.")

@@ -27,25 +27,50 @@ def create(
         typer.Option("--permitted-domain", help="Only sign names under this domain (repeat)."),
     ] = None,
     crl_url: Annotated[str | None, typer.Option(help="CRL distribution point for leaves.")] = None,
+    allowed_key_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-key-type",
+            help="Only sign leaves with this key type (repeat) [default: [ca] allowed_key_types, "
+            "or every type].",
+        ),
+    ] = None,
+    wildcards: Annotated[
+        bool | None,
+        typer.Option(
+            "--wildcards/--no-wildcards",
+            help="Sign wildcard names like *.example.com [default: [ca] allow_wildcards, yes].",
+            show_default=False,
+        ),
+    ] = None,
+    client_auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--client-auth/--no-client-auth",
+            help="Leaves also get the clientAuth usage (mutual TLS) [default: [ca] client_auth, "
+            "no].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create a CA (root + intermediate); both keys are sealed before they are stored."""
     from certman.models import KeyType
     from certman.service.authorities import AuthoritySpec, create_authority
 
     rt = state(ctx).runtime()
-    cfg = rt.config
-    spec = AuthoritySpec(
-        name=name,
-        key_type=KeyType.parse(key_type, field="--key-type")
-        if key_type
-        else cfg.key_type("ca", "key_type"),
+    spec = AuthoritySpec.from_config(
+        rt.config,
+        name,
+        key_type=KeyType.parse(key_type, field="--key-type") if key_type else None,
         common_name=common_name or f"certman {name} CA",
-        max_validity=parse_duration_option(max_validity, "--max-validity")
-        or cfg.required_duration("ca", "max_validity"),
+        max_validity=parse_duration_option(max_validity, "--max-validity"),
         permitted_domains=tuple(permitted_domain or ()),
-        root_validity=cfg.required_duration("ca", "root_validity"),
-        intermediate_validity=cfg.required_duration("ca", "intermediate_validity"),
-        crl_url=crl_url or str(cfg.get("ca", "crl_url")) or None,
+        crl_url=crl_url,
+        allowed_key_types=tuple(
+            KeyType.parse(k, field="--allowed-key-type") for k in allowed_key_type or ()
+        ),
+        allow_wildcards=wildcards,
+        client_auth=client_auth,
     )
     create_authority(rt, spec)
     typer.echo(f"CA {name} created (root + intermediate, {spec.key_type.value}).")
@@ -105,3 +130,26 @@ def crl(
     pem = sign_crl(state(ctx).runtime(), name)
     write_private(out, pem, mode=0o644)
     typer.echo(f"wrote {out}")
+
+
+@app.command("export")
+@handles_errors
+def export(
+    ctx: typer.Context,
+    name: str,
+    out: Annotated[Path, typer.Option(help="File to write the PEM to.")],
+    intermediate: Annotated[
+        bool, typer.Option("--intermediate", help="The intermediate instead of the root.")
+    ] = False,
+    chain: Annotated[
+        bool, typer.Option("--chain", help="The intermediate followed by the root.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write the CA's root certificate (the trust anchor to distribute), or its intermediate."""
+    from certman.service.authority_views import export_authority_pem
+
+    path = export_authority_pem(
+        state(ctx).runtime(), name, out, intermediate=intermediate, chain=chain, force=force
+    )
+    typer.echo(f"wrote {path}")

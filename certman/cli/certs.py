@@ -9,6 +9,9 @@ import typer
 from certman.cli.context import emit_json, handles_errors, parse_duration_option, state
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from certman.service.lifecycle import Lifecycle
     from certman.service.runtime import Runtime
 
 
@@ -19,6 +22,7 @@ def register(app: typer.Typer) -> None:
     app.command("renew")(renew)
     app.command("revoke")(revoke)
     app.command("export")(export)
+    app.command("delete")(delete)
 
 
 @handles_errors
@@ -42,33 +46,42 @@ def issue(
     ] = None,
 ) -> None:
     """Issue a new certificate and track it."""
-    from datetime import timedelta
-
     from certman.models import KeyType
     from certman.service.lifecycle import IssueSpec, Lifecycle
+    from certman.service.validity import default_validity
 
     rt = state(ctx).runtime()
     cfg = rt.config
+    issuer = issuer or str(cfg.get("defaults", "issuer"))
+    lifetime = parse_duration_option(validity, "--validity")
+    note = None
+    if lifetime is None:
+        default = default_validity(rt, issuer)
+        lifetime, note = default.validity, default.note
     spec = IssueSpec(
         name=name,
         domains=tuple(domain),
-        issuer=issuer or str(cfg.get("defaults", "issuer")),
+        issuer=issuer,
         key_type=KeyType.parse(key_type, field="--key-type")
         if key_type
         else cfg.key_type("defaults", "key_type"),
-        validity=parse_duration_option(validity, "--validity")
-        or cfg.duration("defaults", "validity")
-        or timedelta(days=90),
+        validity=lifetime,
         renew_before=parse_duration_option(renew_before, "--renew-before")
         or cfg.duration("defaults", "renew_before"),
         reuse_key=reuse_key or bool(cfg.get("defaults", "reuse_key")),
         targets=tuple(target or ()),
     )
+    from certman.service.deletion import refuse_archived_names, tracked
+
+    if not tracked(rt, name):
+        refuse_archived_names(rt, [name])
     lifecycle = Lifecycle(rt)
     _, planned = lifecycle.plan(spec)
     if not planned:
         typer.echo(f"Resuming the unfinished issuance of {name}.", err=True)
     outcome = lifecycle.advance(name)
+    if note:
+        typer.echo(f"note: {note}; give --validity to choose another.", err=True)
     _print_done(rt, name, outcome.revision)
 
 
@@ -220,30 +233,51 @@ def renew(
         from certman.service.renewal_info import refresh_renewal_windows
 
         refresh_renewal_windows(rt)  # RFC 9773: ask again where Retry-After has passed
-    names = list(dict.fromkeys([*lifecycle.unfinished(), *lifecycle.due()]))
     if dry_run:
+        names = [n for page in _due_pages(lifecycle) for n in page]
         typer.echo("\n".join(f"would renew {n}" for n in names) or "Nothing is due.")
         return
-    if not names:
+    attempted = failed = 0
+    for page in _due_pages(lifecycle):
+        for each in page:
+            attempted += 1
+            try:
+                with held(rt, each, holder, lease):
+                    outcome = lifecycle.renew(each)
+                for note in outcome.notes:
+                    typer.echo(note, err=True)
+                typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
+            except CertificateBusy as busy:  # a running service has it: not a failure
+                typer.echo(f"{each}: skipped; {busy.message}")
+            except CertmanError as e:  # one failure never blocks the others
+                failed += 1
+                alert_failure(rt, each, e)
+                typer.echo(f"error: {each}: {e.message}", err=True)
+    if not attempted:
         typer.echo("Nothing is due.")
-        return
-    failed = 0
-    for each in names:
-        try:
-            with held(rt, each, holder, lease):
-                outcome = lifecycle.renew(each)
-            for note in outcome.notes:
-                typer.echo(note, err=True)
-            typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
-        except CertificateBusy as busy:  # a running service has it: not a failure
-            typer.echo(f"{each}: skipped; {busy.message}")
-        except CertmanError as e:  # one failure never blocks the others
-            failed += 1
-            alert_failure(rt, each, e)
-            typer.echo(f"error: {each}: {e.message}", err=True)
     if failed:
-        typer.echo(f"{failed} of {len(names)} renewals failed.", err=True)
+        typer.echo(f"{failed} of {attempted} renewals failed.", err=True)
         raise typer.Exit(1)
+
+
+# How many due certificates are read at a time; `renew --due` goes on until none is left.
+DUE_PAGE = 500
+
+
+def _due_pages(lifecycle: "Lifecycle") -> "Iterator[list[str]]":
+    """Every unfinished or due certificate, a page at a time, each name once.
+
+    The inventory is asked again after each page, so the ones renewed meanwhile drop out;
+    what stays due (skipped because the service holds it) is not offered twice.
+    """
+    seen: set[str] = set()
+    while True:
+        found = [*lifecycle.unfinished(), *lifecycle.due(limit=len(seen) + DUE_PAGE)]
+        page = [n for n in dict.fromkeys(found) if n not in seen]
+        if not page:
+            return
+        seen.update(page)
+        yield page
 
 
 @handles_errors
@@ -304,3 +338,39 @@ def export(
     )
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+@handles_errors
+def delete(
+    ctx: typer.Context,
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Delete even while deployed to targets or with a revision in flight."),
+    ] = False,
+) -> None:
+    """Stop tracking a certificate: inventory rows go; archived bundles and audit events stay.
+
+    It is not revoked (`certman revoke NAME` first, if it must stop being trusted).
+    """
+    from datetime import timedelta
+
+    from certman.service.deletion import delete_certificate, deletion_refusal
+    from scheduler.claims import held, instance_id
+
+    rt = state(ctx).runtime()
+    deletion_refusal(rt, name, force=force)
+    if not yes:
+        typer.confirm(
+            f"Stop tracking {name}? It will not be renewed any more (it is not revoked).",
+            abort=True,
+        )
+    lease = rt.config.duration("service", "lease") or timedelta(minutes=10)
+    with held(rt, name, f"cli:{instance_id()}", lease):  # never under a renewal in progress
+        deleted = delete_certificate(rt, name, force=force)
+    where = f"; it may still be deployed to {', '.join(deleted.targets)}" if deleted.targets else ""
+    typer.echo(
+        f"{name} is no longer tracked ({deleted.revisions} revisions removed from the inventory); "
+        f"its {deleted.archived} archived bundles and its audit events stay{where}."
+    )

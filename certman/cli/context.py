@@ -28,11 +28,26 @@ class CliState:
     debug: bool = False
     _runtime: Runtime | None = field(default=None, repr=False)
 
-    def load_config(self) -> Config:
+    def load_config(self, *, creating: bool = False) -> Config:
+        """The configuration; ``creating`` (for `certman init`) lets --config name a new file."""
         from certman.config import load_config, resolve_config_path, resolve_home
+        from certman.errors import ConfigError, ValidationError
 
         home = resolve_home(self.home)
-        return load_config(home, resolve_config_path(home, self.config))
+        if home.exists() and not home.is_dir():
+            raise ValidationError(
+                f"The certman home {home} is a file, not a directory; point --home (or "
+                "CERTMAN_HOME) at a directory."
+            )
+        path = resolve_config_path(home, self.config)
+        explicit = self.config or os.environ.get("CERTMAN_CONFIG")
+        if explicit and not creating and not path.exists():
+            # Silently running on the defaults instead would sign with the wrong settings.
+            raise ConfigError(
+                f"The configuration file {path} named by --config (or CERTMAN_CONFIG) does not "
+                "exist; fix the path, or run `certman init` to create it."
+            )
+        return load_config(home, path)
 
     def runtime(self) -> Runtime:
         """The runtime for commands that need an initialised home."""
@@ -85,7 +100,13 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return result
+        except BrokenPipeError:
+            # The reader of our output went away (`certman doctor | head`): click ends the
+            # command quietly with exit 1 and silences the final flush, as for its own output.
+            raise
         except CertmanError as e:
             if _debug_enabled(args, kwargs):
                 _print_traceback()

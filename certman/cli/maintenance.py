@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations` here: typer reads these signatures at start-up,
 # and real annotations spare it an eval() per parameter on every `certman --help`.
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,10 +29,12 @@ def init(
     from certman.service.home import init_home
 
     key_type = KeyType.parse(ca_key_type, field="--ca-key-type") if ca_key_type else None
-    config = state(ctx).load_config()
+    config = state(ctx).load_config(creating=True)
     report = init_home(config, ca_key_type=key_type)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
     if not report.changed:
         typer.echo(f"Nothing to do: {config.home} is already initialised.")
         return
@@ -75,3 +78,28 @@ def archive_verify(
     _print_report(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@archive_app.command("get")
+@handles_errors
+def archive_get(
+    ctx: typer.Context,
+    name: str,
+    out: Annotated[Path, typer.Option(help="Directory to write the files to.")],
+    revision: Annotated[
+        int | None, typer.Option(help="The revision [default: the active one].", min=1)
+    ] = None,
+    with_key: Annotated[
+        bool, typer.Option("--with-key", help="Also write privkey.pem (0600), unsealed.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+) -> None:
+    """Restore cert.pem, chain.pem and fullchain.pem of a revision from its archived bundle."""
+    from certman.service.export import RestoreSpec, restore_from_archive
+
+    written = restore_from_archive(
+        state(ctx).runtime(),
+        RestoreSpec(name=name, out=out, revision=revision, with_key=with_key, force=force),
+    )
+    for path in written:
+        typer.echo(f"wrote {path}")

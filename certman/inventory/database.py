@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import create_engine
 
-from certman.errors import InventoryError
+from certman.errors import ConfigError, InventoryError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -25,17 +25,28 @@ def _head_revision() -> str:
 HEAD_REVISION = _head_revision()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+def make_engine(url: str, *, config_path: Path | None = None) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    A URL SQLAlchemy cannot use (unknown dialect, driver not installed, malformed) is a
+    ConfigError naming ``database.url`` and the file it came from; the URL itself is not
+    repeated, since it may hold a password.
+    """
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     try:
         engine = create_engine(url, **kwargs)
     except (SQLAlchemyError, ImportError, ValueError) as e:
-        raise InventoryError(
-            f"The database URL in [database] url cannot be used: {e}. "
-            "Use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB."
+        where = f" in {config_path}" if config_path else ""
+        reason = (
+            f"its driver is not installed ({e.name})"
+            if isinstance(e, ImportError)
+            else ("it is malformed or names an unknown database")
+        )
+        raise ConfigError(
+            f"database.url{where} cannot be used: {reason}. Use sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DB (pip install 'certman[postgres]')."
         ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -92,8 +92,20 @@ def not_for_this_context(context: EncryptionContext) -> KeyWrapError:
 
 
 def describe(context: EncryptionContext) -> str:
-    """``The sealed <purpose> of <certificate> revision <n>``, for error messages."""
-    return f"The sealed {context.purpose} of {context.certificate!r} revision {context.revision}"
+    """What was sealed, in an operator's words, for error messages.
+
+    ``The sealed private key of 'web' revision 3``; CA and ACME account keys are named by
+    their owner (their contexts say ``ca:NAME`` / ``acme:NAME`` revision 0, an internal
+    spelling an operator would not recognise).
+    """
+    owner, _, name = context.certificate.partition(":")
+    if name and owner == "ca":
+        role = context.purpose.removeprefix("ca-").removesuffix("-key")
+        return f"The sealed {role} key of CA {name}"
+    if name and owner == "acme":
+        return f"The sealed account key of ACME issuer {name}"
+    what = context.purpose.replace("-", " ")
+    return f"The sealed {what} of {context.certificate!r} revision {context.revision}"
 
 
 def rewrap(

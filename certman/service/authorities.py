@@ -18,6 +18,7 @@ from certman.models import EncryptionContext, KeyType, RevocationReason, Wrapped
 
 if TYPE_CHECKING:
     from ca import PrivateCA
+    from certman.config import Config
     from certman.interfaces import Issuer
     from certman.service.runtime import Runtime
 
@@ -46,6 +47,43 @@ class AuthoritySpec:
     root_validity: timedelta = timedelta(days=3650)
     intermediate_validity: timedelta = timedelta(days=1825)
     crl_url: str | None = None
+    allowed_key_types: tuple[KeyType, ...] = ()  # of the leaves it signs; empty: every one
+    allow_wildcards: bool = True
+    client_auth: bool = False
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        name: str,
+        *,
+        key_type: KeyType | None = None,
+        common_name: str | None = None,
+        max_validity: timedelta | None = None,
+        permitted_domains: tuple[str, ...] = (),
+        crl_url: str | None = None,
+        allowed_key_types: tuple[KeyType, ...] = (),
+        allow_wildcards: bool | None = None,
+        client_auth: bool | None = None,
+    ) -> AuthoritySpec:
+        """A new CA from the [ca] settings, overridden by what the operator gave (not None)."""
+        return cls(
+            name=name,
+            key_type=key_type or config.key_type("ca", "key_type"),
+            common_name=common_name or str(config.get("ca", "common_name")),
+            max_validity=max_validity or config.required_duration("ca", "max_validity"),
+            permitted_domains=permitted_domains,
+            root_validity=config.required_duration("ca", "root_validity"),
+            intermediate_validity=config.required_duration("ca", "intermediate_validity"),
+            crl_url=crl_url or str(config.get("ca", "crl_url")) or None,
+            allowed_key_types=allowed_key_types or config.key_types("ca", "allowed_key_types"),
+            allow_wildcards=bool(config.get("ca", "allow_wildcards"))
+            if allow_wildcards is None
+            else allow_wildcards,
+            client_auth=bool(config.get("ca", "client_auth"))
+            if client_auth is None
+            else client_auth,
+        )
 
 
 def authority_names(runtime: Runtime) -> list[str]:
@@ -118,8 +156,11 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
     policy = SigningPolicy(
         max_validity=spec.max_validity,
         permitted_domains=domains,
+        allowed_key_types=spec.allowed_key_types or tuple(KeyType),
+        allow_wildcards=spec.allow_wildcards,
         # A CA limited to some domains signs no IP address (its name constraints exclude them).
         allow_ip=not domains,
+        client_auth=spec.client_auth,
         crl_url=spec.crl_url or None,
     )
     now = runtime.clock.now()
@@ -164,6 +205,9 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
             key_type=spec.key_type.value,
             permitted_domains=list(domains),
             max_validity_seconds=int(spec.max_validity.total_seconds()),
+            allowed_key_types=[k.value for k in policy.allowed_key_types],
+            allow_wildcards=policy.allow_wildcards,
+            client_auth=policy.client_auth,
         )
         session.commit()
     return row

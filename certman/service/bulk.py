@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,11 +15,12 @@ from sqlmodel import Session, col, select
 
 from certman.config import Config
 from certman.errors import AlreadyExistsError, CertmanError, ValidationError
-from certman.interfaces import SupportsKeyIssue
+from certman.interfaces import SupportsKeyIssue, supports
 from certman.inventory.audit import EventSpec, append_events
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import RevisionState
 from certman.service import steps
+from certman.service.deletion import refuse_archived_names
 from certman.service.lifecycle import IssueSpec, Lifecycle, apply_spec
 from certman.service.runtime import Runtime
 
@@ -49,8 +51,8 @@ def issue_many(
     report = BulkReport()
     # Batching needs an in-process issuer; remote ones (ACME) take the one-by-one path, which
     # persists each order URL the moment it exists.
-    local = [s for s in validated if isinstance(rt.issuer(s.issuer), SupportsKeyIssue)]
-    remote = [s for s in validated if not isinstance(rt.issuer(s.issuer), SupportsKeyIssue)]
+    local = [s for s in validated if supports(rt.issuer(s.issuer), SupportsKeyIssue)]
+    remote = [s for s in validated if not supports(rt.issuer(s.issuer), SupportsKeyIssue)]
     for start in range(0, len(local), batch_size):
         chunk = local[start : start + batch_size]
         _issue_batch(rt, lifecycle, chunk, report)
@@ -81,6 +83,15 @@ def _defaults(table: Any) -> dict[str, Any]:
     return values
 
 
+def _rows(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """INSERT parameters: only the columns some record sets (the rest are NULL anyway), since
+    each value sent costs a bind-processing call per row."""
+    columns = [
+        k for k in vars(records[0]) if k != "id" and any(vars(r)[k] is not None for r in records)
+    ]
+    return [{k: vars(r)[k] for k in columns} for r in records]
+
+
 def validate_all(rt: Runtime, specs: Sequence[IssueSpec]) -> list[IssueSpec]:
     """Check every spec before anything is written; the normalised specs come back."""
     lifecycle = Lifecycle(rt)
@@ -90,63 +101,50 @@ def validate_all(rt: Runtime, specs: Sequence[IssueSpec]) -> list[IssueSpec]:
         raise ValidationError(
             "A certificate name appears twice in the bulk input; names must be unique."
         )
+    with rt.session() as session:
+        for start in range(0, len(names), 500):
+            _refuse_existing(session, names[start : start + 500])
+    refuse_archived_names(rt, names)
     return validated
+
+
+def _refuse_existing(session: Session, names: Sequence[str]) -> None:
+    existing = session.exec(
+        select(ManagedCertificate.name).where(col(ManagedCertificate.name).in_(names))
+    ).first()
+    if existing:
+        raise AlreadyExistsError(
+            f"Certificate {existing!r} already exists; bulk issuance only creates new "
+            "certificates (use `certman renew`)."
+        )
 
 
 def _issue_batch(
     rt: Runtime, lifecycle: Lifecycle, specs: Sequence[IssueSpec], report: BulkReport
 ) -> None:
-    cert_table = ManagedCertificate.__table__  # type: ignore[attr-defined]
-    rev_table = Revision.__table__  # type: ignore[attr-defined]
+    """One batch, in three commits: sealed keys, certificates, then archived and active.
+
+    Every revision row is inserted with its key already sealed (a key that exists only in
+    memory when a crash comes is simply lost, never used), and the archive and activation
+    of a certificate without targets share one commit: its bundle is on disk before that
+    commit refers to it, and nothing outside the inventory happens in between.
+    """
     now = rt.clock.now()
     with rt.session() as session:
-        existing = session.exec(
-            select(ManagedCertificate.name).where(
-                col(ManagedCertificate.name).in_([s.name for s in specs])
-            )
-        ).all()
-        if existing:
-            raise AlreadyExistsError(
-                f"Certificate {existing[0]!r} already exists; bulk issuance only creates new "
-                "certificates (use `certman renew`)."
-            )
-        cert_defaults = _defaults(cert_table)
-        certs = []
-        for spec in specs:
-            cert = Record(**cert_defaults)
-            cert.name, cert.created_at, cert.updated_at = spec.name, now, now
-            apply_spec(cert, spec)  # type: ignore[arg-type]
-            cert.latest_revision = 1
-            certs.append(cert)
-        rows = [{k: v for k, v in vars(c).items() if k != "id"} for c in certs]
-        ids = dict(
-            session.execute(
-                insert(cert_table).returning(cert_table.c.name, cert_table.c.id), rows
-            ).all()
-        )
-        rev_defaults = _defaults(rev_table)
-        works = []
-        for cert in certs:
-            cert.id = ids[cert.name]
-            rev = Record(**rev_defaults)
-            rev.certificate_id, rev.number, rev.state, rev.reason = cert.id, 1, S.PLANNED, "issue"
-            rev.key_type, rev.created_at, rev.updated_at = cert.key_type, now, now
-            works.append(steps.Work(cert=cert, rev=rev))  # type: ignore[arg-type]
-        rows = [{k: v for k, v in vars(w.rev).items() if k != "id"} for w in works]
-        rev_ids = session.execute(
-            insert(rev_table).returning(rev_table.c.certificate_id, rev_table.c.id), rows
-        ).all()
-        by_cert = dict(rev_ids)
-        for w in works:
-            w.rev.id = by_cert[w.cert.id]
+        _refuse_existing(session, [s.name for s in specs])  # created meanwhile by another
+        works = _plan(specs, now)
+        live, unsealed = _attempt(rt, steps.seal_key, works)
+        _insert(session, works)
         session.commit()
+        for work, error in unsealed:
+            _fail(lifecycle, work, error, report)
 
-        live = _run(rt, lifecycle, steps.seal_key, works, report)
-        _save(session, Revision, [w.rev for w in live], _SEALED)
         live = _run(rt, lifecycle, steps.issue, live, report)
         _save(session, Revision, [w.rev for w in live], _ISSUED)
         live = _archive_all(rt, lifecycle, live, report)
-        _save(session, Revision, [w.rev for w in live], _ARCHIVED)
+        # A rollout acts outside the inventory: what it deploys is recorded as archived first.
+        rolled_out = [w for w in live if json.loads(w.cert.targets)]
+        _save(session, Revision, [w.rev for w in rolled_out], _ARCHIVED)
 
         live = _run(rt, lifecycle, steps.deploy, live, report)
         live = _run(rt, lifecycle, steps.activate, live, report)
@@ -179,8 +177,46 @@ def _issue_batch(
             w.key = None  # drop plaintext keys as soon as the batch is done
 
 
+def _plan(specs: Sequence[IssueSpec], now: datetime) -> list[steps.Work]:
+    """The certificate and first revision (planned) of each spec, as plain records."""
+    cert_defaults = _defaults(ManagedCertificate.__table__)  # type: ignore[attr-defined]
+    rev_defaults = _defaults(Revision.__table__)  # type: ignore[attr-defined]
+    works = []
+    for spec in specs:
+        cert = Record(**cert_defaults)
+        cert.name, cert.created_at, cert.updated_at = spec.name, now, now
+        apply_spec(cert, spec)  # type: ignore[arg-type]
+        cert.latest_revision = 1
+        rev = Record(**rev_defaults)
+        rev.number, rev.state, rev.reason = 1, S.PLANNED, "issue"
+        rev.key_type, rev.created_at, rev.updated_at = cert.key_type, now, now
+        works.append(steps.Work(cert=cert, rev=rev))  # type: ignore[arg-type]
+    return works
+
+
+def _insert(session: Session, works: Sequence[steps.Work]) -> None:
+    """INSERT the certificates, then their revisions, and give the records their ids."""
+    cert_table = ManagedCertificate.__table__  # type: ignore[attr-defined]
+    rev_table = Revision.__table__  # type: ignore[attr-defined]
+    ids = dict(
+        session.execute(
+            insert(cert_table).returning(cert_table.c.name, cert_table.c.id),
+            _rows([w.cert for w in works]),
+        ).all()
+    )
+    for w in works:
+        w.cert.id = w.rev.certificate_id = ids[w.cert.name]
+    rev_ids: dict[int | None, int] = dict(
+        session.execute(
+            insert(rev_table).returning(rev_table.c.certificate_id, rev_table.c.id),
+            _rows([w.rev for w in works]),
+        ).all()
+    )
+    for w in works:
+        w.rev.id = rev_ids[w.cert.id]
+
+
 # The columns each step changes: only these are sent back.
-_SEALED = ("sealed_key", "serial", "not_before", "not_after", "state")  # key and plan
 _ISSUED = (
     "certificate_pem",
     "chain_pem",
@@ -192,7 +228,7 @@ _ISSUED = (
     "state",
 )
 _ARCHIVED = ("archive_location", "archive_sha256", "archive_extra", "state")
-_ACTIVATED_REV = ("state", "error", "deploy_state", "updated_at")
+_ACTIVATED_REV = (*_ARCHIVED, "error", "deploy_state", "updated_at")
 _ACTIVATED_CERT = (
     "current_revision",
     "serial",
@@ -232,6 +268,21 @@ def _save(
         session.commit()
 
 
+def _attempt(
+    rt: Runtime, step: Callable[[Runtime, steps.Work], None], works: list[steps.Work]
+) -> tuple[list[steps.Work], list[tuple[steps.Work, CertmanError]]]:
+    """Run ``step`` on each work; the failures come back to be recorded once their rows exist."""
+    survivors, failures = [], []
+    for work in works:
+        try:
+            step(rt, work)
+        except CertmanError as error:
+            failures.append((work, error))
+            continue
+        survivors.append(work)
+    return survivors, failures
+
+
 def _run(
     rt: Runtime,
     lifecycle: Lifecycle,
@@ -239,14 +290,9 @@ def _run(
     works: list[steps.Work],
     report: BulkReport,
 ) -> list[steps.Work]:
-    survivors = []
-    for work in works:
-        try:
-            step(rt, work)
-        except CertmanError as error:
-            _fail(lifecycle, work, error, report)
-            continue
-        survivors.append(work)
+    survivors, failures = _attempt(rt, step, works)
+    for work, error in failures:
+        _fail(lifecycle, work, error, report)
     return survivors
 
 
@@ -275,8 +321,13 @@ def _fail(lifecycle: Lifecycle, work: steps.Work, error: CertmanError, report: B
     lifecycle.record_failure(work.cert.name, work.rev.number, error)
 
 
-def read_bulk_csv(config: Config, path: Path, *, issuer: str | None) -> list[IssueSpec]:
-    """Rows ``name,domains[,key_type,validity]``; a header row starting with "name" is skipped."""
+def read_bulk_csv(
+    config: Config, path: Path, *, issuer: str | None, validity: timedelta | None = None
+) -> list[IssueSpec]:
+    """Rows ``name,domains[,key_type,validity]``; a header row starting with "name" is skipped.
+
+    ``validity`` is for rows without one (default: ``[defaults] validity``).
+    """
     import csv
 
     from certman.durations import parse_duration
@@ -303,7 +354,7 @@ def read_bulk_csv(config: Config, path: Path, *, issuer: str | None) -> list[Iss
                 else config.key_type("defaults", "key_type"),
                 validity=parse_duration(row[3], field=f"validity ({where})")
                 if len(row) > 3 and row[3].strip()
-                else config.duration("defaults", "validity") or timedelta(days=90),
+                else validity or config.duration("defaults", "validity") or timedelta(days=90),
                 renew_before=config.duration("defaults", "renew_before"),
                 reuse_key=bool(config.get("defaults", "reuse_key")),
             )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certman.config import Config
-from certman.errors import KeyWrapError
+from certman.errors import KeyWrapError, ValidationError
 from certman.models import KeyType
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class InitReport:
     created: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the operator asked for but did not get
 
     @property
     def changed(self) -> bool:
@@ -42,25 +43,29 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     """Create whatever is missing; never touch what exists (idempotent)."""
     from certman.fileio import ensure_private_dir, write_private
     from certman.inventory.database import make_engine, migrate
-    from certman.service.authorities import AuthoritySpec, authority_exists, create_authority
+    from certman.service.authorities import (
+        AuthoritySpec,
+        authority_exists,
+        create_authority,
+        get_authority,
+    )
     from certman.service.runtime import Runtime
 
     # Everything the CA needs is read first: a bad value refuses before anything is created.
-    spec = AuthoritySpec(
-        name="default",
-        key_type=ca_key_type or config.key_type("ca", "key_type"),
-        common_name=str(config.get("ca", "common_name")),
-        max_validity=config.required_duration("ca", "max_validity"),
-        root_validity=config.required_duration("ca", "root_validity"),
-        intermediate_validity=config.required_duration("ca", "intermediate_validity"),
-        crl_url=str(config.get("ca", "crl_url")) or None,
-    )
+    spec = AuthoritySpec.from_config(config, "default", key_type=ca_key_type)
+    _check_paths(config)
     # An HSM that cannot be reached (PIN variable unset, no such token) refuses now too.
     hsm = _HsmKey.probe(config) if config.get("kms", "type") == "pkcs11" else None
     report = InitReport()
     home = config.home
     _note(report, not home.exists(), f"home {home}")
-    ensure_private_dir(home)
+    try:
+        ensure_private_dir(home)
+    except OSError as e:
+        raise ValidationError(
+            f"Cannot create the certman home {home}: {e.strerror}; point --home (or "
+            "CERTMAN_HOME) at a directory you can create."
+        ) from None
 
     if not config.path.exists():
         write_private(config.path, DEFAULT_CONFIG.encode(), mode=0o600)
@@ -68,7 +73,7 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     else:
         report.present.append(f"config {config.path}")
 
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, config_path=config.path)
     with private_umask():  # SQLite creates the database (and its -wal, -shm) on first use
         had_schema = _has_schema(engine)
         if config.get("kms", "type") == "local":
@@ -92,13 +97,18 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     runtime = Runtime(config=config)
     runtime.engine = engine  # type: ignore[misc]  # reuse the migrated engine
     if not authority_exists(runtime, "default"):
-        create_authority(
-            runtime,
-            spec,
-        )
+        create_authority(runtime, spec)
         report.created.append("private CA default (root + intermediate)")
     else:
-        report.present.append("private CA default")
+        existing = KeyType(get_authority(runtime, "default").key_type)
+        report.present.append(f"private CA default ({existing.value})")
+        if ca_key_type is not None and ca_key_type != existing:
+            # A CA's key cannot change; saying "nothing to do" alone would hide that.
+            report.notes.append(
+                f"The existing CA default keeps its key type {existing.value}; --ca-key-type "
+                f"only applies when init creates it (`certman ca create NAME --key-type "
+                f"{ca_key_type.value}` makes another CA)."
+            )
     engine.dispose()
     report.warnings.extend(exposure_warnings(config))
     return report
@@ -143,6 +153,27 @@ def exposure_warnings(config: Config) -> list[str]:
                 f"run `chmod 600 {path}`."
             )
     return warnings
+
+
+def _check_paths(config: Config) -> None:
+    """Refuse, before anything is created, paths that can only fail half-way through."""
+    wanted = [(config.home, "the home (--home)")]
+    if config.get("archive", "type") == "local":
+        wanted.append((config.archive_path, "archive.path"))
+    for path, what in wanted:
+        if path.exists() and not path.is_dir():
+            raise ValidationError(
+                f"{path}, {what}, is a file, not a directory; move it away or choose another path."
+            )
+    if (
+        not config.path.exists()
+        and not config.path.parent.is_dir()
+        and config.path.parent != config.home
+    ):
+        raise ValidationError(
+            f"The directory of the configuration file {config.path} does not exist; create it "
+            "or give another --config."
+        )
 
 
 def _note(report: InitReport, created: bool, what: str) -> None:

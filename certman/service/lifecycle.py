@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from certman.durations import format_duration
 from certman.errors import (
     AlreadyExistsError,
     CertmanError,
@@ -76,8 +77,9 @@ class Lifecycle:
             raise ValidationError("--renew-before must be longer than zero.")
         if spec.renew_before is not None and spec.renew_before >= spec.validity:
             raise ValidationError(
-                f"--renew-before ({spec.renew_before}) must be shorter than --validity "
-                f"({spec.validity}), or the certificate would renew continuously."
+                f"--renew-before ({format_duration(spec.renew_before)}) must be shorter than "
+                f"--validity ({format_duration(spec.validity)}), or the certificate would renew "
+                "continuously."
             )
         if spec.targets:
             from certman.deploy.rollout import precheck_targets
@@ -299,7 +301,10 @@ class Lifecycle:
                         name=name,
                         revision=cert.current_revision,
                         state=S.ACTIVE,
-                        message=f"not due until {due.isoformat()}; use --force to renew now",
+                        message=(
+                            f"not due until {due.isoformat().replace('+00:00', 'Z')}; "
+                            "use --force to renew now"
+                        ),
                     )
                 self._check_master_key(session, cert)
                 try:  # what `certman issue` refuses is refused before a renewal is planned too

@@ -35,7 +35,7 @@ class Runtime:
     def engine(self) -> Engine:
         from certman.inventory.database import make_engine, require_head
 
-        engine = make_engine(self.config.database_url)
+        engine = make_engine(self.config.database_url, config_path=self.config.path)
         if self.check_schema:
             require_head(engine)
         return engine

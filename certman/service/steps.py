@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 from certman.errors import IssuanceError
 from certman.interfaces import (
@@ -21,6 +22,7 @@ from certman.interfaces import (
     KeyIssueRequest,
     SupportsIssuePlan,
     SupportsKeyIssue,
+    supports,
 )
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
@@ -112,6 +114,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
 
     cert, rev = work.cert, work.rev
     key = work.key or load_private_key_der(unseal_private_key(rt, cert.name, rev))
+    key_der = public_key_der(key.public_key())
     identifiers = tuple(json.loads(cert.domains))
     issuer = rt.issuer(cert.issuer)
     validity = timedelta(seconds=cert.validity_seconds)
@@ -119,13 +122,13 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
     planned = rev.serial if rev.serial is not None and rev.not_before is not None else None
     serial = int(planned, 16) if planned else None
     not_before = rev.not_before if planned else None
-    if isinstance(issuer, SupportsKeyIssue):
-        response = issuer.issue_for_key(
+    if supports(issuer, SupportsKeyIssue):
+        response = cast(SupportsKeyIssue, issuer).issue_for_key(
             KeyIssueRequest(
                 name=cert.name,
                 revision=rev.number,
                 identifiers=identifiers,
-                public_key_der=public_key_der(key.public_key()),
+                public_key_der=key_der,
                 key_type=KeyType(rev.key_type),
                 validity=validity,
                 now=rt.clock.now(),
@@ -150,7 +153,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
             )
         )
     facts = certificate_facts(response.certificate_pem)
-    if facts.public_key_der != public_key_der(key.public_key()):
+    if facts.public_key_der != key_der:
         raise IssuanceError(
             f"Issuer {cert.issuer!r} returned a certificate for another key than the one "
             f"certman sealed for {cert.name!r}; it was not stored."

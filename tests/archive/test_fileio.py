@@ -121,3 +121,27 @@ def test_ensure_private_dir_refuses_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         ensure_private_dir(tmp_path / "file")
+
+
+def test_write_private_many_in_one_batch_replaces_and_creates_0600_files(tmp_path):
+    # more files than are flushed one by one: the batched path (one sync before the
+    # renames, one after), over a mix of existing and new paths
+    old = [(tmp_path / f"f{i}", b"old") for i in range(10)]
+    write_private_many(old)
+    items = [(tmp_path / f"f{i}", f"new {i}".encode()) for i in range(40)]
+    write_private_many(items)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"f{i}" for i in range(40))
+    assert all(path.read_bytes() == data and _mode(path) == 0o600 for path, data in items)
+
+
+def test_create_private_dirs_makes_0700_dirs_and_keeps_existing_ones(tmp_path):
+    (tmp_path / "kept").mkdir(mode=0o755)
+    fileio.create_private_dirs([tmp_path / "new", tmp_path / "kept"])
+    assert _mode(tmp_path / "new") == 0o700
+    assert _mode(tmp_path / "kept") == 0o755
+
+
+def test_create_private_dirs_refuses_a_file_in_the_way(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        fileio.create_private_dirs([tmp_path / "file"])

@@ -164,3 +164,15 @@ def test_init_on_an_existing_open_home_warns_and_keeps_its_mode(cli: Cli, home: 
     again = cli.ok("init")
     assert "Nothing to do" in again.stdout
     assert "mode 755" in again.stderr  # said every time until fixed
+
+
+def test_init_again_with_another_ca_key_type_says_the_existing_ca_keeps_its_own(
+    home: Path, cli: Cli
+) -> None:
+    cli.ok("init")
+    result = cli.ok("init", "--ca-key-type", "rsa-3072")
+    assert "Nothing to do" in result.stdout
+    assert "The existing CA default keeps its key type ec-p256" in result.stderr
+    assert "ca create NAME --key-type rsa-3072" in result.stderr
+    view = json.loads(cli.ok("ca", "show", "default", "--json").stdout)
+    assert view["key_type"] == "ec-p256"

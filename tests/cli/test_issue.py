@@ -141,3 +141,57 @@ def test_issue_on_an_uninitialised_home_says_to_run_init(cli: Cli, home: Path) -
     message = assert_error(cli("issue", "web", "-d", "www.example.com"), 1)
     assert "certman init" in message
     assert not home.exists()
+
+
+def test_without_validity_a_ca_with_a_shorter_max_validity_gives_its_max_and_says_so(
+    initialised_home: Path, cli: Cli
+) -> None:
+    cli.ok("ca", "create", "short", "--max-validity", "30d")
+    result = cli.ok("issue", "web", "-d", "www.example.com", "--issuer", "short")
+    assert "validity 30d, the max_validity of CA 'short'" in result.stderr
+    assert "[defaults] validity 90d" in result.stderr
+    view = show(cli, "web")
+    lifetime = datetime.fromisoformat(view["not_after"]) - datetime.fromisoformat(
+        view["not_before"]
+    )
+    # not_before is backdated a little for clock skew
+    assert timedelta(days=30) <= lifetime < timedelta(days=30, hours=2)
+
+
+def test_an_explicit_validity_over_the_ca_max_is_still_refused(
+    initialised_home: Path, cli: Cli
+) -> None:
+    cli.ok("ca", "create", "short", "--max-validity", "30d")
+    message = assert_error(
+        cli("issue", "web", "-d", "www.example.com", "--issuer", "short", "--validity", "90d"), 2
+    )
+    assert "90d" in message and "30d" in message and "'short'" in message
+
+
+def test_without_validity_a_ca_allowing_the_default_gives_the_default_silently(
+    initialised_home: Path, cli: Cli
+) -> None:
+    result = cli.ok("issue", "web", "-d", "www.example.com")
+    assert result.stderr == ""
+    view = show(cli, "web")
+    lifetime = datetime.fromisoformat(view["not_after"]) - datetime.fromisoformat(
+        view["not_before"]
+    )
+    assert timedelta(days=90) <= lifetime < timedelta(days=90, hours=2)
+
+
+def test_bulk_rows_without_validity_fit_the_ca_max_and_say_so(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    cli.ok("ca", "create", "short", "--max-validity", "30d")
+    csv = tmp_path / "certs.csv"
+    csv.write_text("a,a.example.com\nb,b.example.com,ec-p256,10d\n")
+    result = cli.ok("bulk-issue", str(csv), "--issuer", "short")
+    assert "rows without a validity get validity 30d" in result.stderr
+    lifetimes = {
+        n: datetime.fromisoformat(show(cli, n)["not_after"])
+        - datetime.fromisoformat(show(cli, n)["not_before"])
+        for n in ("a", "b")
+    }
+    assert timedelta(days=30) <= lifetimes["a"] < timedelta(days=30, hours=2)
+    assert timedelta(days=10) <= lifetimes["b"] < timedelta(days=10, hours=2)

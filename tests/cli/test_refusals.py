@@ -342,3 +342,24 @@ def test_certman_debug_in_the_environment_shows_the_traceback(populated: Path, c
     assert result.exit_code == 2
     assert "Traceback (most recent call last)" in result.stderr
     assert "ValidationError" in result.stderr
+
+
+def test_a_wrong_master_key_names_the_ca_key_in_an_operators_words(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    init_home(load_config(other, other / "certman.toml"), ca_key_type=None)
+    (populated / "master.key").write_bytes((other / "master.key").read_bytes())
+    message = refused(
+        cli, populated, "ca", "crl", "default", "--out", str(tmp_path / "crl.pem"), exit_code=1
+    )
+    assert message.startswith("The sealed intermediate key of CA default cannot be unsealed")
+    assert "ca:default" not in message and "revision 0" not in message
+
+
+def test_durations_in_messages_are_written_as_operators_write_them(
+    populated: Path, cli: Cli
+) -> None:
+    args = ("--validity", "100d", "--renew-before", "2400h", "-d", "x.example.com")
+    message = refused(cli, populated, *ISSUE, *args)
+    assert "--renew-before (100d) must be shorter than --validity (100d)" in message

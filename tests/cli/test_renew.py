@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -24,7 +25,9 @@ def test_renew_before_due_says_so_and_changes_nothing(initialised_home: Path, cl
     cli.ok("issue", "web", "-d", "www.example.com")
     before = snapshot_home(initialised_home)
     result = cli.ok("renew", "web")
-    assert "not due until" in result.stdout
+    due = show(cli, "web")["renewal_due_at"]
+    assert due.endswith("Z")
+    assert f"not due until {due};" in result.stdout
     assert "--force" in result.stdout
     assert_unchanged(before, initialised_home)
 
@@ -145,3 +148,20 @@ def test_issue_again_resumes_an_unfinished_issuance(
     result = cli.ok("issue", "web", "-d", "www.example.com", "--issuer", "flaky")
     assert "Resuming" in result.stderr
     assert show(cli, "web")["revision"] == 1
+
+
+def test_renew_due_goes_on_past_one_page_of_due_certificates(
+    initialised_home: Path, cli: Cli, cli_clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a page of 2 stands in for the 500 read at a time: 5 due certificates span 3 pages
+    monkeypatch.setattr("certman.cli.certs.DUE_PAGE", 2)
+    names = [f"c{i}" for i in range(5)]
+    for name in names:
+        cli.ok("issue", name, "-d", f"{name}.example.com", "--validity", "30d")
+    cli_clock.advance(timedelta(days=21))
+    planned = cli.ok("renew", "--due", "--dry-run").stdout.splitlines()
+    assert sorted(planned) == [f"would renew {n}" for n in names]
+    result = cli.ok("renew", "--due")
+    assert sorted(result.stdout.splitlines()) == [f"{n}: revision 2 active." for n in names]
+    assert all(show(cli, n)["revision"] == 2 for n in names)
+    assert cli.ok("renew", "--due").stdout.strip() == "Nothing is due."

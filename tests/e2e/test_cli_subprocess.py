@@ -105,3 +105,25 @@ def test_debug_shows_the_traceback(issued: CertmanProcess) -> None:
     assert run.returncode == 2
     assert "Traceback (most recent call last)" in run.stderr
     assert "ValidationError" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("doctor",), ("list",), ("list", "--json"), ("audit", "list"), ("--help",)]
+)
+def test_a_reader_that_goes_away_ends_certman_quietly(
+    issued: CertmanProcess, args: tuple[str, ...]
+) -> None:
+    # `certman doctor | head -1`, made certain: the read end is closed before certman writes,
+    # so every write meets EPIPE.
+    process = subprocess.Popen(
+        [*issued.command, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=issued.env(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    returncode = process.wait(timeout=120)
+    assert stderr == ""
+    assert returncode == 1  # as click ends its own output (--help) on EPIPE

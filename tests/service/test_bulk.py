@@ -6,15 +6,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from certman.errors import AlreadyExistsError, ValidationError
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.models import KeyType
+from certman.pki import certificate_facts, load_private_key_der, public_key_der
+from certman.service import steps
 from certman.service.bulk import issue_many
 from certman.service.checks import verify_archive
-from certman.service.lifecycle import IssueSpec
+from certman.service.lifecycle import IssueSpec, Lifecycle
 from certman.service.runtime import Runtime
+from certman.service.steps import unseal_private_key
 
 
 def spec(name: str, *domains: str) -> IssueSpec:
@@ -82,3 +85,69 @@ def test_bulk_issue_cli_refuses_a_bad_row_before_writing(
     assert result.exit_code == 2
     assert "bad..example.com" in result.stderr
     assert cli.ok("list", "--json").stdout.strip() == "[]"
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: no certman code catches it, so nothing after it commits."""
+
+
+def _kill(*_args: object, **_kwargs: object) -> None:
+    raise _Killed
+
+
+def _revisions(rt: Runtime) -> list[Revision]:
+    with rt.session() as session:
+        return list(session.exec(select(Revision).order_by(col(Revision.id))).all())
+
+
+def _resume(rt: Runtime) -> None:
+    lifecycle = Lifecycle(rt)
+    for name in lifecycle.unfinished():
+        lifecycle.advance(name)
+
+
+def test_bulk_issue_killed_before_issuing_keeps_every_sealed_key_and_resumes(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "issue", _kill)
+    with pytest.raises(_Killed):
+        issue_many(runtime, [spec(f"h{i}") for i in range(5)])
+    monkeypatch.undo()
+    before = _revisions(runtime)
+    # the keys were committed before any certificate was asked for
+    assert [(r.state, bool(r.sealed_key), r.serial) for r in before] == [
+        ("key_sealed", True, None)
+    ] * 5
+    assert runtime.archive.list() == []
+
+    _resume(runtime)
+    after = _revisions(runtime)
+    assert {r.state for r in after} == {"active"}
+    for name, old, new in zip([f"h{i}" for i in range(5)], before, after, strict=True):
+        assert new.sealed_key == old.sealed_key  # never regenerated
+        key = load_private_key_der(unseal_private_key(runtime, name, new))
+        assert certificate_facts(new.certificate_pem.encode()).public_key_der == public_key_der(
+            key.public_key()
+        )
+    assert verify_archive(runtime).ok
+
+
+def test_bulk_issue_killed_after_archiving_resumes_without_a_second_certificate(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "activate", _kill)
+    with pytest.raises(_Killed):
+        issue_many(runtime, [spec(f"h{i}") for i in range(5)])
+    monkeypatch.undo()
+    before = _revisions(runtime)
+    # issued and committed; the bundles are on disk but not yet recorded
+    assert {r.state for r in before} == {"issued"}
+    assert all(r.serial and r.archive_location is None for r in before)
+    assert len(runtime.archive.list()) == 5
+
+    _resume(runtime)
+    after = _revisions(runtime)
+    assert {r.state for r in after} == {"active"}
+    assert [r.serial for r in after] == [r.serial for r in before]
+    assert verify_archive(runtime).ok
+    assert count(runtime, AuditEvent) == 1 + 5

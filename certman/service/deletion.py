@@ -1,0 +1,131 @@
+"""`certman delete`: stop tracking a certificate; its archived bundles and audit events stay."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete
+from sqlmodel import col, select
+
+from certman.errors import AlreadyExistsError, ValidationError
+from certman.inventory.audit import append_event
+from certman.inventory.tables import ManagedCertificate, Notification, Revision
+from certman.models import RevisionState
+from certman.service.lifecycle import get_certificate
+from certman.service.runtime import Runtime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deleted:
+    name: str
+    revisions: int
+    archived: int  # bundles left in the archive
+    targets: tuple[str, ...]  # where it may still be deployed
+
+
+def deletion_refusal(rt: Runtime, name: str, *, force: bool) -> None:
+    """Raise when ``name`` must not be deleted as asked (unknown, in flight, or deployed)."""
+    with rt.session() as session:
+        cert = get_certificate(session, name)
+        latest = session.exec(
+            select(Revision.state)
+            .where(Revision.certificate_id == cert.id)
+            .where(Revision.number == cert.latest_revision)
+        ).first()
+    targets = json.loads(cert.targets)
+    if force:
+        return
+    if latest is not None and RevisionState(latest).in_flight:
+        raise ValidationError(
+            f"Certificate {name!r} has revision {cert.latest_revision} in flight ({latest}); "
+            "let `certman renew` finish it, or pass --force to delete it anyway."
+        )
+    if targets and cert.current_revision:
+        raise ValidationError(
+            f"Certificate {name!r} is deployed to {', '.join(targets)}, and deleting it does "
+            "not remove it there; take it off those targets first, or pass --force."
+        )
+
+
+def delete_certificate(rt: Runtime, name: str, *, force: bool = False) -> Deleted:
+    """Remove the certificate and its revisions from the inventory, in one transaction.
+
+    The archive is not touched and the audit trail only grows: the event records every
+    revision with its serial and archive reference, so the bundles can still be found.
+    Revocations stay too (a CRL must go on listing a revoked serial).
+    """
+    deletion_refusal(rt, name, force=force)
+    with rt.session() as session:
+        cert = get_certificate(session, name)
+        revisions = session.exec(
+            select(Revision)
+            .where(Revision.certificate_id == cert.id)
+            .order_by(col(Revision.number))
+        ).all()
+        session.execute(delete(Revision).where(col(Revision.certificate_id) == cert.id))
+        session.execute(delete(Notification).where(col(Notification.certificate) == name))
+        session.delete(cert)
+        append_event(
+            session,
+            rt.clock.now(),
+            "certificate.delete",
+            name,
+            forced=force,
+            targets=json.loads(cert.targets),
+            revisions=[
+                {
+                    "revision": r.number,
+                    "state": r.state,
+                    "serial": r.serial,
+                    "archive_location": r.archive_location,
+                    "archive_sha256": r.archive_sha256,
+                }
+                for r in revisions
+            ],
+        )
+        session.commit()
+    return Deleted(
+        name=name,
+        revisions=len(revisions),
+        archived=sum(1 for r in revisions if r.archive_location),
+        targets=tuple(json.loads(cert.targets)),
+    )
+
+
+def refuse_archived_names(rt: Runtime, names: Sequence[str]) -> None:
+    """Refuse new certificates whose name still has bundles in the archive (a deleted one's).
+
+    A new certificate starts again at revision 1, and archiving it would overwrite the
+    deleted certificate's bundles, which `certman delete` promises to keep.
+    """
+    from certman.archive.local import LocalArchiveStore
+    from certman.errors import ArchiveError
+
+    store = rt.archive
+    for name in names:
+        try:
+            if isinstance(store, LocalArchiveStore):
+                # one stat for a name never used, instead of a listing of the whole root
+                held = (store.root / name).is_dir() and bool(store.list(f"{name}/"))
+            else:
+                held = bool(store.list(f"{name}/"))
+        except ArchiveError:
+            # An archive that cannot be listed now fails the archive step too, where the
+            # lifecycle reports it and a rerun resumes; it is no reason to refuse up front
+            # (nor to ask again for each of a thousand names).
+            return
+        if held:
+            raise AlreadyExistsError(
+                f"The archive still holds bundles of a deleted certificate named {name!r}; "
+                "choose another name, or move those bundles out of the archive first."
+            )
+
+
+def tracked(rt: Runtime, name: str) -> bool:
+    with rt.session() as session:
+        found = session.exec(
+            select(ManagedCertificate.id).where(ManagedCertificate.name == name)
+        ).first()
+    return found is not None
