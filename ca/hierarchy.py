@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ca.keys import PrivateKey, generate_private_key, signature_hash_for
+from ca.keys import PrivateKey, generate_private_key, key_type_of, signature_hash_for
 from ca.policy import SigningPolicy
 from ca.serials import new_serial
 from certman.clock import utc
@@ -46,8 +46,13 @@ def create_hierarchy(
     now: datetime,
     root_validity: timedelta = timedelta(days=3650),
     intermediate_validity: timedelta = timedelta(days=1825),
+    keys: tuple[PrivateKey, PrivateKey] | None = None,
 ) -> CAHierarchy:
-    """Generate the root and intermediate keys and certificates for CA ``name``."""
+    """The root and intermediate certificates for CA ``name``, and their keys.
+
+    ``keys`` (root, intermediate) are keys made elsewhere, e.g. in an HSM that never lets
+    them out; without it both are generated here.
+    """
     common_name = common_name.strip()
     if not common_name:
         raise ValidationError("common_name is empty; give the CA a name like 'Example Corp'.")
@@ -68,7 +73,9 @@ def create_hierarchy(
     key_type = KeyType.parse(key_type)
     now = utc(now).replace(microsecond=0)
 
-    root_key = generate_private_key(key_type)
+    if keys is not None and any(key_type_of(k) is not key_type for k in keys):
+        raise ValidationError(f"The CA keys given are not {key_type.value} keys.")
+    root_key = keys[0] if keys is not None else generate_private_key(key_type)
     root_name = _ca_name(common_name + _ROOT_SUFFIX)
     root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
     root = (
@@ -90,7 +97,7 @@ def create_hierarchy(
         .sign(root_key, signature_hash_for(root_key))
     )
 
-    intermediate_key = generate_private_key(key_type)
+    intermediate_key = keys[1] if keys is not None else generate_private_key(key_type)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_ca_name(common_name + _INTERMEDIATE_SUFFIX))

@@ -60,6 +60,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "allowed_key_types": [],
         "allow_wildcards": True,
         "client_auth": False,
+        "key_store": "sealed",
     },
     "aws": {"region": "us-east-1", "profile": "", "endpoint_url": ""},
     "logging": {"level": "info"},
@@ -318,13 +319,26 @@ def _check_database_and_logging(config: Config) -> None:
 
 
 def _check_kms(config: Config) -> None:
-    """[kms] type = "pkcs11" needs a token, a key label and the variable holding the PIN."""
-    if config.get("kms", "type") != "pkcs11":
-        return
-    for key in ("module", "token_label", "key_label", "pin_env"):
+    """[kms] type = "pkcs11" (or CA keys in the HSM) needs a token, a key label and the PIN."""
+    store = str(config.get("ca", "key_store"))
+    if store not in ("sealed", "hsm"):
+        raise ConfigError(
+            f'ca.key_store must be "sealed" (keys sealed by [kms]) or "hsm" (generated in the '
+            f"PKCS#11 token of [kms]), not {store!r} (in {config.path})."
+        )
+    if store == "hsm":
+        _check_hsm_settings(config, 'ca.key_store is "hsm"', ("module", "token_label", "pin_env"))
+    if config.get("kms", "type") == "pkcs11":
+        _check_hsm_settings(
+            config, '[kms] type is "pkcs11"', ("module", "token_label", "key_label", "pin_env")
+        )
+
+
+def _check_hsm_settings(config: Config, why: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
         if not str(config.get("kms", key)).strip():
             raise ConfigError(
-                f'[kms] type is "pkcs11" but kms.{key} is empty (in {config.path}); '
+                f"{why} but kms.{key} is empty (in {config.path}); "
                 "set module to the HSM's PKCS#11 library, token_label and key_label to the "
                 "token and AES key to use, pin_env to the variable that holds the PIN."
             )

@@ -52,8 +52,18 @@ def create(
             show_default=False,
         ),
     ] = None,
+    key_store: Annotated[
+        str | None,
+        typer.Option(
+            help='Where the CA keys live: "sealed" (sealed by [kms], in the inventory) or '
+            '"hsm" (generated in the [kms] PKCS#11 token, never extractable) '
+            "[default: [ca] key_store, sealed].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Create a CA (root + intermediate); both keys are sealed before they are stored."""
+    """Create a CA (root + intermediate); both keys are sealed before they are stored, or
+    generated in an HSM with --key-store hsm."""
     from certman.models import KeyType
     from certman.service.authorities import AuthoritySpec, create_authority
 
@@ -71,9 +81,11 @@ def create(
         ),
         allow_wildcards=wildcards,
         client_auth=client_auth,
+        key_store=key_store,
     )
     create_authority(rt, spec)
-    typer.echo(f"CA {name} created (root + intermediate, {spec.key_type.value}).")
+    where = ", keys in the HSM" if spec.key_store == "hsm" else ""
+    typer.echo(f"CA {name} created (root + intermediate, {spec.key_type.value}{where}).")
 
 
 @app.command("list")

@@ -50,6 +50,7 @@ class AuthoritySpec:
     allowed_key_types: tuple[KeyType, ...] = ()  # of the leaves it signs; empty: every one
     allow_wildcards: bool = True
     client_auth: bool = False
+    key_store: str = "sealed"  # or "hsm": both keys generated in the [kms] PKCS#11 token
 
     @classmethod
     def from_config(
@@ -65,6 +66,7 @@ class AuthoritySpec:
         allowed_key_types: tuple[KeyType, ...] = (),
         allow_wildcards: bool | None = None,
         client_auth: bool | None = None,
+        key_store: str | None = None,
     ) -> AuthoritySpec:
         """A new CA from the [ca] settings, overridden by what the operator gave (not None)."""
         return cls(
@@ -83,6 +85,7 @@ class AuthoritySpec:
             client_auth=bool(config.get("ca", "client_auth"))
             if client_auth is None
             else client_auth,
+            key_store=key_store or str(config.get("ca", "key_store")),
         )
 
 
@@ -116,11 +119,14 @@ def check_master_key(runtime: Runtime) -> None:
     CA key and the newest leaf key prove it is the right one.
     """
     from certman.inventory.tables import ManagedCertificate, Revision
+    from certman.service.ca_keys import is_resident
     from certman.service.steps import key_context as leaf_key_context
 
     wrapper = runtime.key_wrapper  # loading it refuses a missing master key file
     with runtime.session() as session:
         for ca in session.exec(select(Authority)).all():
+            if is_resident(ca.intermediate_sealed_key):
+                continue  # in an HSM: nothing the key wrapper sealed
             wrapper.unwrap(
                 WrappedKey.from_json(ca.intermediate_sealed_key),
                 key_context(ca.name, "intermediate"),
@@ -150,6 +156,8 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
     domains = tuple(normalize_name(d).value for d in spec.permitted_domains)
     if any(d.startswith("*.") for d in domains):
         raise ValidationError("--permitted-domain takes a domain like example.com, not a wildcard.")
+    if spec.key_store not in ("sealed", "hsm"):
+        raise ValidationError(f'--key-store must be "sealed" or "hsm", not {spec.key_store!r}.')
     if authority_exists(runtime, spec.name):
         raise AlreadyExistsError(f"A CA named {spec.name!r} already exists; choose another name.")
     check_master_key(runtime)
@@ -164,6 +172,11 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
         crl_url=spec.crl_url or None,
     )
     now = runtime.clock.now()
+    resident = None
+    if spec.key_store == "hsm":
+        from certman.service.ca_keys import new_resident_keys
+
+        resident = new_resident_keys(runtime, spec.name, spec.key_type)
     hierarchy = create_hierarchy(
         name=spec.name,
         common_name=spec.common_name,
@@ -172,14 +185,21 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
         now=now,
         root_validity=spec.root_validity,
         intermediate_validity=spec.intermediate_validity,
+        keys=resident,
     )
-    wrapper = runtime.key_wrapper
-    root_sealed = wrapper.wrap(
-        private_key_to_der(hierarchy.root_key), key_context(spec.name, "root")
-    )
-    inter_sealed = wrapper.wrap(
-        private_key_to_der(hierarchy.intermediate_key), key_context(spec.name, "intermediate")
-    )
+    if resident is not None:
+        from certman.service.ca_keys import reference_record
+
+        root_record = reference_record(hierarchy.root_key)
+        inter_record = reference_record(hierarchy.intermediate_key)
+    else:
+        wrapper = runtime.key_wrapper
+        root_record = wrapper.wrap(
+            private_key_to_der(hierarchy.root_key), key_context(spec.name, "root")
+        ).to_json()
+        inter_record = wrapper.wrap(
+            private_key_to_der(hierarchy.intermediate_key), key_context(spec.name, "intermediate")
+        ).to_json()
     from ca import certificate_to_pem
 
     row = Authority(
@@ -188,11 +208,11 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
         common_name=spec.common_name,
         policy=json.dumps(policy.to_dict(), sort_keys=True),
         root_certificate_pem=certificate_to_pem(hierarchy.root_certificate).decode(),
-        root_sealed_key=root_sealed.to_json(),
+        root_sealed_key=root_record,
         intermediate_certificate_pem=certificate_to_pem(
             hierarchy.intermediate_certificate
         ).decode(),
-        intermediate_sealed_key=inter_sealed.to_json(),
+        intermediate_sealed_key=inter_record,
         created_at=now,
     )
     with runtime.session() as session:
@@ -208,29 +228,29 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
             allowed_key_types=[k.value for k in policy.allowed_key_types],
             allow_wildcards=policy.allow_wildcards,
             client_auth=policy.client_auth,
+            key_store=spec.key_store,
         )
         session.commit()
     return row
 
 
 def load_private_ca(runtime: Runtime, name: str) -> PrivateCA:
-    """Unseal the intermediate key (in memory only) and build the signer."""
+    """Unseal the intermediate key (in memory only), or reach it in the HSM, and build the
+    signer."""
     from cryptography import x509
 
     from ca import PrivateCA, SigningPolicy
-    from certman.pki import load_private_key_der
+    from certman.service.ca_keys import ca_private_key
 
     row = get_authority(runtime, name)
-    der = runtime.key_wrapper.unwrap(
-        WrappedKey.from_json(row.intermediate_sealed_key), key_context(name, "intermediate")
-    )
+    intermediate_key = ca_private_key(runtime, row, "intermediate")
     return PrivateCA(
         name=name,
         root_certificate=x509.load_pem_x509_certificate(row.root_certificate_pem.encode()),
         intermediate_certificate=x509.load_pem_x509_certificate(
             row.intermediate_certificate_pem.encode()
         ),
-        intermediate_key=load_private_key_der(der),
+        intermediate_key=intermediate_key,
         policy=SigningPolicy.from_dict(json.loads(row.policy)),
     )
 

@@ -23,9 +23,16 @@ def _view(row: Authority) -> dict[str, Any]:
     root = x509.load_pem_x509_certificate(row.root_certificate_pem.encode())
     inter = x509.load_pem_x509_certificate(row.intermediate_certificate_pem.encode())
     policy = SigningPolicy.from_dict(json.loads(row.policy))
+    from certman.service.ca_keys import key_store_of
+
+    store = key_store_of(row)
     return {
         "name": row.name,
         "key_type": row.key_type,
+        "key_store": store,
+        "intermediate_key_uri": (
+            json.loads(row.intermediate_sealed_key)["key_id"] if store == "hsm" else None
+        ),
         "common_name": row.common_name,
         "root_subject": root.subject.rfc4514_string(),
         "root_not_after": root.not_valid_after_utc.isoformat().replace("+00:00", "Z"),

@@ -13,7 +13,6 @@ from sqlmodel import col, func, select
 from certman.errors import CertmanError
 from certman.interfaces import ArchiveGetRequest, ArchiveRef
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
-from certman.models import WrappedKey
 from certman.service.runtime import Runtime
 
 
@@ -140,26 +139,54 @@ def _check_keys(rt: Runtime) -> str:
     return f"key wrapper {wrapper.wrapper_type} ready."
 
 
+def _signs_for(key: object, certificate: object) -> bool:
+    """Does ``key`` sign what ``certificate``'s public key verifies? (One real signature.)"""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    from certman.pki import signature_hash_for
+
+    probe = b"certman doctor: can this CA still sign?"
+    public = certificate.public_key()  # type: ignore[attr-defined]
+    digest = signature_hash_for(key)
+    try:
+        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(
+            public, ec.EllipticCurvePublicKey
+        ):
+            public.verify(key.sign(probe, ec.ECDSA(digest)), probe, ec.ECDSA(digest))
+        elif isinstance(key, rsa.RSAPrivateKey) and isinstance(public, rsa.RSAPublicKey):
+            public.verify(
+                key.sign(probe, padding.PKCS1v15(), digest), probe, padding.PKCS1v15(), digest
+            )
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
 def check_authorities(rt: Runtime, report: CheckReport) -> None:
     from cryptography import x509
 
     from ca import SigningPolicy
-    from certman.service.authorities import key_context
+    from certman.service.ca_keys import ca_private_key, key_store_of
 
     now = rt.clock.now()
     with rt.session() as session:
         authorities = session.exec(select(Authority).order_by(col(Authority.name))).all()
     for row in authorities:
         area = f"ca {row.name}"
+        inter = x509.load_pem_x509_certificate(row.intermediate_certificate_pem.encode())
         try:
-            rt.key_wrapper.unwrap(
-                WrappedKey.from_json(row.intermediate_sealed_key),
-                key_context(row.name, "intermediate"),
-            )
+            key = ca_private_key(rt, row, "intermediate")
+            signs = _signs_for(key, inter)
         except CertmanError as e:
             report.add(area, False, f"intermediate key cannot be unsealed: {e.message}")
             continue
-        inter = x509.load_pem_x509_certificate(row.intermediate_certificate_pem.encode())
+        if not signs:
+            report.add(area, False, "intermediate key does not match its certificate.")
+            continue
+        works = "key unseals" if key_store_of(row) == "sealed" else "key in the HSM signs"
         policy = SigningPolicy.from_dict(json.loads(row.policy))
         left = inter.not_valid_after_utc - now
         if left <= timedelta(0):
@@ -168,7 +195,7 @@ def check_authorities(rt: Runtime, report: CheckReport) -> None:
             report.add(
                 area,
                 True,
-                f"key unseals; the intermediate expires {inter.not_valid_after_utc:%Y-%m-%d}, "
+                f"{works}; the intermediate expires {inter.not_valid_after_utc:%Y-%m-%d}, "
                 "before a maximum-validity leaf would: longer leaves are refused from now on; "
                 "create a new CA soon.",
                 warning=True,
@@ -177,7 +204,7 @@ def check_authorities(rt: Runtime, report: CheckReport) -> None:
             report.add(
                 area,
                 True,
-                f"key unseals; intermediate valid until {inter.not_valid_after_utc:%Y-%m-%d}.",
+                f"{works}; intermediate valid until {inter.not_valid_after_utc:%Y-%m-%d}.",
             )
         stranded = _outlived_leaves(rt, row.name, inter.not_valid_after_utc)
         if stranded:

@@ -56,6 +56,8 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
     _check_paths(config)
     # An HSM that cannot be reached (PIN variable unset, no such token) refuses now too.
     hsm = _HsmKey.probe(config) if config.get("kms", "type") == "pkcs11" else None
+    if config.get("ca", "key_store") == "hsm":
+        _probe_ca_token(config)
     report = InitReport()
     home = config.home
     _note(report, not home.exists(), f"home {home}")
@@ -184,6 +186,14 @@ def _has_schema(engine: object) -> bool:
     from certman.inventory.database import current_revision
 
     return current_revision(engine) is not None  # type: ignore[arg-type]
+
+
+def _probe_ca_token(config: Config) -> None:
+    """Log in to the token the default CA's keys will be generated in (refuse early)."""
+    from certman.service.ca_keys import hsm_token
+    from certman.service.runtime import Runtime
+
+    hsm_token(Runtime(config=config)).has_key("certman-probe")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from certman.inventory.tables import (
 from certman.models import EncryptionContext, WrappedKey
 from certman.service.authorities import check_master_key
 from certman.service.authorities import key_context as ca_key_context
+from certman.service.ca_keys import RESIDENT
 from certman.service.runtime import Runtime
 from certman.service.steps import key_context
 
@@ -82,6 +83,8 @@ def rewrap_everything(rt: Runtime, source: KeyWrapper, target: KeyWrapper) -> in
 
     def moved(text: str, context: EncryptionContext) -> str | None:
         sealed = WrappedKey.from_json(text)
+        if sealed.wrapper == RESIDENT:
+            return None  # a CA key that lives in an HSM: nothing sealed to move
         return rewrap(source, target, sealed, context).to_json() if needs(sealed) else None
 
     count = 0

@@ -29,6 +29,7 @@ def sealed_records(home: Path) -> list[dict[str, object]]:
             *(r[0] for r in db.execute("SELECT sealed_key FROM revision")),
             *(r[0] for r in db.execute("SELECT root_sealed_key FROM authority")),
             *(r[0] for r in db.execute("SELECT intermediate_sealed_key FROM authority")),
+            *(r[0] for r in db.execute("SELECT sealed_key FROM audit_key")),
         ]
     finally:
         db.close()
@@ -65,7 +66,7 @@ def test_issue_export_and_doctor_on_the_hsm(cli: Cli, hsm_home: Path, tmp_path: 
     key = load_pem_private_key((out / "privkey.pem").read_bytes(), password=None)
     assert cert.public_key() == key.public_key()
     records = sealed_records(hsm_home)
-    assert len(records) == 2 + 2  # two leaf revisions, the CA's root and intermediate
+    assert len(records) == 2 + 2 + 1  # two leaf revisions, the CA's two keys, the audit key
     assert {r["wrapper"] for r in records} == {"pkcs11"}
     assert all(str(r["key_id"]).startswith("pkcs11:token=certman-test;") for r in records)
     doctor = cli.ok("doctor")
@@ -108,7 +109,7 @@ def test_keys_move_from_the_local_master_key_to_the_hsm_and_back(
 
     moved = cli.ok("keys", "rotate", "--to", "pkcs11")
 
-    assert "3 sealed keys re-sealed with pkcs11" in moved.stdout
+    assert "4 sealed keys re-sealed with pkcs11" in moved.stdout
     assert {r["wrapper"] for r in sealed_records(home)} == {"pkcs11"}
     write_config(home, kms_section(softhsm, key_label))
     cli.ok("issue", "api", "-d", "api.example.com")
@@ -117,7 +118,7 @@ def test_keys_move_from_the_local_master_key_to_the_hsm_and_back(
 
     back = cli.ok("keys", "rotate", "--to", "local")
 
-    assert "5 sealed keys re-sealed with local" in back.stdout
+    assert "6 sealed keys re-sealed with local" in back.stdout
     assert {r["wrapper"] for r in sealed_records(home)} == {"local"}
 
 
