@@ -146,15 +146,31 @@ def _no_export(*_: object, **__: object) -> NoReturn:
     raise ValidationError("This CA key lives in an HSM and cannot be exported.")
 
 
-class HsmEcPrivateKey(ec.EllipticCurvePrivateKey):
-    """An EC key in a PKCS#11 token; ``sign`` is CKM_ECDSA over a locally computed digest."""
+class _InToken:
+    """What both key kinds share: where the key is, and that it never comes out."""
 
-    def __init__(self, token: Pkcs11Token, label: str, public: ec.EllipticCurvePublicKey) -> None:
-        self.token, self.label, self._public = token, label, public
+    token: Pkcs11Token
+    label: str
 
     @property
     def uri(self) -> str:
         return resident_key_uri(self.token.token_label, self.label)
+
+    private_numbers = _no_export
+    private_bytes = _no_export
+
+    def __copy__(self) -> Any:  # immutable: a copy is the same key
+        return self
+
+    def __deepcopy__(self, memo: object) -> Any:
+        return self
+
+
+class HsmEcPrivateKey(_InToken, ec.EllipticCurvePrivateKey):
+    """An EC key in a PKCS#11 token; ``sign`` is CKM_ECDSA over a locally computed digest."""
+
+    def __init__(self, token: Pkcs11Token, label: str, public: ec.EllipticCurvePublicKey) -> None:
+        self.token, self.label, self._public = token, label, public
 
     def sign(
         self,
@@ -184,25 +200,12 @@ class HsmEcPrivateKey(ec.EllipticCurvePrivateKey):
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
         raise ValidationError("An HSM CA key only signs.")
 
-    private_numbers = _no_export
-    private_bytes = _no_export
 
-    def __copy__(self) -> HsmEcPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: object) -> HsmEcPrivateKey:
-        return self
-
-
-class HsmRsaPrivateKey(rsa.RSAPrivateKey):
+class HsmRsaPrivateKey(_InToken, rsa.RSAPrivateKey):
     """An RSA key in a PKCS#11 token; ``sign`` is CKM_RSA_PKCS over a DigestInfo."""
 
     def __init__(self, token: Pkcs11Token, label: str, public: rsa.RSAPublicKey) -> None:
         self.token, self.label, self._public = token, label, public
-
-    @property
-    def uri(self) -> str:
-        return resident_key_uri(self.token.token_label, self.label)
 
     def sign(
         self,
@@ -229,15 +232,6 @@ class HsmRsaPrivateKey(rsa.RSAPrivateKey):
 
     def decrypt(self, ciphertext: bytes, padding: padding.AsymmetricPadding) -> bytes:
         raise ValidationError("An HSM CA key only signs.")
-
-    private_numbers = _no_export
-    private_bytes = _no_export
-
-    def __copy__(self) -> HsmRsaPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: object) -> HsmRsaPrivateKey:
-        return self
 
 
 HsmPrivateKey = HsmEcPrivateKey | HsmRsaPrivateKey

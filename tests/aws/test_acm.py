@@ -219,29 +219,11 @@ def test_certman_deploy_puts_the_active_revision_back_after_a_change_outside(
 
 def p384_certificate(name: str) -> tuple[bytes, bytes]:
     """A self-signed certificate on a P-384 key: another ACM key type than the leaves'."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP384R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA384())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    from tests.selfsigned import self_signed_pem
+
+    return self_signed_pem(name, curve=ec.SECP384R1())
 
 
 def test_a_lost_arn_is_found_among_the_leafs_key_type_and_the_search_stops_there(

@@ -13,9 +13,9 @@ import pytest
 
 from certman.aws.clients import region_of
 from tests.aws.conftest import REGION, Aws
-from tests.aws.test_sync_rotate import self_signed
 from tests.components.nginx import Nginx, free_port, start_nginx
 from tests.conftest import Cli
+from tests.selfsigned import self_signed_pem as self_signed
 
 
 @dataclass
