@@ -104,6 +104,8 @@ def describe(context: EncryptionContext) -> str:
         return f"The sealed {role} key of CA {name}"
     if name and owner == "acme":
         return f"The sealed account key of ACME issuer {name}"
+    if context.purpose == "audit-key":  # its revision is the first event it keys
+        return f"The sealed audit key (events from {context.revision} on)"
     what = context.purpose.replace("-", " ")
     return f"The sealed {what} of {context.certificate!r} revision {context.revision}"
 

@@ -114,9 +114,9 @@ def test_bulk_issue_killed_before_issuing_keeps_every_sealed_key_and_resumes(
         issue_many(runtime, [spec(f"h{i}") for i in range(5)])
     monkeypatch.undo()
     before = _revisions(runtime)
-    # the keys were committed before any certificate was asked for
-    assert [(r.state, bool(r.sealed_key), r.serial) for r in before] == [
-        ("key_sealed", True, None)
+    # the keys (and the planned serials) were committed before any certificate was asked for
+    assert [(r.state, bool(r.sealed_key), bool(r.serial)) for r in before] == [
+        ("key_sealed", True, True)
     ] * 5
     assert runtime.archive.list() == []
 
@@ -125,6 +125,7 @@ def test_bulk_issue_killed_before_issuing_keeps_every_sealed_key_and_resumes(
     assert {r.state for r in after} == {"active"}
     for name, old, new in zip([f"h{i}" for i in range(5)], before, after, strict=True):
         assert new.sealed_key == old.sealed_key  # never regenerated
+        assert new.serial == old.serial  # signed as planned
         key = load_private_key_der(unseal_private_key(runtime, name, new))
         assert certificate_facts(new.certificate_pem.encode()).public_key_der == public_key_der(
             key.public_key()
