@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from sqlalchemy import update
 from sqlmodel import col, select
 
 from certman.errors import CertmanError
-from certman.interfaces import RenewalInfoRequest, SupportsRenewalInfo
+from certman.interfaces import RenewalInfoRequest, SupportsRenewalInfo, supports
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.service.renewal import pick_renewal_time
 from certman.service.runtime import Runtime
@@ -58,9 +59,9 @@ def follow_window(
     """
     try:
         issuer = rt.issuer(issuer_name)
-        if not isinstance(issuer, SupportsRenewalInfo) or not rev.certificate_pem:
+        if not supports(issuer, SupportsRenewalInfo) or not rev.certificate_pem:
             return Schedule(renewal_due_at=renewal_due_at, ari_next_fetch_at=None)
-        window = issuer.renewal_info(
+        window = cast(SupportsRenewalInfo, issuer).renewal_info(
             RenewalInfoRequest(
                 certificate_pem=rev.certificate_pem.encode(),
                 issuer_pem=(rev.chain_pem or "").encode(),

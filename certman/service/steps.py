@@ -71,9 +71,9 @@ def seal_key(rt: Runtime, work: Work) -> None:
         rev.sealed_key = rt.key_wrapper.wrap(der, context).to_json()
         del der
     issuer = rt.issuer(cert.issuer)
-    if rev.serial is None and isinstance(issuer, SupportsIssuePlan):
+    if rev.serial is None and supports(issuer, SupportsIssuePlan):
         # Chosen once and committed with the key: every attempt signs this very certificate.
-        plan = issuer.plan_issue(
+        plan = cast(SupportsIssuePlan, issuer).plan_issue(
             IssuePlanRequest(validity=timedelta(seconds=cert.validity_seconds), now=rt.clock.now())
         )
         rev.serial = format(plan.serial, "x")
