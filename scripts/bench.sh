@@ -4,6 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh "dev,aws,acme,hsm,postgres,service"
+# What the benchmarks run against or compare with (certbot comes from PyPI, in its own venv).
+scripts/apt-install.sh openssl pebble lego softhsm2
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   names=()
