@@ -22,7 +22,7 @@ from certman.keywrap.envelope import (
     open_sealed,
     seal,
 )
-from certman.keywrap.pkcs11_token import Pkcs11Token, SealedForAnotherContext
+from certman.keywrap.pkcs11_token import Pkcs11Token, SealedForAnotherContext, object_uri
 from certman.models import EncryptionContext, WrappedKey
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ _PROBE = EncryptionContext(certificate="certman-preflight", revision=0, purpose=
 
 def key_uri(token_label: str, key_label: str) -> str:
     """The RFC 7512 PKCS#11 URI of the wrapping key, recorded in every sealed record."""
-    return f"pkcs11:token={_pct(token_label)};object={_pct(key_label)};type=secret-key"
+    return object_uri(token_label, key_label, "secret-key")
 
 
 def parse_key_uri(uri: str) -> tuple[str, str]:
@@ -117,17 +117,5 @@ class Pkcs11KeyWrapper:
 
 
 def build_key_wrapper(runtime: Runtime, settings: Mapping[str, Any]) -> Pkcs11KeyWrapper:
-    where = str(runtime.config.path)
-    token = Pkcs11Token(
-        module=str(settings.get("module") or ""),
-        token_label=str(settings.get("token_label") or ""),
-        pin_env=str(settings.get("pin_env") or ""),
-        where=where,
-    )
+    token = Pkcs11Token.from_settings(settings, str(runtime.config.path))
     return Pkcs11KeyWrapper(token=token, key_label=str(settings.get("key_label") or ""))
-
-
-def _pct(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")

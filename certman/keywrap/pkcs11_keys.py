@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from certman.errors import KeyWrapError, ValidationError
-from certman.keywrap.pkcs11_token import Pkcs11Token
+from certman.keywrap.pkcs11_token import Pkcs11Token, object_uri
 from certman.models import KeyType
 
 _CURVE_NAMES = {KeyType.EC_P256: "secp256r1", KeyType.EC_P384: "secp384r1"}
@@ -30,12 +30,7 @@ _DIGEST_INFO = {
 
 
 def resident_key_uri(token_label: str, key_label: str) -> str:
-    from urllib.parse import quote
-
-    return (
-        f"pkcs11:token={quote(token_label, safe='')};object={quote(key_label, safe='')};"
-        "type=private"
-    )
+    return object_uri(token_label, key_label, "private")
 
 
 def generate_signing_key(token: Pkcs11Token, label: str, key_type: KeyType) -> HsmPrivateKey:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,16 @@ class SealedForAnotherContext(Exception):
     """The HSM refused to decrypt: the AAD (context) or the bytes are not what it sealed."""
 
 
+def object_uri(token_label: str, object_label: str, kind: str) -> str:
+    """The RFC 7512 URI of an object in a token (``kind``: secret-key, private, ...)."""
+    from urllib.parse import quote
+
+    return (
+        f"pkcs11:token={quote(token_label, safe='')};object={quote(object_label, safe='')};"
+        f"type={kind}"
+    )
+
+
 @dataclass
 class Pkcs11Token:
     """A token in a PKCS#11 module, addressed by label, logged in with a PIN from the env."""
@@ -41,6 +51,16 @@ class Pkcs11Token:
     pin_env: str
     where: str = "[kms]"
     _keys: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, kms: Mapping[str, Any], where: str) -> Pkcs11Token:
+        """The token [kms] names (module, token_label, pin_env); ``where`` is the config file."""
+        return cls(
+            module=str(kms.get("module") or ""),
+            token_label=str(kms.get("token_label") or ""),
+            pin_env=str(kms.get("pin_env") or ""),
+            where=where,
+        )
 
     def describe(self) -> str:
         return f"token {self.token_label!r} of {self.module}"

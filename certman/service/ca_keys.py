@@ -17,6 +17,7 @@ from certman.errors import KeyWrapError
 from certman.models import KeyType, WrappedKey
 
 if TYPE_CHECKING:
+    from certman.config import Config
     from certman.inventory.tables import Authority
     from certman.keywrap.pkcs11_token import Pkcs11Token
     from certman.pki import PrivateKey
@@ -35,17 +36,11 @@ def key_store_of(row: Authority) -> str:
     return "hsm" if is_resident(row.intermediate_sealed_key) else "sealed"
 
 
-def hsm_token(runtime: Runtime) -> Pkcs11Token:
+def hsm_token(config: Config) -> Pkcs11Token:
     """The token of [kms] (module, token_label, pin_env), whatever [kms] type seals with."""
     from certman.keywrap.pkcs11_token import Pkcs11Token
 
-    kms = runtime.config.sections["kms"]
-    return Pkcs11Token(
-        module=str(kms["module"]),
-        token_label=str(kms["token_label"]),
-        pin_env=str(kms["pin_env"]),
-        where=str(runtime.config.path),
-    )
+    return Pkcs11Token.from_settings(config.sections["kms"], str(config.path))
 
 
 def new_resident_keys(
@@ -58,7 +53,7 @@ def new_resident_keys(
     """
     from certman.keywrap.pkcs11_keys import generate_signing_key
 
-    token = hsm_token(runtime)
+    token = hsm_token(runtime.config)
     suffix = secrets.token_hex(4)
     root, intermediate = (
         generate_signing_key(token, f"certman-ca-{ca_name}-{role}-{suffix}", key_type)
@@ -92,7 +87,7 @@ def ca_private_key(runtime: Runtime, row: Authority, role: str) -> PrivateKey:
     from certman.keywrap.pkcs11 import parse_key_uri
     from certman.keywrap.pkcs11_keys import load_signing_key
 
-    token = hsm_token(runtime)
+    token = hsm_token(runtime.config)
     token_label, key_label = parse_key_uri(record.key_id)
     if token_label != token.token_label:
         raise KeyWrapError(

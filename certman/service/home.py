@@ -191,9 +191,8 @@ def _has_schema(engine: object) -> bool:
 def _probe_ca_token(config: Config) -> None:
     """Log in to the token the default CA's keys will be generated in (refuse early)."""
     from certman.service.ca_keys import hsm_token
-    from certman.service.runtime import Runtime
 
-    hsm_token(Runtime(config=config)).has_key("certman-probe")
+    hsm_token(config).has_key("certman-probe")
 
 
 @dataclass
