@@ -39,7 +39,7 @@ class SyncReport:
     drift: dict[str, str] = field(default_factory=dict)
 
 
-def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
+def sync_acm(rt: Runtime, region: str | None = None, *, setting: str = "") -> SyncReport:
     """Mirror every ACM certificate of ``region`` (default [aws] region) in the inventory.
 
     Unmanaged certificates get (or update) a row with source "acm"; managed ones get their
@@ -47,10 +47,11 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
     deployed, or no longer has the ARN. A certificate tagged ``certman:name`` with the
     name of a managed certificate is that certificate's copy (a target in another region,
     whose ARN is not the one the row keeps): never mirrored as unmanaged, only checked for
-    drift. Rows of certificates in other regions are left alone.
+    drift. Rows of certificates in other regions are left alone. A malformed ``region`` is
+    refused naming ``setting``, the flag or key it came from.
     """
-    region = region or rt.aws.region
-    acm = rt.aws.client("acm", region)
+    acm = rt.aws.client("acm", region, setting=setting)
+    region = rt.aws.region if region is None else region
     described = {}
     with aws_call("acm:ListCertificates", region, OperationError):
         for page in acm.get_paginator("list_certificates").paginate(

@@ -16,15 +16,9 @@ def sync(
     region: Annotated[str | None, typer.Option(help="Region [default: [aws] region].")] = None,
 ) -> None:
     """Read every ACM certificate of the region into the inventory; flag drift."""
-    from certman.aws.clients import valid_region
     from certman.aws.sync import sync_acm
-    from certman.errors import ValidationError
 
-    if region is not None and not valid_region(region):
-        raise ValidationError(
-            f'--region {region!r} is not an AWS region name; use one such as "us-west-2".'
-        )
-    report = sync_acm(state(ctx).runtime(), region)
+    report = sync_acm(state(ctx).runtime(), region, setting="--region")
     typer.echo(f"{len(report.imported)} new, {len(report.updated)} updated.")
     for name, message in sorted(report.drift.items()):
         typer.echo(f"drift: {name}: {message}")

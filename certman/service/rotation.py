@@ -157,17 +157,18 @@ class MoveReport:
     keys_rewrapped: int
 
 
-def move_keys(rt: Runtime, to_type: str) -> MoveReport:
+def move_keys(rt: Runtime, to_type: str, *, setting: str) -> MoveReport:
     """`certman keys rotate --to TYPE`: re-seal every secret with another key wrapper.
 
     Plaintext stays in memory. The runtime can open records of either wrapper, so
-    certman keeps working half-way; afterwards the operator sets [kms] type = TYPE.
+    certman keeps working half-way; afterwards the operator sets [kms] type = TYPE. An
+    unknown TYPE is refused naming ``setting``, the flag it came from.
     """
     if to_type == "local" and not rt.config.master_key_path.exists():
         from certman.keywrap.local import LocalMasterKey
 
         LocalMasterKey.create(rt.config.master_key_path)
-    target = rt.build_key_wrapper(to_type)
+    target = rt.build_key_wrapper(to_type, setting=setting)
     ensure_key = getattr(target, "ensure_key", None)
     if ensure_key is not None:  # an HSM token gets its wrapping key on the first move
         ensure_key()
