@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from certman.errors import ConfigError
-from certman.interfaces import KeyWrapper, SupportsRewrap
+from certman.interfaces import KeyWrapper, SupportsKeyCreation, SupportsRewrap, SupportsVersions
 from certman.inventory.audit import append_event
 from certman.inventory.audit_seal import audit_key_context
 from certman.inventory.tables import (
@@ -44,15 +44,17 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
     keep the version they were sealed under.
     """
 
+    from certman.keywrap.dispatch import sealing_wrapper
+
     wrapper = rt.key_wrapper
-    rotate = getattr(wrapper, "rotate", None)
-    if rotate is None or not isinstance(wrapper, SupportsRewrap):
+    versions = sealing_wrapper(wrapper)
+    if not isinstance(versions, SupportsVersions) or not isinstance(wrapper, SupportsRewrap):
         raise ConfigError(
             f"The {wrapper.wrapper_type!r} key wrapper has no local versions to rotate; "
             "rotate the key in its own service (KMS, HSM) instead."
         )
     check_master_key(rt)
-    version = rotate()
+    version = versions.rotate()
     keys = rewrap_everything(rt, wrapper, wrapper)
     with rt.session() as session:
         append_event(
@@ -169,9 +171,8 @@ def move_keys(rt: Runtime, to_type: str, *, setting: str) -> MoveReport:
 
         LocalMasterKey.create(rt.config.master_key_path)
     target = rt.build_key_wrapper(to_type, setting=setting)
-    ensure_key = getattr(target, "ensure_key", None)
-    if ensure_key is not None:  # an HSM token gets its wrapping key on the first move
-        ensure_key()
+    if isinstance(target, SupportsKeyCreation):  # an HSM token gets its key on the first move
+        target.ensure_key()
     keys = rewrap_everything(rt, rt.key_wrapper, target)
     with rt.session() as session:
         append_event(
