@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from certman.errors import CertmanError, InventoryError, OperationError
+from certman.errors import CertmanError, InventoryError, OperationError, one_line
 from certman.inventory.tables import ManagedCertificate
 from certman.models import RevisionState
 from certman.service.lifecycle import Lifecycle
 from certman.service.renewal_info import ARI_PER_TICK, refresh_renewal_windows
 from certman.service.runtime import Runtime
-from scheduler.claims import ClaimLost, LeaseKeeper, claim, one_line, release
+from scheduler.claims import ClaimLost, LeaseKeeper, claim, release
 from scheduler.events import RENEWAL_RECOVERED
 from scheduler.expiry import record_expiry_notices
 from scheduler.notify import Notifier, record_certificate_notice, record_failure_notice
