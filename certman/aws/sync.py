@@ -249,20 +249,3 @@ def _facts(cert: dict[str, Any]) -> dict[str, Any]:
 
 def _name_for(arn: str) -> str:
     return "acm-" + arn.rsplit("/", 1)[-1]
-
-
-def forget_acm_arn(rt: Runtime, name: str, arn: str) -> None:
-    """Drop an ARN that no longer exists from a certificate (before importing it anew)."""
-    from certman.service.lifecycle import get_certificate
-
-    now = rt.clock.now()
-    with rt.session() as session:
-        row = get_certificate(session, name)
-        if row.acm_arn != arn:
-            return
-        row.acm_arn = None
-        row.drift = None
-        row.updated_at = now
-        session.add(row)
-        append_event(session, now, "acm.arn_forgotten", name, acm_arn=arn)
-        session.commit()

@@ -186,7 +186,6 @@ def import_to_acm(
     rule 3), and ``notice`` is told so before the import runs; only the target's own region
     can say an ARN is gone.
     """
-    from certman.aws.sync import forget_acm_arn
     from certman.deploy.rollout import target_region
 
     with rt.session() as session:
@@ -222,3 +221,18 @@ def import_to_acm(
         arn=cert.acm_arn,
         replaced_arn=old_arn if replaced and cert.acm_arn != old_arn else None,
     )
+
+
+def forget_acm_arn(rt: Runtime, name: str, arn: str) -> None:
+    """Drop an ARN that no longer exists from a certificate (before importing it anew)."""
+    now = rt.clock.now()
+    with rt.session() as session:
+        row = get_certificate(session, name)
+        if row.acm_arn != arn:
+            return
+        row.acm_arn = None
+        row.drift = None
+        row.updated_at = now
+        session.add(row)
+        append_event(session, now, "acm.arn_forgotten", name, acm_arn=arn)
+        session.commit()
