@@ -92,3 +92,10 @@ class InventoryError(OperationError):
 
 class DeployError(OperationError):
     """A deployment target could not be switched or verified."""
+
+
+def one_line(error: BaseException) -> str:
+    """Any exception as one line for a log (a database driver's first line, not its SQL)."""
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__

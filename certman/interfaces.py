@@ -1,5 +1,8 @@
 """Every contract between certman's core and its backends, in one place.
 
+(The deployers' contracts are written in interfaces_deploy.py, the key wrappers' and
+archive stores' in interfaces_storage.py; both are re-exported here.)
+
 Each backend operation takes one request dataclass and returns one response dataclass.
 Optional capabilities are separate small protocols, detected with ``isinstance``.
 Backends raise only certman errors (certman.errors); third-party exceptions are
@@ -8,12 +11,48 @@ translated in the adapter that called the third-party code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from certman.models import EncryptionContext, KeyType, RevocationReason, WrappedKey
+# The deployers' contracts live in interfaces_deploy.py, the key wrappers' and archive
+# stores' in interfaces_storage.py (one module would pass 400 lines); every one is
+# re-exported here, so `from certman.interfaces import X` names any contract.
+from certman.interfaces_deploy import (  # noqa: F401
+    CleanupRequest,
+    Deployer,
+    DeployRequest,
+    DeployResponse,
+    Material,
+    PlanRequest,
+    PlanResponse,
+    RollbackRequest,
+    RolloutPrecheckRequest,
+    SupportsArnCheck,
+    SupportsCleanup,
+    SupportsForget,
+    SupportsPlan,
+    SupportsRegion,
+    SupportsRolloutPrecheck,
+    SupportsUnits,
+    SupportsWaves,
+    VerifyRequest,
+    VerifyResponse,
+)
+from certman.interfaces_storage import (  # noqa: F401
+    ArchiveGetRequest,
+    ArchiveGetResponse,
+    ArchivePutRequest,
+    ArchiveRef,
+    ArchiveStore,
+    KeyWrapper,
+    SupportsKeyCreation,
+    SupportsPutMany,
+    SupportsRewrap,
+    SupportsVersions,
+)
+from certman.models import KeyType, RevocationReason
 
 # --- issuers -----------------------------------------------------------------------------
 
@@ -235,228 +274,10 @@ class SupportsPreflight(Protocol):
         ...
 
 
-# --- key wrappers ------------------------------------------------------------------------
-
-
 @runtime_checkable
-class KeyWrapper(Protocol):
-    """Envelope encryption of secrets (DESIGN.md, "Security invariants").
-
-    ``wrap`` uses a fresh 256-bit data key per call; ``unwrap`` with any other context
-    than the one given to ``wrap`` raises KeyWrapError.
-    """
-
-    wrapper_type: str
-
-    def wrap(self, plaintext: bytes, context: EncryptionContext) -> WrappedKey: ...
-
-    def unwrap(self, wrapped: WrappedKey, context: EncryptionContext) -> bytes: ...
-
-
-@runtime_checkable
-class SupportsRewrap(Protocol):
-    def needs_rewrap(self, wrapped: WrappedKey) -> bool:
-        """True when ``wrapped`` is not sealed under this wrapper's current key."""
-        ...
-
-
-# --- archives ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class ArchivePutRequest:
-    """Store an encrypted bundle; ``metadata`` is non-secret (name, revision, fingerprint)."""
-
-    name: str
-    revision: int
-    body: bytes
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ArchiveRef:
-    """Where a bundle lives, and the SHA-256 of what was stored (checked on every read)."""
-
-    location: str
-    sha256: str
-    extra: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ArchiveGetRequest:
-    ref: ArchiveRef
-
-
-@dataclass(frozen=True, kw_only=True)
-class ArchiveGetResponse:
-    body: bytes
-
-
-@runtime_checkable
-class ArchiveStore(Protocol):
-    store_type: str
-
-    def put(self, request: ArchivePutRequest) -> ArchiveRef: ...
-
-    def get(self, request: ArchiveGetRequest) -> ArchiveGetResponse:
-        """Return the body; raise IntegrityError when it is missing or its SHA-256 differs."""
-        ...
-
-    def list(self, prefix: str = "") -> list[str]: ...
-
-
-# --- deployers ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeployRequest:
-    """One revision to roll out to one unit of a target (a listener; or the whole target).
-
-    ``private_key_pem`` lives only in memory. ``previous_state`` is what an earlier,
-    interrupted attempt at the same unit recorded.
-    """
-
-    name: str
-    revision: int
-    certificate_pem: bytes
-    chain_pem: bytes
-    private_key_pem: bytes
-    unit: str = ""
-    acm_arn: str | None = None
-    previous_state: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeployResponse:
-    """``state`` is what verify and rollback need later (ARN, listener, serial); no secrets."""
-
-    changed: bool
-    state: Mapping[str, str] = field(default_factory=dict)
-    message: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class VerifyRequest:
-    name: str
-    revision: int
-    certificate_pem: bytes
-    unit: str = ""
-    state: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class VerifyResponse:
-    ok: bool
-    message: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Material:
-    """A revision's certificate, chain and key (key in memory only): what a rollback restores."""
-
-    revision: int
-    certificate_pem: bytes
-    chain_pem: bytes
-    private_key_pem: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RollbackRequest:
-    """Undo ``deploy`` on one unit. ``previous`` is the revision to restore, when there is one."""
-
-    name: str
-    revision: int
-    unit: str = ""
-    state: Mapping[str, str] = field(default_factory=dict)
-    previous: Material | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlanRequest:
-    name: str
-    certificate_pem: bytes
-    unit: str = ""
-    acm_arn: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlanResponse:
-    """What the unit serves now (serial, not_after; empty when unknown) and what would change."""
-
-    current_serial: str = ""
-    current_not_after: str = ""
-    description: str = ""
-
-
-@runtime_checkable
-class Deployer(Protocol):
-    target_type: str
-
-    def deploy(self, request: DeployRequest) -> DeployResponse: ...
-
-    def verify(self, request: VerifyRequest) -> VerifyResponse: ...
-
-    def rollback(self, request: RollbackRequest) -> None:
-        """Put the unit back as it was before ``deploy``; idempotent."""
-        ...
-
-
-@runtime_checkable
-class SupportsUnits(Protocol):
-    def units(self) -> list[str]:
-        """The independently switched parts of the target (listeners), canary candidates first."""
-        ...
-
-
-@runtime_checkable
-class SupportsPlan(Protocol):
-    def plan(self, request: PlanRequest) -> PlanResponse:
-        """What the unit serves now; never changes anything."""
-        ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class RolloutPrecheckRequest:
-    """Asked of every target before a rollout switches anything (and before issuance).
-
-    ``acm_arn`` is the certificate's ARN in the target's region when one is known;
-    ``acm_in_rollout`` says whether an acm target of that region deploys first.
-    ``probe``: also check that the target's probe endpoint answers at all (not on a first
-    issuance, where no server may be running yet).
-    """
-
-    name: str
-    acm_arn: str | None = None
-    acm_in_rollout: bool = False
-    probe: bool = False
-    server_name: str | None = None
-
-
-@runtime_checkable
-class SupportsRolloutPrecheck(Protocol):
-    def precheck_rollout(self, request: RolloutPrecheckRequest) -> None:
-        """Raise InputError for what would make the rollout fail half-way; change nothing."""
-        ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class CleanupRequest:
-    """``state`` is what this rollout recorded for the unit; ``earlier`` what the unit held
-    before it (the previous revision's rollout, or an earlier run of this one)."""
-
-    name: str
-    revision: int
-    unit: str = ""
-    state: Mapping[str, str] = field(default_factory=dict)
-    earlier: Mapping[str, str] = field(default_factory=dict)
-
-
-@runtime_checkable
-class SupportsCleanup(Protocol):
-    def clean_up(self, request: CleanupRequest) -> str:
-        """After every unit of the rollout verified: drop what only the earlier state needed
-        (a replaced ARN in an SNI list). Idempotent; returns what it did ("" for nothing).
-        Never called on a failed rollout, and its failure does not undo the rollout."""
+class SupportsDeactivate(Protocol):
+    def deactivate(self) -> str:
+        """Deactivate the issuer's account at the CA (RFC 8555 section 7.3.6); return its URL."""
         ...
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
-from certman.errors import OperationError
+from certman.errors import OperationError, one_line
 from certman.inventory.tables import ManagedCertificate
 from certman.service.runtime import Runtime
 
@@ -113,13 +113,6 @@ class LeaseKeeper:
                 return
             except Exception as e:  # the database is away: try again; the lease has slack
                 log.warning("%s: could not extend the claim (%s)", self.name, one_line(e))
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one line for the log (a driver error's first line, not its SQL)."""
-    orig = getattr(error, "orig", None) or error
-    text = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
 
 
 def release(rt: Runtime, name: str, holder: str) -> None:

@@ -100,12 +100,17 @@ class Notifier:
             batch = outbox.take(self.rt, after=after, limit=BATCH, only=only)
             if not batch:
                 break
-            for number, notice in enumerate(batch):
-                if stopping() or not usable():
-                    outbox.release(self.rt, batch[number:])  # the next tick tries them
-                    break
-                after = notice.id
-                sent += self._deliver(notice, down, given_up)
+            outcomes: list[outbox.Outcome] = []
+            try:
+                for number, notice in enumerate(batch):
+                    if stopping() or not usable():
+                        outbox.release(self.rt, batch[number:])  # the next tick tries them
+                        break
+                    after = notice.id
+                    outcomes.append(self._deliver(notice, down, given_up))
+            finally:  # one commit per batch; what was sent is marked even if a send raised
+                outbox.finish(self.rt, outcomes)
+            sent += sum(outcome.sent for outcome in outcomes)
             progress()
         for channel, count in given_up.items():
             log.warning(
@@ -124,7 +129,7 @@ class Notifier:
 
     def _deliver(
         self, notice: outbox.PendingNotice, down: dict[str, str], given_up: dict[str, int]
-    ) -> bool:
+    ) -> outbox.Outcome:
         configured = set(self.channels)
         dropped = [c for c in notice.channels if c not in configured]
         for channel in dropped:
@@ -139,7 +144,9 @@ class Notifier:
                 delivered.append(channel)
             else:
                 failed[channel] = down[channel] = error
-        return outbox.finish(self.rt, notice, delivered=delivered, failed=failed, dropped=dropped)
+        return outbox.Outcome(
+            notice=notice, delivered=tuple(delivered), failed=failed, dropped=tuple(dropped)
+        )
 
     def _send(self, channel: str, body: str) -> str | None:
         """None when ``channel`` accepted ``body``, else why not (one line)."""

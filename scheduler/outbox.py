@@ -2,19 +2,20 @@
 
 A notice that no channel has taken yet survives a restart, a webhook that is down, an SNS
 outage: it stays pending, with a back-off, until every channel it was recorded for has
-accepted it. Delivery is at least once: a sender that dies between a channel's answer and
-marking it re-sends that one notice after ``HOLD`` (receivers can drop repeats by the
-event's ``id``, which the payload keeps from the moment it was recorded).
+accepted it. Delivery is at least once: channels' answers are marked per batch taken, so a
+sender that dies before marking them re-sends that batch's notices after ``HOLD``
+(receivers can drop repeats by the event's ``id``, which the payload keeps from the moment
+it was recorded).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from certman.inventory.tables import Notification
 from certman.service.renewal import next_attempt_at
@@ -153,43 +154,80 @@ def take(
     )
 
 
-def finish(
-    rt: Runtime,
-    notice: PendingNotice,
-    *,
-    delivered: Collection[str] = (),
-    failed: Mapping[str, str] | None = None,
-    dropped: Collection[str] = (),
-) -> bool:
-    """Mark what each channel did; True when the last channel it waited for took it now.
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What each channel did with one notice: took it, failed (why), or is no longer
+    configured (dropped); a channel in none of them was not tried in this pass."""
+
+    notice: PendingNotice
+    delivered: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)
+    dropped: tuple[str, ...] = ()
+
+    @property
+    def left(self) -> list[str]:
+        """The channels the notice still waits for."""
+        done = {*self.delivered, *self.dropped}
+        return [c for c in self.notice.channels if c not in done]
+
+    @property
+    def sent(self) -> bool:
+        """True when the last channel it waited for took it now."""
+        return not self.left and bool(self.delivered)
+
+
+def finish(rt: Runtime, outcomes: Sequence[Outcome]) -> None:
+    """Mark what each channel did, for a batch of notices in one commit.
 
     A failed channel backs off; a channel not tried (it failed earlier in this pass) is due
     again at once, i.e. on the next pass; a dropped one (no longer configured) is given up.
+    Marked per batch, not per notice: a sender that dies before this sends the batch's
+    notices again after HOLD (at least once, repeats bounded by the batch).
     """
     now = rt.clock.now()
-    failed = dict(failed or {})
-    left = [c for c in notice.channels if c not in delivered and c not in dropped]
+    # One executemany per set of columns changed (given up or sent, backing off, untried).
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for outcome in outcomes:
+        values = _marks(outcome, now)
+        by_columns.setdefault(tuple(sorted(values)), []).append(
+            {"_id": outcome.notice.id, **values}
+        )
+    if not by_columns:
+        return
+    with rt.session() as session:
+        connection = session.connection()
+        for columns, params in by_columns.items():
+            statement = (
+                update(TABLE)
+                .where(TABLE.c.id == bindparam("_id"))
+                .values({c: bindparam(c) for c in columns})
+            )
+            connection.execute(statement, params)
+        session.commit()
+
+
+def _marks(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    notice, left = outcome.notice, outcome.left
     values: dict[str, Any] = {"pending": ",".join(left)}
     if not left:
-        values.update(next_attempt_at=None, sent_at=now if delivered else None)
+        values.update(next_attempt_at=None, sent_at=now if outcome.delivered else None)
         values["last_error"] = (
-            "; ".join(f"{c} is no longer configured" for c in dropped) if dropped else None
+            "; ".join(f"{c} is no longer configured" for c in outcome.dropped)
+            if outcome.dropped
+            else None
         )
-    elif failed:
+    elif outcome.failed:
         failures = notice.failures + 1
         values.update(
             failures=failures,
             next_attempt_at=next_attempt_at(
                 now=now, failures=failures, start=RETRY_START, cap=RETRY_MAX
             ),
-            last_error="; ".join(f"{c}: {e}" for c, e in failed.items()),
+            last_error="; ".join(f"{c}: {e}" for c, e in outcome.failed.items()),
         )
     else:
         values.update(next_attempt_at=now)
-    with rt.session() as session:
-        session.execute(update(TABLE).where(TABLE.c.id == notice.id).values(**values))
-        session.commit()
-    return not left and bool(delivered)
+    return values
 
 
 def release(rt: Runtime, notices: Iterable[PendingNotice]) -> None:

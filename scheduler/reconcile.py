@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from certman.errors import CertmanError, InventoryError, OperationError
+from certman.errors import CertmanError, InventoryError, OperationError, one_line
 from certman.inventory.tables import ManagedCertificate
 from certman.models import RevisionState
 from certman.service.lifecycle import Lifecycle
-from certman.service.renewal_info import refresh_renewal_windows
+from certman.service.renewal_info import ARI_PER_TICK, refresh_renewal_windows
 from certman.service.runtime import Runtime
-from scheduler.claims import ClaimLost, LeaseKeeper, claim, one_line, release
+from scheduler.claims import ClaimLost, LeaseKeeper, claim, release
 from scheduler.events import RENEWAL_RECOVERED
 from scheduler.expiry import record_expiry_notices
 from scheduler.notify import Notifier, record_certificate_notice, record_failure_notice
@@ -87,7 +87,8 @@ class Reconciler:
 
     def _tick(self) -> TickReport:
         report = TickReport(at=self.rt.clock.now())
-        refresh_renewal_windows(self.rt)  # RFC 9773: windows whose Retry-After has passed
+        # RFC 9773: windows whose Retry-After has passed, a bounded number per tick
+        refresh_renewal_windows(self.rt, limit=ARI_PER_TICK, stopping=self.stopping.is_set)
         seen: set[str] = set()
         while not self.stopping.is_set():
             # Batches, so a large backlog never loads every name at once; `seen` ends the

@@ -17,9 +17,10 @@ from certman.aws.acm_certs import (
     names_of,
     split_for_acm,
 )
-from certman.aws.clients import region_of, valid_region
-from certman.aws.errors import aws_call
-from certman.errors import ConfigError, DeployError
+from certman.aws.clients import region_of
+from certman.aws.errors import Hints, aws_call
+from certman.deploy.settings import check_keys
+from certman.errors import DeployError
 from certman.interfaces import (
     DeployRequest,
     DeployResponse,
@@ -85,7 +86,7 @@ class AcmDeployer:
             "acm:ImportCertificate",
             arn or f"a new ACM certificate for {request.name}",
             DeployError,
-            missing=_deleted_hint(request.name),
+            _deleted(request.name),
         ):
             arn = str(self.acm.import_certificate(**args)["CertificateArn"])
         state = {
@@ -146,13 +147,11 @@ class AcmDeployer:
                 }
                 if chain:
                     args["CertificateChain"] = chain
-                with aws_call(
-                    "acm:ImportCertificate", arn, DeployError, missing=_deleted_hint(request.name)
-                ):
+                with aws_call("acm:ImportCertificate", arn, DeployError, _deleted(request.name)):
                     self.acm.import_certificate(**args)
             self._tag(arn, request.name, previous.revision)
         elif state.get("created") == "yes":
-            with aws_call("acm:DeleteCertificate", arn, DeployError, missing="nothing to undo"):
+            with aws_call("acm:DeleteCertificate", arn, DeployError, _NOTHING_TO_UNDO):
                 self.acm.delete_certificate(CertificateArn=arn)
 
     def forget(self, name: str, revision: int) -> None:
@@ -241,7 +240,7 @@ class AcmDeployer:
         return {t["Key"]: t.get("Value") for t in tags}.get(TAG_NAME) == name
 
     def _describe(self, arn: str, name: str) -> dict[str, str]:
-        with aws_call("acm:DescribeCertificate", arn, DeployError, missing=_deleted_hint(name)):
+        with aws_call("acm:DescribeCertificate", arn, DeployError, _deleted(name)):
             cert = self.acm.describe_certificate(CertificateArn=arn)["Certificate"]
         not_after = cert.get("NotAfter")
         return {
@@ -254,7 +253,7 @@ class AcmDeployer:
         return [{"Key": TAG_NAME, "Value": name}, {"Key": TAG_REVISION, "Value": str(revision)}]
 
     def _tag(self, arn: str, name: str, revision: int) -> None:
-        with aws_call("acm:AddTagsToCertificate", arn, DeployError, missing=_deleted_hint(name)):
+        with aws_call("acm:AddTagsToCertificate", arn, DeployError, _deleted(name)):
             self.acm.add_tags_to_certificate(CertificateArn=arn, Tags=self._tags(name, revision))
 
 
@@ -262,24 +261,19 @@ def _utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
-def _deleted_hint(name: str) -> str:
-    return (
-        "it was deleted outside certman. Run `certman acm import "
+def _deleted(name: str) -> Hints:
+    return Hints(
+        missing="it was deleted outside certman. Run `certman acm import "
         f"{name}` to import the certificate under a new ARN, then point its users at it"
     )
 
 
+_NOTHING_TO_UNDO = Hints(missing="nothing to undo")
+
+
 def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> AcmDeployer:
     where = f"[targets.{settings['name']}] of {runtime.config.path}"
-    unknown = sorted(set(settings) - KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(f"Unknown key {unknown[0]!r} in {where}; an acm target takes: region.")
+    check_keys(settings, KNOWN_KEYS, where, "an acm target")
     region = str(settings.get("region") or "") or runtime.aws.region
-    if not valid_region(region):
-        raise ConfigError(
-            f"targets.{settings['name']}.region = {region!r} in {runtime.config.path} is not an "
-            'AWS region name; use one such as "us-west-2".'
-        )
-    return AcmDeployer(
-        acm=runtime.aws.client("acm", region), name=str(settings["name"]), region=region
-    )
+    acm = runtime.aws.client("acm", region, setting=f"targets.{settings['name']}.region")
+    return AcmDeployer(acm=acm, name=str(settings["name"]), region=region)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from certman.errors import ConfigError, OperationError
+from certman.errors import ConfigError, OperationError, ValidationError
 
 # botocore's own rule for a region (it is a host label: botocore.client's
 # _validate_region_name): letters, digits and hyphens, 1-63, no hyphen at either end, not
@@ -17,8 +17,23 @@ from certman.errors import ConfigError, OperationError
 _REGION = re.compile(r"^(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$")
 
 
-def valid_region(value: str) -> bool:
-    return bool(_REGION.match(value))
+def check_region(value: str, setting: str, source: str = "") -> str:
+    """``value`` when it is a region name; else a refusal naming where the value came from.
+
+    ``setting`` is the configuration key ("aws.region", "targets.west.region"; a
+    ConfigError naming ``source``, the file) or the command-line flag ("--region"; a
+    ValidationError).
+    """
+    if _REGION.match(value):
+        return value
+    if setting.startswith("--"):
+        raise ValidationError(
+            f'{setting} {value!r} is not an AWS region name; use one such as "us-west-2".'
+        )
+    raise ConfigError(
+        f"{setting} = {value!r} in {source or 'the configuration'} is not an AWS region "
+        'name; use one such as "us-east-1" (letters, digits and hyphens).'
+    )
 
 
 @dataclass
@@ -51,11 +66,7 @@ class AwsClients:
             endpoint_url=str(aws.get("endpoint_url") or ""),
             source=source,
         )
-        if not valid_region(clients.region):
-            raise ConfigError(
-                f"aws.region = {clients.region!r} in {clients._where()} is not an AWS region "
-                'name; use one such as "us-east-1" (letters, digits and hyphens).'
-            )
+        check_region(clients.region, "aws.region", clients._where())
         if clients.endpoint_url and not re.match(r"^https?://[^\s/]+", clients.endpoint_url):
             raise ConfigError(
                 f"aws.endpoint_url = {clients.endpoint_url!r} in {clients._where()} is not an "
@@ -63,7 +74,14 @@ class AwsClients:
             )
         return clients
 
-    def client(self, service: str, region: str | None = None) -> Any:
+    def client(self, service: str, region: str | None = None, *, setting: str = "") -> Any:
+        """The ``service`` client of ``region`` (None: [aws] region).
+
+        Another region is checked first and refused naming ``setting``, the configuration
+        key or flag it came from (see ``check_region``).
+        """
+        if region is not None and region != self.region:
+            check_region(region, setting or "region", self._where())
         key = (service, region or self.region)
         with self._lock:
             if key not in self._clients:

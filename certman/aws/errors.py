@@ -104,16 +104,12 @@ def aws_call(
     action: str,
     resource: str,
     error: type[CertmanError] = OperationError,
-    *,
-    missing: str = Hints.missing,
-    missing_is_final: bool = False,
-    kms_key: str = "",
-    kms_setting: str = Hints.kms_setting,
+    hints: Hints | None = None,
 ) -> Iterator[None]:
     """Run one AWS call; any botocore failure leaves as ``error`` with an operator's hint.
 
-    ``action`` is the API call ("kms:Decrypt"), ``resource`` what it acted on; the other
-    arguments are the Hints for this call.
+    ``action`` is the API call ("kms:Decrypt"), ``resource`` what it acted on, ``hints``
+    what the caller knows better than the generic advice (None: the generic advice).
     """
     from botocore.exceptions import (
         BotoCoreError,
@@ -129,12 +125,6 @@ def aws_call(
         ReadTimeoutError,
     )
 
-    hints = Hints(
-        missing=missing,
-        missing_is_final=missing_is_final,
-        kms_key=kms_key,
-        kms_setting=kms_setting,
-    )
     try:
         yield
     except ClientError as e:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from certman.aws.errors import aws_call
+from certman.aws.errors import Hints, aws_call
 from certman.errors import ConfigError, KeyWrapError
 from certman.interfaces import PreflightResult
 from certman.keywrap.envelope import check_format, open_sealed, seal
@@ -21,10 +21,14 @@ if TYPE_CHECKING:
     from certman.service.runtime import Runtime
 
 WRAPPER_TYPE = "aws-kms"
-_MISSING = "set [kms] key_id to an existing key id, ARN or alias (e.g. alias/certman)"
-_GONE = (
-    "the KMS key that sealed it was deleted, so it cannot be opened any more; restore the "
-    "secret from a backup sealed under another key"
+_MISSING = Hints(
+    missing="set [kms] key_id to an existing key id, ARN or alias (e.g. alias/certman)"
+)
+# Decrypt names the key the record was sealed under: when that is gone, it is gone for good.
+_GONE = Hints(
+    missing="the KMS key that sealed it was deleted, so it cannot be opened any more; restore "
+    "the secret from a backup sealed under another key",
+    missing_is_final=True,
 )
 
 
@@ -122,7 +126,7 @@ class KmsKeyWrapper:
         if cached is not None:
             data_key, blob, key_arn = cached
         else:
-            with aws_call("kms:GenerateDataKey", self.key_id, KeyWrapError, missing=_MISSING):
+            with aws_call("kms:GenerateDataKey", self.key_id, KeyWrapError, _MISSING):
                 answer = self.kms.generate_data_key(
                     KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context.as_dict()
                 )
@@ -149,9 +153,7 @@ class KmsKeyWrapper:
         blob, partition = wrapped.encrypted_data_key, context.aad()
         data_key = self.cache.take_opened(blob, partition) if self.cache is not None else None
         if data_key is None:
-            with aws_call(
-                "kms:Decrypt", wrapped.key_id, KeyWrapError, missing=_GONE, missing_is_final=True
-            ):
+            with aws_call("kms:Decrypt", wrapped.key_id, KeyWrapError, _GONE):
                 answer = self.kms.decrypt(
                     CiphertextBlob=blob, KeyId=wrapped.key_id, EncryptionContext=context.as_dict()
                 )
@@ -162,7 +164,7 @@ class KmsKeyWrapper:
 
     def key_arn(self) -> str:
         if self._key_arn is None:
-            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError, missing=_MISSING):
+            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError, _MISSING):
                 self._key_arn = self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]["Arn"]
         return self._key_arn
 
@@ -172,7 +174,7 @@ class KmsKeyWrapper:
     def preflight(self, now: datetime) -> PreflightResult:
         """Is the KMS key there and enabled? (moto still encrypts with a disabled key.)"""
         try:
-            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError, missing=_MISSING):
+            with aws_call("kms:DescribeKey", self.key_id, KeyWrapError, _MISSING):
                 meta = self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]
         except KeyWrapError as e:
             return PreflightResult(ok=False, checks=(("kms key", False, e.message),))

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from certman.aws.errors import aws_call
+from certman.aws.errors import Hints, aws_call
 from certman.aws.s3_names import bucket_problem, normalise_prefix
 from certman.errors import (
     ArchiveError,
@@ -268,14 +268,12 @@ class S3ArchiveStore:
         kms_key: str = "",
     ) -> AbstractContextManager[None]:
         """aws_call for S3: SSE-KMS failures name [archive] kms_key_id, not [kms] key_id."""
-        return aws_call(
-            action,
-            where,
-            error,
+        hints = Hints(
             missing=missing,
             kms_key=kms_key or f"The SSE-KMS key of {where}",
             kms_setting="[archive] kms_key_id",
         )
+        return aws_call(action, where, error, hints)
 
     def _sse_c_args(self, ref: ArchiveRef, name: str, revision: int) -> dict[str, Any]:
         """The SSE-C parameters of the object ``ref`` names, from what it was written with.

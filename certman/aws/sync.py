@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,11 +36,11 @@ _STATUS = {
 @dataclass
 class SyncReport:
     imported: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
+    updated: set[str] = field(default_factory=set)
     drift: dict[str, str] = field(default_factory=dict)
 
 
-def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
+def sync_acm(rt: Runtime, region: str | None = None, *, setting: str = "") -> SyncReport:
     """Mirror every ACM certificate of ``region`` (default [aws] region) in the inventory.
 
     Unmanaged certificates get (or update) a row with source "acm"; managed ones get their
@@ -47,10 +48,11 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
     deployed, or no longer has the ARN. A certificate tagged ``certman:name`` with the
     name of a managed certificate is that certificate's copy (a target in another region,
     whose ARN is not the one the row keeps): never mirrored as unmanaged, only checked for
-    drift. Rows of certificates in other regions are left alone.
+    drift. Rows of certificates in other regions are left alone. A malformed ``region`` is
+    refused naming ``setting``, the flag or key it came from.
     """
-    region = region or rt.aws.region
-    acm = rt.aws.client("acm", region)
+    acm = rt.aws.client("acm", region, setting=setting)
+    region = rt.aws.region if region is None else region
     described = {}
     with aws_call("acm:ListCertificates", region, OperationError):
         for page in acm.get_paginator("list_certificates").paginate(
@@ -61,22 +63,25 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
                 with aws_call("acm:DescribeCertificate", arn, OperationError):
                     described[arn] = acm.describe_certificate(CertificateArn=arn)["Certificate"]
     with rt.session() as session:
-        managed_arns = set(
-            session.exec(
-                select(ManagedCertificate.acm_arn)
-                .where(ManagedCertificate.source == "managed")
-                .where(col(ManagedCertificate.acm_arn).is_not(None))
-            ).all()
-        )
-    # Tags only for what the inventory cannot place: one call per such certificate.
-    owners = {arn: _certman_name(acm, arn) for arn in described if arn not in managed_arns}
-    now = rt.clock.now()
-    report = SyncReport()
-    with rt.session() as session:
         rows = session.exec(
             select(ManagedCertificate).where(col(ManagedCertificate.acm_arn).is_not(None))
         ).all()
         by_arn = {r.acm_arn: r for r in rows if r.acm_arn and region_of(r.acm_arn) == region}
+        # Tags only for what the inventory cannot place: ARNs without a row (a copy made
+        # by a target in this region, or a certificate certman never saw), and rows an
+        # older certman mirrored as unmanaged although they hold a serial certman issued
+        # (copies: found once, then they are no longer rows).
+        mirrored = {
+            arn: _facts(cert)["serial"]
+            for arn, cert in described.items()
+            if arn in by_arn and by_arn[arn].source == "acm"
+        }
+        ours = _issued_serials(session, set(mirrored.values()))
+    unplaced = [arn for arn in described if arn not in by_arn or mirrored.get(arn) in ours]
+    owners = {arn: _certman_name(acm, arn) for arn in unplaced}
+    now = rt.clock.now()
+    report = SyncReport()
+    with rt.session() as session:
         tagged = {name for name in owners.values() if name}
         managed_by_name = (
             {
@@ -89,6 +94,10 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
             }
             if tagged
             else {}
+        )
+        deployed = _deployed_serials(
+            session,
+            [r for r in by_arn.values() if r.source == "managed"] + list(managed_by_name.values()),
         )
         copies: list[tuple[ManagedCertificate, str, str]] = []
         for arn, cert in described.items():
@@ -105,8 +114,8 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
                     name=_name_for(arn), source="acm", acm_arn=arn, created_at=now
                 )
                 report.imported.append(row.name)
-            elif row.name not in report.updated:
-                report.updated.append(row.name)
+            else:
+                report.updated.add(row.name)
             if row.source == "acm":
                 row.domains = json.dumps(facts["domains"])
                 row.issuer = str(cert.get("Issuer") or "acm")
@@ -117,7 +126,7 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
                 row.not_before = cert.get("NotBefore")
                 row.not_after = cert.get("NotAfter")
                 row.renewal_due_at = None
-            elif facts["serial"] not in _deployed_serials(session, row):
+            elif facts["serial"] not in deployed.get(row.name, set()):
                 row.drift = (
                     f"ACM holds serial {facts['serial']}, not certman's {row.serial}: "
                     "the certificate was changed outside certman."
@@ -133,7 +142,9 @@ def sync_acm(rt: Runtime, region: str | None = None) -> SyncReport:
                 report.drift[row.name] = row.drift
         # After the rows' own ARNs, so that a copy's drift is not cleared by them.
         for owner, arn, serial in copies:
-            _check_copy(session, owner, arn, serial, now, report)
+            report.updated.add(owner.name)
+            if serial not in deployed.get(owner.name, set()):
+                _copy_drifted(session, owner, arn, serial, now, report)
         for arn, row in by_arn.items():
             if arn not in described and row.source == "managed":
                 row.drift = f"{arn} no longer exists in ACM: it was deleted outside certman."
@@ -162,7 +173,7 @@ def _certman_name(acm: Any, arn: str) -> str:
     return next((str(t.get("Value") or "") for t in tags if t.get("Key") == TAG_NAME), "")
 
 
-def _check_copy(
+def _copy_drifted(
     session: Any,
     row: ManagedCertificate,
     arn: str,
@@ -170,14 +181,10 @@ def _check_copy(
     now: datetime,
     report: SyncReport,
 ) -> None:
-    """A managed certificate's copy under another ARN: flag it when it holds another serial.
+    """A managed certificate's copy under another ARN holds another serial: flag it.
 
     The row's ACM status, type and InUseBy describe the ARN it keeps; a copy leaves them.
     """
-    if row.name not in report.updated:
-        report.updated.append(row.name)
-    if serial in _deployed_serials(session, row):
-        return
     row.drift = (
         f"{arn} holds serial {serial}, not certman's {row.serial}: the certificate was "
         "changed outside certman."
@@ -187,14 +194,50 @@ def _check_copy(
     report.drift[row.name] = row.drift
 
 
-def _deployed_serials(session: Any, row: ManagedCertificate) -> set[str | None]:
-    """The active revision's serial, and a renewal's that may be imported but not active yet."""
-    latest = session.exec(
-        select(Revision.serial)
-        .where(Revision.certificate_id == row.id)
-        .where(Revision.number == row.latest_revision)
-    ).first()
-    return {row.serial, latest}
+# Bound parameters per IN list: well under SQLite's and PostgreSQL's limits.
+_CHUNK = 500
+
+
+def _chunks(values: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def _deployed_serials(
+    session: Any, rows: Iterable[ManagedCertificate]
+) -> dict[str, set[str | None]]:
+    """Per certificate name: the active revision's serial, and a renewal's that may be
+    imported but not active yet (the latest revision's). One query per 500 certificates."""
+    rows = list(rows)
+    latest: dict[int, str | None] = {}
+    ids = sorted({r.id for r in rows if r.id is not None})
+    for chunk in _chunks(ids):
+        latest.update(
+            session.exec(
+                select(Revision.certificate_id, Revision.serial)
+                .join(
+                    ManagedCertificate,
+                    (col(ManagedCertificate.id) == col(Revision.certificate_id))
+                    & (col(ManagedCertificate.latest_revision) == col(Revision.number)),
+                )
+                .where(col(ManagedCertificate.id).in_(chunk))
+            ).all()
+        )
+    return {r.name: {r.serial, latest.get(r.id) if r.id is not None else None} for r in rows}
+
+
+def _issued_serials(session: Any, serials: set[str]) -> set[str]:
+    """Which of ``serials`` certman issued (some revision holds it)."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(serials)):
+        found.update(
+            s
+            for s in session.exec(
+                select(Revision.serial).where(col(Revision.serial).in_(chunk))
+            ).all()
+            if s
+        )
+    return found
 
 
 def _facts(cert: dict[str, Any]) -> dict[str, Any]:
@@ -206,20 +249,3 @@ def _facts(cert: dict[str, Any]) -> dict[str, Any]:
 
 def _name_for(arn: str) -> str:
     return "acm-" + arn.rsplit("/", 1)[-1]
-
-
-def forget_acm_arn(rt: Runtime, name: str, arn: str) -> None:
-    """Drop an ARN that no longer exists from a certificate (before importing it anew)."""
-    from certman.service.lifecycle import get_certificate
-
-    now = rt.clock.now()
-    with rt.session() as session:
-        row = get_certificate(session, name)
-        if row.acm_arn != arn:
-            return
-        row.acm_arn = None
-        row.drift = None
-        row.updated_at = now
-        session.add(row)
-        append_event(session, now, "acm.arn_forgotten", name, acm_arn=arn)
-        session.commit()

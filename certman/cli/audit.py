@@ -1,4 +1,4 @@
-"""`certman audit`: the hash-chained audit trail."""
+"""`certman audit`: the audit trail, each event chained to the one before it by an HMAC."""
 
 # No `from __future__ import annotations` here: typer reads these signatures at start-up,
 # and real annotations spare it an eval() per parameter on every `certman --help`.
@@ -55,7 +55,7 @@ def list_(
 def verify(
     ctx: typer.Context,
 ) -> None:
-    """Check the hash chain: an edited or deleted event is reported (exit 1)."""
+    """Check the HMAC chain and its anchored head: an edited or deleted event fails (exit 1)."""
     from certman.service.checks import verify_audit
 
     typer.echo(verify_audit(state(ctx).runtime()))

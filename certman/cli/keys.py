@@ -24,14 +24,7 @@ def rotate(
 
     rt = state(ctx).runtime()
     if to is not None:
-        known = sorted(rt.registry.key_wrappers)
-        if to not in known:
-            from certman.errors import ValidationError
-
-            raise ValidationError(
-                f"--to {to!r} is not a key wrapper; use one of: {', '.join(known)}."
-            )
-        moved = move_keys(rt, to)
+        moved = move_keys(rt, to, setting="--to")
         current = rt.key_wrapper.wrapper_type
         typer.echo(f"{moved.keys_rewrapped} sealed keys re-sealed with {moved.to}.")
         if current == moved.to:

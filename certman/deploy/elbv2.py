@@ -252,7 +252,7 @@ def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> Elbv2Deploy
         raise ConfigError(f'role = {role!r} in {where}; use "sni" or "default".')
     region = str(settings.get("region") or "") or runtime.aws.region
     deployer = Elbv2Deployer(
-        elb=runtime.aws.client("elbv2", region),
+        elb=runtime.aws.client("elbv2", region, setting=f"targets.{settings['name']}.region"),
         name=str(settings["name"]),
         listener_arns=list(arns),
         region=region,

@@ -17,8 +17,11 @@ from certman.interfaces import (
     RollbackRequest,
     RolloutPrecheckRequest,
     SupportsCleanup,
+    SupportsForget,
+    SupportsRegion,
     SupportsRolloutPrecheck,
     SupportsUnits,
+    SupportsWaves,
     VerifyRequest,
 )
 from certman.models import RevisionState
@@ -76,7 +79,8 @@ def waves(rt: Runtime, targets: list[str], canary: str | None = None) -> list[li
     remaining = [u for u in rest if u is not first]
     current: list[Unit] = []
     for unit in remaining:
-        size = int(getattr(rt.deployer(unit.target), "wave_size", 1))
+        deployer = rt.deployer(unit.target)
+        size = deployer.wave_size if isinstance(deployer, SupportsWaves) else 1
         if current and (current[0].target != unit.target or len(current) >= size):
             plan.append(current)
             current = []
@@ -92,8 +96,9 @@ def target_order(rt: Runtime, targets: list[str]) -> list[str]:
     return sorted(targets, key=lambda t: (kinds[t] != "acm", targets.index(t)))
 
 
-def _region(deployer: Deployer) -> str:
-    return str(getattr(deployer, "region", ""))
+def target_region(deployer: Deployer) -> str:
+    """The AWS region of a target ("" for one outside AWS, or following [aws] region)."""
+    return deployer.region if isinstance(deployer, SupportsRegion) else ""
 
 
 def known_arns(
@@ -108,7 +113,7 @@ def known_arns(
     for key, state in states.items():
         target = key.partition("|")[0]
         if state.get("acm_arn") and rt.config.targets.get(target, {}).get("type") == "acm":
-            region = _region(rt.deployer(target))
+            region = target_region(rt.deployer(target))
             if region != rt.aws.region:
                 arns[region] = state["acm_arn"]
     if cert.acm_arn:
@@ -133,10 +138,10 @@ def precheck_targets(
         from certman.aws.clients import region_of
 
         arns = {region_of(acm_arn): acm_arn} if acm_arn else {}
-    importing = {_region(d) for d in deployers.values() if d.target_type == "acm"}
+    importing = {target_region(d) for d in deployers.values() if d.target_type == "acm"}
     for deployer in deployers.values():
         if isinstance(deployer, SupportsRolloutPrecheck):
-            region = _region(deployer)
+            region = target_region(deployer)
             deployer.precheck_rollout(
                 RolloutPrecheckRequest(
                     name=name,
@@ -212,7 +217,7 @@ def roll_out(
                         unit=unit.unit,
                         acm_arn=cert.acm_arn
                         if unit.target_type == "acm"
-                        else arns.get(_region(deployer)),
+                        else arns.get(target_region(deployer)),
                         previous_state=prior,
                     )
                 )
@@ -223,8 +228,8 @@ def roll_out(
                 done[unit.key] = {**response.state, "changed": "yes" if changed else "no"}
                 attempted = None
                 if unit.target_type == "acm" and response.state.get("acm_arn"):
-                    arns[_region(deployer)] = response.state["acm_arn"]
-                    if _region(deployer) == rt.aws.region:
+                    arns[target_region(deployer)] = response.state["acm_arn"]
+                    if target_region(deployer) == rt.aws.region:
                         cert.acm_arn = response.state["acm_arn"]  # the primary region's ARN
                 # Persisted before the next step: a crash now must not forget the change.
                 rev.deploy_state = json.dumps(done, sort_keys=True)
@@ -332,7 +337,7 @@ def _roll_back(
         except CertmanError as e:
             failures.append(f"target {unit.key}: {e.message.rstrip('.')}")
             continue
-        primary = unit.target_type == "acm" and _region(deployer) == rt.aws.region
+        primary = unit.target_type == "acm" and target_region(deployer) == rt.aws.region
         if primary and previous is None and state.get("created") == "yes":
             work.cert.acm_arn = None  # the ACM certificate made for this first issuance is gone
     if work.checkpoint is not None:
@@ -360,9 +365,8 @@ def _previous_material(rt: Runtime, work: Work) -> Material | None:
 def _forget(rt: Runtime, targets: list[str], name: str, revision: int) -> None:
     for target in targets:
         deployer: Deployer = rt.deployer(target)
-        forget = getattr(deployer, "forget", None)
-        if forget is not None:
-            forget(name, revision)
+        if isinstance(deployer, SupportsForget):
+            deployer.forget(name, revision)
 
 
 def _pem_key(der: bytes) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from certman.errors import KeyWrapError
 from certman.interfaces import KeyWrapper, SupportsRewrap
@@ -53,6 +52,8 @@ class WrapperSet:
                 ) from None
         return self._others[wrapped.wrapper]
 
-    def __getattr__(self, name: str) -> Any:
-        # rotate(), fingerprint(), preflight() ... belong to the primary wrapper
-        return getattr(self.primary, name)
+
+def sealing_wrapper(wrapper: KeyWrapper) -> KeyWrapper:
+    """The wrapper that seals new secrets (a WrapperSet's primary): the one whose own
+    capabilities (rotate, preflight, fingerprint) an operator's command is about."""
+    return wrapper.primary if isinstance(wrapper, WrapperSet) else wrapper

@@ -11,8 +11,14 @@ from datetime import datetime, timedelta
 from sqlmodel import col, func, select
 
 from certman.errors import CertmanError
-from certman.interfaces import ArchiveGetRequest, ArchiveRef
+from certman.interfaces import (
+    ArchiveGetRequest,
+    ArchiveRef,
+    SupportsPreflight,
+    SupportsVersions,
+)
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
+from certman.keywrap.dispatch import sealing_wrapper
 from certman.service.runtime import Runtime
 
 
@@ -134,7 +140,8 @@ def _check_keys(rt: Runtime) -> str:
     path = rt.config.master_key_path
     if wrapper.wrapper_type == "local" and path.exists():
         mode = os.stat(path).st_mode & 0o777
-        fingerprint = getattr(wrapper, "fingerprint", lambda: "?")()
+        sealing = sealing_wrapper(wrapper)
+        fingerprint = sealing.fingerprint() if isinstance(sealing, SupportsVersions) else "?"
         return f"local master key {path} (mode {mode:o}, active fingerprint {fingerprint})."
     return f"key wrapper {wrapper.wrapper_type} ready."
 
@@ -278,11 +285,9 @@ def check_backends(rt: Runtime, report: CheckReport) -> None:
     """Preflight of every configured issuer and of the key wrapper ("can we still renew?").
 
     Issuers that implement SupportsPreflight check themselves (ACME: directory, account,
-    DNS credentials); a key wrapper or an archive store with a ``preflight`` method (AWS
-    KMS: key enabled; S3: bucket there and writable) too.
+    DNS credentials); so do the sealing key wrapper and the archive store (AWS KMS: key
+    enabled; HSM: a seal and unseal; S3: bucket there and writable).
     """
-    from certman.interfaces import SupportsPreflight
-
     now = rt.clock.now()
     for name in sorted(rt.config.issuers):
         area = f"issuer {name}"
@@ -294,10 +299,14 @@ def check_backends(rt: Runtime, report: CheckReport) -> None:
             continue
         for check, ok, message in result.checks if result else ():
             report.add(area, ok, f"{check}: {message}")
-    for area, backend in (("keys", lambda: rt.key_wrapper), ("archive", lambda: rt.archive)):
+    backends: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("keys", lambda: sealing_wrapper(rt.key_wrapper)),
+        ("archive", lambda: rt.archive),
+    )
+    for area, backend in backends:
         try:
-            preflight = getattr(backend(), "preflight", None)
-            result = preflight(now) if preflight is not None else None
+            built = backend()
+            result = built.preflight(now) if isinstance(built, SupportsPreflight) else None
         except CertmanError as e:
             report.add(area, False, e.message)
             continue

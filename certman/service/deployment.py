@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import select
 
 from certman.errors import CertmanError, InputError, ValidationError
-from certman.interfaces import PlanRequest, SupportsPlan
+from certman.interfaces import PlanRequest, SupportsArnCheck, SupportsPlan
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.service.lifecycle import get_certificate
@@ -54,7 +56,7 @@ def deploy_plan(
     rt: Runtime, name: str, only: list[str] | None = None, canary: str | None = None
 ) -> dict[str, Any]:
     """What a deployment would change, wave by wave; touches nothing."""
-    from certman.deploy.rollout import known_arns, target_order, waves
+    from certman.deploy.rollout import known_arns, target_order, target_region, waves
     from certman.pki import certificate_facts
 
     cert, rev, _ = _active(rt, name)
@@ -72,7 +74,7 @@ def deploy_plan(
                         certificate_pem=rev.certificate_pem.encode(),
                         unit=unit.unit,
                         # What the unit's region holds: each region has its own ARN.
-                        acm_arn=arns.get(str(getattr(deployer, "region", ""))) or cert.acm_arn,
+                        acm_arn=arns.get(target_region(deployer)) or cert.acm_arn,
                     )
                 )
                 if isinstance(deployer, SupportsPlan)
@@ -146,3 +148,91 @@ def deploy_certificate(
         )
         session.commit()
     return targets, notes
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcmImport:
+    """What `certman acm import` did: the revision now in ACM, where, and any ARN it replaced."""
+
+    name: str
+    revision: int
+    target: str
+    region: str
+    arn: str | None  # the certificate's acm_arn: the [aws] region's ARN
+    replaced_arn: str | None = None  # deleted outside certman; the import made a new one
+
+    @property
+    def where(self) -> str:
+        """Where the revision went, for the operator: the ARN when the row keeps this
+        region's; a target in another region keeps its own in its deploy state."""
+        from certman.aws.clients import region_of
+
+        if self.arn and region_of(self.arn) == self.region:
+            return f"as {self.arn}"
+        return f"in {self.region}"
+
+
+def import_to_acm(
+    rt: Runtime,
+    name: str,
+    target: str | None = None,
+    *,
+    notice: Callable[[str], None] = lambda message: None,
+) -> AcmImport:
+    """Import (or re-import to its ARN) the active revision through an acm target.
+
+    ``target`` defaults to the certificate's first acm target. An ARN deleted outside
+    certman is forgotten first (asking by hand is the request for a new ARN, DESIGN.md
+    rule 3), and ``notice`` is told so before the import runs; only the target's own region
+    can say an ARN is gone.
+    """
+    from certman.deploy.rollout import target_region
+
+    with rt.session() as session:
+        cert = get_certificate(session, name)
+    chosen = target
+    if chosen is None:
+        bound = json.loads(cert.targets)
+        acm_targets = [t for t in bound if rt.config.targets.get(t, {}).get("type") == "acm"]
+        if not acm_targets:
+            raise ValidationError(
+                f"Certificate {name!r} has no acm target; name one with --target "
+                '(an [targets.NAME] with type = "acm").'
+            )
+        chosen = acm_targets[0]
+    elif rt.config.targets.get(chosen, {}).get("type") != "acm":
+        raise ValidationError(f"Target {chosen!r} is not an acm target.")
+    old_arn = cert.acm_arn
+    deployer = rt.deployer(chosen)
+    region = target_region(deployer) or rt.aws.region
+    replaced = False
+    if old_arn and isinstance(deployer, SupportsArnCheck) and not deployer.exists(old_arn):
+        replaced = True
+        forget_acm_arn(rt, name, old_arn)
+        notice(f"{old_arn} no longer exists in ACM; importing under a new ARN.")
+    deploy_certificate(rt, name, [chosen])
+    with rt.session() as session:
+        cert = get_certificate(session, name)
+    return AcmImport(
+        name=name,
+        revision=cert.current_revision,
+        target=chosen,
+        region=region,
+        arn=cert.acm_arn,
+        replaced_arn=old_arn if replaced and cert.acm_arn != old_arn else None,
+    )
+
+
+def forget_acm_arn(rt: Runtime, name: str, arn: str) -> None:
+    """Drop an ARN that no longer exists from a certificate (before importing it anew)."""
+    now = rt.clock.now()
+    with rt.session() as session:
+        row = get_certificate(session, name)
+        if row.acm_arn != arn:
+            return
+        row.acm_arn = None
+        row.drift = None
+        row.updated_at = now
+        session.add(row)
+        append_event(session, now, "acm.arn_forgotten", name, acm_arn=arn)
+        session.commit()

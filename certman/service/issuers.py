@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from sqlmodel import select
 
 from certman.errors import NotFoundError, ValidationError
-from certman.interfaces import PreflightResult, SupportsPreflight
+from certman.interfaces import PreflightResult, SupportsDeactivate, SupportsPreflight
 from certman.inventory.tables import AcmeAccount
 from certman.service.runtime import Runtime
-
-
-@runtime_checkable
-class SupportsDeactivate(Protocol):
-    def deactivate(self) -> str:
-        """Deactivate the issuer's account at the CA (RFC 8555 section 7.3.6); return its URL."""
-        ...
 
 
 def issuer_views(rt: Runtime) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ every `certman renew --due` asks again for those whose time has passed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -30,6 +31,11 @@ TABLE = ManagedCertificate.__table__  # type: ignore[attr-defined]
 FETCH_CLAIM = timedelta(minutes=10)
 # When the issuer cannot even be built (an [issuers.NAME] table removed, say).
 UNAVAILABLE_RETRY = timedelta(hours=1)
+# At most this many windows are asked per service tick, the longest-waiting first: the
+# tick's renewals come after them, and migration 0007 made every ACME certificate due at
+# once. ARI is advisory, so the rest wait for the next ticks (at the default 60 s interval,
+# 30,000 an hour, several times what a 6-hour Retry-After asks of 100,000 certificates).
+ARI_PER_TICK = 500
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,75 +95,138 @@ def follow_window(
     return Schedule(renewal_due_at=due, ari_next_fetch_at=window.retry_after)
 
 
-def refresh_renewal_windows(rt: Runtime, *, batch: int = 200) -> int:
-    """Ask again for every active certificate whose next ARI fetch time has passed.
+def refresh_renewal_windows(
+    rt: Runtime,
+    *,
+    batch: int = 200,
+    limit: int | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> int:
+    """Ask again for active certificates whose next ARI fetch time has passed.
 
-    Returns how many schedules were updated. Never raises for one certificate: ARI is
-    advisory, and one failing answer must not stop the renewals that follow.
+    The longest-waiting first, ``batch`` at a time, at most ``limit`` of them (None: every
+    one); ``stopping`` is asked before each question, and what was claimed but not asked
+    is due again at once. Returns how many schedules were updated. Never raises for one
+    certificate: ARI is advisory, and one failing answer must not stop the renewals that
+    follow.
     """
-    updated = 0
+    updated = asked = 0
     seen: set[int] = set()
-    while True:
+    while not stopping() and (limit is None or asked < limit):
         now = rt.clock.now()
-        with rt.session() as session:
-            ids = list(
-                session.exec(
-                    select(ManagedCertificate.id)
-                    .where(ManagedCertificate.status == "active")
-                    .where(col(ManagedCertificate.ari_next_fetch_at) <= now)
-                    .order_by(col(ManagedCertificate.ari_next_fetch_at))
-                    .limit(batch)
-                ).all()
-            )
-        todo = [i for i in ids if i is not None and i not in seen]
-        if not todo:  # done; or only rows that failed before the claim (database trouble)
+        size = batch if limit is None else min(batch, limit - asked)
+        # `seen`: an answer whose Retry-After is already past is not asked twice in a call.
+        claimed = [c for c in _claim(rt, now, size) if c.id not in seen]
+        if not claimed:
             return updated
-        for cert_id in todo:
-            seen.add(cert_id)
-            try:
-                updated += _refresh(rt, cert_id, now)
-            except Exception:  # a bug or a lost database: logged, the tick goes on
-                log.exception("asking again for the renewal window of certificate %s", cert_id)
+        seen.update(c.id for c in claimed)
+        asked += len(claimed)
+        updated += _ask(rt, claimed, now, stopping)
+    return updated
 
 
-def _refresh(rt: Runtime, cert_id: int, now: datetime) -> int:
+@dataclass(frozen=True, kw_only=True)
+class _Claimed:
+    id: int
+    serial: str | None
+    issuer: str
+    renewal_due_at: datetime | None
+
+
+def _claim(rt: Runtime, now: datetime, size: int) -> list[_Claimed]:
+    """Claim up to ``size`` due fetches with one compare-and-set UPDATE (of several
+    instances, one asks each), moving their next fetch FETCH_CLAIM ahead."""
+    due = (
+        select(TABLE.c.id)
+        .where(TABLE.c.status == "active")
+        .where(TABLE.c.ari_next_fetch_at <= now)
+        .order_by(TABLE.c.ari_next_fetch_at)
+        .limit(size)
+    )
     with rt.session() as session:
-        # Claim the fetch: one compare-and-set, so of several instances one asks.
-        claimed = session.execute(
+        ids = list(session.execute(due).scalars())
+        if not ids:
+            return []
+        rows = session.execute(
             update(TABLE)
-            .where(TABLE.c.id == cert_id)
+            .where(TABLE.c.id.in_(ids))
             .where(TABLE.c.status == "active")
             .where(TABLE.c.ari_next_fetch_at <= now)
             .values(ari_next_fetch_at=now + FETCH_CLAIM)
-        )
+            .returning(TABLE.c.id, TABLE.c.serial, TABLE.c.issuer, TABLE.c.renewal_due_at)
+        ).all()
         session.commit()
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            return 0
-        cert = session.get(ManagedCertificate, cert_id)
-        assert cert is not None
-        rev = session.exec(
-            select(Revision)
-            .where(Revision.certificate_id == cert_id)
-            .where(Revision.number == cert.current_revision)
-        ).first()
-        serial, issuer_name, due = cert.serial, cert.issuer, cert.renewal_due_at
-    if rev is None:
-        return 0
-    schedule = follow_window(
-        rt, issuer_name=issuer_name, rev=rev, renewal_due_at=due, now=now, fresh=False
-    )
+    order = {cert_id: number for number, cert_id in enumerate(ids)}  # longest-waiting first
+    return [
+        _Claimed(id=r.id, serial=r.serial, issuer=r.issuer, renewal_due_at=r.renewal_due_at)
+        for r in sorted(rows, key=lambda r: order[r.id])
+    ]
+
+
+def _ask(rt: Runtime, claimed: list[_Claimed], now: datetime, stopping: Callable[[], bool]) -> int:
+    """Ask the issuers about one claimed batch, then record every answer in one commit."""
+    ids = [c.id for c in claimed]
     with rt.session() as session:
-        # Only for the certificate the window was asked about: a renewal that activated
-        # meanwhile has set its own schedule.
-        result = session.execute(
-            update(TABLE)
-            .where(TABLE.c.id == cert_id)
-            .where(TABLE.c.serial == serial)
-            .where(TABLE.c.status == "active")
-            .values(
-                renewal_due_at=schedule.renewal_due_at,
-                ari_next_fetch_at=schedule.ari_next_fetch_at,
+        revisions = {
+            rev.certificate_id: rev
+            for rev in session.exec(
+                select(Revision)
+                .join(
+                    ManagedCertificate,
+                    (col(ManagedCertificate.id) == col(Revision.certificate_id))
+                    & (col(ManagedCertificate.current_revision) == col(Revision.number)),
+                )
+                .where(col(ManagedCertificate.id).in_(ids))
+            ).all()
+        }
+    answers: list[tuple[_Claimed, Schedule]] = []
+    unasked: list[int] = []
+    for number, cert in enumerate(claimed):
+        if stopping():
+            unasked = [c.id for c in claimed[number:]]
+            break
+        rev = revisions.get(cert.id)
+        if rev is None:
+            continue
+        try:
+            schedule = follow_window(
+                rt,
+                issuer_name=cert.issuer,
+                rev=rev,
+                renewal_due_at=cert.renewal_due_at,
+                now=now,
+                fresh=False,
             )
-        )
-        session.commit()
-    return 1 if result.rowcount == 1 else 0  # type: ignore[attr-defined]
+        except Exception:  # a bug: logged, the others are still asked
+            log.exception("asking again for the renewal window of certificate %s", cert.id)
+            continue
+        answers.append((cert, schedule))
+    updated = 0
+    try:
+        with rt.session() as session:
+            for cert, schedule in answers:
+                # Only for the certificate the window was asked about: a renewal that
+                # activated meanwhile has set its own schedule.
+                result = session.execute(
+                    update(TABLE)
+                    .where(TABLE.c.id == cert.id)
+                    .where(TABLE.c.serial == cert.serial)
+                    .where(TABLE.c.status == "active")
+                    .values(
+                        renewal_due_at=schedule.renewal_due_at,
+                        ari_next_fetch_at=schedule.ari_next_fetch_at,
+                    )
+                )
+                updated += result.rowcount  # type: ignore[attr-defined]
+            if unasked:  # the service is stopping: due again at once, for the next run
+                session.execute(
+                    update(TABLE)
+                    .where(TABLE.c.id.in_(unasked))
+                    .where(TABLE.c.ari_next_fetch_at == now + FETCH_CLAIM)
+                    .values(ari_next_fetch_at=now)
+                )
+            session.commit()
+    except Exception:  # a lost database: logged; the claims run out after FETCH_CLAIM
+        log.exception("recording %d renewal windows", len(answers))
+        return 0
+    return updated

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from certman.errors import ConfigError
-from certman.interfaces import KeyWrapper, SupportsRewrap
+from certman.interfaces import KeyWrapper, SupportsKeyCreation, SupportsRewrap, SupportsVersions
 from certman.inventory.audit import append_event
 from certman.inventory.audit_seal import audit_key_context
 from certman.inventory.tables import (
@@ -44,15 +44,17 @@ def rotate_master_key(rt: Runtime) -> RotationReport:
     keep the version they were sealed under.
     """
 
+    from certman.keywrap.dispatch import sealing_wrapper
+
     wrapper = rt.key_wrapper
-    rotate = getattr(wrapper, "rotate", None)
-    if rotate is None or not isinstance(wrapper, SupportsRewrap):
+    versions = sealing_wrapper(wrapper)
+    if not isinstance(versions, SupportsVersions) or not isinstance(wrapper, SupportsRewrap):
         raise ConfigError(
             f"The {wrapper.wrapper_type!r} key wrapper has no local versions to rotate; "
             "rotate the key in its own service (KMS, HSM) instead."
         )
     check_master_key(rt)
-    version = rotate()
+    version = versions.rotate()
     keys = rewrap_everything(rt, wrapper, wrapper)
     with rt.session() as session:
         append_event(
@@ -157,20 +159,20 @@ class MoveReport:
     keys_rewrapped: int
 
 
-def move_keys(rt: Runtime, to_type: str) -> MoveReport:
+def move_keys(rt: Runtime, to_type: str, *, setting: str) -> MoveReport:
     """`certman keys rotate --to TYPE`: re-seal every secret with another key wrapper.
 
     Plaintext stays in memory. The runtime can open records of either wrapper, so
-    certman keeps working half-way; afterwards the operator sets [kms] type = TYPE.
+    certman keeps working half-way; afterwards the operator sets [kms] type = TYPE. An
+    unknown TYPE is refused naming ``setting``, the flag it came from.
     """
     if to_type == "local" and not rt.config.master_key_path.exists():
         from certman.keywrap.local import LocalMasterKey
 
         LocalMasterKey.create(rt.config.master_key_path)
-    target = rt.build_key_wrapper(to_type)
-    ensure_key = getattr(target, "ensure_key", None)
-    if ensure_key is not None:  # an HSM token gets its wrapping key on the first move
-        ensure_key()
+    target = rt.build_key_wrapper(to_type, setting=setting)
+    if isinstance(target, SupportsKeyCreation):  # an HSM token gets its key on the first move
+        target.ensure_key()
     keys = rewrap_everything(rt, rt.key_wrapper, target)
     with rt.session() as session:
         append_event(

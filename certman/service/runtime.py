@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from certman.clock import Clock, SystemClock
 from certman.config import Config
-from certman.errors import ConfigError, NotFoundError
+from certman.errors import ConfigError, NotFoundError, ValidationError
 from certman.interfaces import ArchiveStore, Deployer, Issuer, KeyWrapper
 from certman.registry import BackendRegistry
 
@@ -72,8 +72,17 @@ class Runtime:
             build_other=self.build_key_wrapper,
         )
 
-    def build_key_wrapper(self, type_name: str) -> KeyWrapper:
-        """A key wrapper of ``type_name`` from the [kms] settings (whatever [kms] type says)."""
+    def build_key_wrapper(self, type_name: str, *, setting: str = "") -> KeyWrapper:
+        """A key wrapper of ``type_name`` from the [kms] settings (whatever [kms] type says).
+
+        ``setting`` is the command-line flag ``type_name`` came from ("--to"): an unknown
+        type is refused naming it. Without one, it came from [kms] type or a sealed record.
+        """
+        if setting and type_name not in self.registry.key_wrappers:
+            known = ", ".join(sorted(self.registry.key_wrappers))
+            raise ValidationError(
+                f"{setting} {type_name!r} is not a key wrapper; use one of: {known}."
+            )
         kms = dict(self.config.sections["kms"])
         kms["type"] = type_name
         build = self.registry.factory("key_wrappers", type_name, f"[kms] of {self.config.path}")

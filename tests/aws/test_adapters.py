@@ -297,12 +297,12 @@ def test_access_denied_names_the_permission(aws: Aws) -> None:
 def test_a_kms_key_deleted_for_good_is_permanent(aws: Aws) -> None:
     from botocore.exceptions import ClientError
 
-    from certman.aws.errors import aws_call
+    from certman.aws.errors import Hints, aws_call
 
     error = ClientError({"Error": {"Code": "NotFoundException", "Message": "gone"}}, "Decrypt")
     with (
         pytest.raises(KeyWrapError) as caught,
-        aws_call("kms:Decrypt", "arn:aws:kms:k", KeyWrapError, missing_is_final=True),
+        aws_call("kms:Decrypt", "arn:aws:kms:k", KeyWrapError, Hints(missing_is_final=True)),
     ):
         raise error
     assert not caught.value.retryable, "no retry can bring a deleted KMS key back"

@@ -259,9 +259,35 @@ def test_a_malformed_target_region_names_the_target(aws_cli: Cli, aws: Aws) -> N
     assert json.loads(aws_cli.ok("list", "--json").stdout) == []
 
 
-def test_acm_sync_refuses_a_malformed_region_option(aws_cli: Cli) -> None:
-    result = aws_cli("acm", "sync", "--region", "us west 2")
-    assert result.exit_code == 2 and "--region 'us west 2'" in result.stderr
+def test_a_malformed_listener_target_region_names_the_target(aws_cli: Cli, aws: Aws) -> None:
+    config = aws_cli.home / "certman.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[targets.lb]\ntype = "elbv2"\nregion = "us west 2"\n'
+        + 'listener_arns = ["arn:aws:elasticloadbalancing:us-west-2:1:listener/app/x/1/2"]\n'
+    )
+    result = aws_cli("issue", "web", "-d", "www.example.com", "--target", "lb")
+    assert result.exit_code == 2
+    assert "targets.lb.region = 'us west 2'" in result.stderr and str(config) in result.stderr
+    assert json.loads(aws_cli.ok("list", "--json").stdout) == []
+
+
+def test_an_unknown_key_in_an_acm_target_is_named(aws_cli: Cli) -> None:
+    config = aws_cli.home / "certman.toml"
+    config.write_text(config.read_text() + '\n[targets.west]\ntype = "acm"\nregoin = "x"\n')
+    result = aws_cli("issue", "web", "-d", "www.example.com", "--target", "west")
+    assert result.exit_code == 2
+    assert "Unknown key 'regoin' in [targets.west]" in result.stderr
+    assert "an acm target takes: region" in result.stderr
+    assert json.loads(aws_cli.ok("list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize("region", ["us west 2", ""])
+def test_acm_sync_refuses_a_malformed_region_option(aws_cli: Cli, region: str) -> None:
+    result = aws_cli("acm", "sync", "--region", region)
+    assert result.exit_code == 2 and f"--region {region!r}" in result.stderr
+    events = json.loads(aws_cli.ok("audit", "list", "--json").stdout)
+    assert not [e for e in events if e["action"] == "acm.sync"]
 
 
 def test_an_endpoint_url_without_a_scheme_is_a_config_error() -> None:

@@ -10,8 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlmodel import select
 
+from certman.aws.sync import sync_acm
 from certman.config import load_config
-from certman.inventory.tables import Authority, Revision
+from certman.inventory.tables import Authority, ManagedCertificate, Revision
 from certman.models import WrappedKey
 from certman.service.home import init_home
 from certman.service.runtime import Runtime
@@ -39,6 +40,58 @@ def test_acm_sync_lists_unmanaged_certificates_with_source_acm(aws_cli: Cli, aws
     assert "0 new, 2 updated." in aws_cli.ok("acm", "sync").stdout
     result = aws_cli("renew", legacy["name"])
     assert result.exit_code == 2 and "not managed by certman" in result.stderr
+
+
+def tag_lookups(rt: Runtime, region: str = "us-east-1") -> list[str]:
+    """The ARNs sync asks ListTagsForCertificate for, through the runtime's own client."""
+    asked: list[str] = []
+    rt.aws.client("acm", region).meta.events.register(
+        "before-parameter-build.acm.ListTagsForCertificate",
+        lambda params, **_: asked.append(params["CertificateArn"]),
+    )
+    return asked
+
+
+def test_acm_sync_asks_tags_only_for_certificates_the_inventory_cannot_place(
+    aws_cli: Cli, aws: Aws
+) -> None:
+    cert, key = self_signed("legacy.example.com")
+    legacy = aws.client("acm").import_certificate(Certificate=cert, PrivateKey=key)
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm")
+    rt = Runtime(config=load_config(aws_cli.home, aws_cli.home / "certman.toml"))
+    asked = tag_lookups(rt)
+    report = sync_acm(rt)
+    assert asked == [legacy["CertificateArn"]], "the managed ARN is known without its tags"
+    assert report.updated == {"web"} and len(report.imported) == 1
+    asked.clear()
+    report = sync_acm(rt)
+    assert asked == [], "both are rows now: no tags asked"
+    assert len(report.updated) == 2 and report.imported == []
+    rt.engine.dispose()
+
+
+def test_a_copy_an_older_certman_mirrored_as_unmanaged_is_recognised_once(
+    aws_cli: Cli, aws: Aws
+) -> None:
+    with_west_target(aws_cli)
+    aws_cli.ok("issue", "web", "-d", "www.example.com", "--target", "acm", "--target", "west")
+    west = boto3.client("acm", region_name="us-west-2", endpoint_url=aws.endpoint_url)
+    (copy,) = [c["CertificateArn"] for c in west.list_certificates()["CertificateSummaryList"]]
+    rt = Runtime(config=load_config(aws_cli.home, aws_cli.home / "certman.toml"))
+    with rt.session() as session:  # what a certman before copy recognition recorded
+        now = rt.clock.now()
+        session.add(
+            ManagedCertificate(
+                name="acm-old", source="acm", acm_arn=copy, created_at=now, updated_at=now
+            )
+        )
+        session.commit()
+    asked = tag_lookups(rt, "us-west-2")
+    report = sync_acm(rt, "us-west-2")
+    assert asked == [copy]
+    assert report.updated == {"web"} and report.drift == {} and report.imported == []
+    assert list(listing(aws_cli)) == ["web"], "the mirrored row is gone"
+    rt.engine.dispose()
 
 
 def test_acm_sync_flags_a_certificate_changed_outside_certman(aws_cli: Cli, aws: Aws) -> None:

@@ -1,4 +1,4 @@
-"""`certman audit`: every key or certificate action leaves a hash-chained event."""
+"""`certman audit`: every key or certificate action leaves an HMAC-chained event."""
 
 from __future__ import annotations
 

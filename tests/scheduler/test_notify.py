@@ -10,13 +10,15 @@ from pathlib import Path
 
 import boto3
 import pytest
+from sqlalchemy import event as sa_event
 from sqlmodel import select
 
 from certman.clock import FrozenClock
 from certman.inventory.tables import Notification
 from certman.service.runtime import Runtime
 from scheduler.events import EXPIRING, event
-from scheduler.notify import Notifier
+from scheduler.notify import BATCH, Notifier
+from scheduler.outbox import HOLD
 from tests.components.moto_server import moto_server
 from tests.scheduler.conftest import Webhook, make_home, runtime_for
 
@@ -176,6 +178,52 @@ def test_a_webhook_that_hangs_costs_one_timeout_per_pass_not_one_per_notice(
     assert sorted(n["detail"]["CommonName"] for n in webhook.received) == [
         f"c{n}.example.com" for n in range(5)
     ]
+
+
+def test_notices_are_marked_once_per_batch_not_once_per_notice(
+    tmp_path: Path, webhook: Webhook
+) -> None:
+    home = make_home(tmp_path / "h", f'[notify.webhook]\nurl = "{webhook.url}"\n')
+    rt = runtime_for(home, FrozenClock(datetime.now(UTC)))
+    notifier = Notifier.from_config(rt)
+    notifier.record_many(
+        "expiring", [(f"c{n:03d}", "s:14d", notice(rt, f"c{n:03d}")) for n in range(BATCH + 50)]
+    )
+    commits: list[object] = []
+    sa_event.listen(rt.engine, "commit", commits.append)
+    assert notifier.drain() == BATCH + 50
+    # two batches: each held by one commit and marked by one, whatever its size
+    assert len(commits) == 4
+    assert all(r.sent_at is not None and r.pending == "" for r in rows(rt))
+    assert len({n["id"] for n in webhook.received}) == BATCH + 50
+
+
+def test_a_crash_in_the_middle_of_a_batch_keeps_what_was_sent_marked(
+    tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = make_home(tmp_path / "h", f'[notify.webhook]\nurl = "{webhook.url}"\n')
+    clock = FrozenClock(datetime.now(UTC))
+    rt = runtime_for(home, clock)
+    notifier = Notifier.from_config(rt)
+    for number in range(5):
+        notifier.record(f"c{number}", "expiring", "s:14d", notice(rt, f"c{number}"))
+    post = notifier._post
+
+    def crash_on_the_third(body: bytes) -> str | None:
+        if webhook.attempts == 2:
+            raise RuntimeError("a bug in the sender")
+        return post(body)
+
+    monkeypatch.setattr(notifier, "_post", crash_on_the_third)
+    with pytest.raises(RuntimeError):
+        notifier.drain()
+    assert [r.sent_at is not None for r in rows(rt)] == [True, True, False, False, False]
+    monkeypatch.undo()
+    assert Notifier.from_config(rt).drain() == 0, "the rest are held until HOLD has passed"
+    clock.advance(HOLD)
+    assert Notifier.from_config(rt).drain() == 3
+    names = [n["detail"]["CommonName"] for n in webhook.received]
+    assert names == [f"c{n}.example.com" for n in range(5)], "none sent twice"
 
 
 def test_a_channel_taken_out_of_the_configuration_is_given_up(
