@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from acme_client.account import Account
 from acme_client.ari import RenewalInfo, cert_id
-from acme_client.client import AcmeClient, jwk_of
+from acme_client.client import AcmeClient
+from acme_client.jws import jwk_of
 from acme_client.orders import OrderPlan, obtain
 from acme_client.problems import AccountUnknown, ProblemError, ServerBusy
 from acme_client.settings import AcmeSettings
