@@ -8,7 +8,7 @@ translated in the adapter that called the third-party code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -508,3 +508,19 @@ def supports(backend: object, capability: type) -> bool:
 
 
 _CLASS_SUPPORTS: dict[tuple[type, type], bool] = {}
+
+
+# --- archives: optional capabilities -----------------------------------------------------
+
+
+@runtime_checkable
+class SupportsNameListing(Protocol):
+    """An ArchiveStore that can say which certificate names hold bundles, in one pass."""
+
+    def names_with_bundles(self, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` with at least one bundle stored; ArchiveError when unlistable.
+
+        For many names at once (a bulk input of a thousand): one listing or one stat per
+        name, never a listing per name of the whole store.
+        """
+        ...
