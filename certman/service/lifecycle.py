@@ -300,8 +300,9 @@ class Lifecycle:
 def _refuse_before_retry_after(work: steps.Work, now: datetime) -> None:
     """No new order before the Retry-After the issuer's last answer left on this revision.
 
-    record_failure stored it (ACME's rateLimited, RFC 8555 section 6.6, names it); this
-    holds for every issuer and every path here: the service, `renew NAME`, `issue` again.
+    record_failure stored it from the failed issue (for ACME, a rateLimited answer's
+    Retry-After, RFC 8555 section 6.6). Refused here rather than in an issuer, it holds for
+    every issuer and every path: the service, `renew NAME`, `issue` again.
     """
     until = work.rev.retry_after
     if until is not None and until > now:
