@@ -14,7 +14,8 @@ import josepy as jose
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlmodel import select
 
-from acme_client.client import AcmeClient, jwk_of
+from acme_client.client import AcmeClient
+from acme_client.jws import jwk_of
 from acme_client.problems import ProblemError
 from acme_client.settings import AcmeSettings
 from certman.errors import ConfigError, ValidationError

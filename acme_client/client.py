@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import josepy as jose
@@ -13,15 +12,26 @@ from acme import challenges, messages
 from acme import client as acme_client
 from cryptography import x509
 
+from acme_client.jws import algorithm_of
 from acme_client.network import Network
 from acme_client.problems import (
     AccountGone,
     AccountUnknown,
     Where,
-    describe_problem,
     directory_problem,
-    retry_after_seconds,
     translated,
+)
+from acme_client.resources import (
+    AuthorizationState,
+    ChallengeState,
+    DirectoryInfo,
+    EmptyObject,
+    NewOrder,
+    OrderState,
+    authorization_state,
+    identifier,
+    order_state,
+    revocation,
 )
 from certman.errors import CertmanError, IssuanceError
 from certman.interfaces import ChallengeRequest
@@ -30,60 +40,6 @@ USER_AGENT = "certman-acme"
 PEM_CHAIN = "application/pem-certificate-chain"
 # What certman needs of a directory (RFC 8555 section 7.1.1).
 _REQUIRED_RESOURCES = ("newNonce", "newAccount", "newOrder")
-
-
-class NewOrder(messages.NewOrder):
-    """newOrder with RFC 9773 section 5's ``replaces`` (the acme library lacks it)."""
-
-    replaces: str | None = jose.field("replaces", omitempty=True)
-
-
-@dataclass(frozen=True, kw_only=True)
-class OrderState:
-    """An order as the server last described it (RFC 8555 section 7.1.3)."""
-
-    url: str
-    status: str
-    identifiers: tuple[str, ...]
-    authorizations: tuple[str, ...]
-    finalize: str
-    certificate: str | None = None
-    error: str | None = None
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChallengeState:
-    type: str
-    url: str
-    status: str
-    error: str | None = None
-    # The library's challenge object (token, key authorization); never leaves acme_client.
-    chall: Any = field(default=None, repr=False, compare=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuthorizationState:
-    """An authorization (RFC 8555 section 7.1.4); ``identifier`` has no "*." for wildcards."""
-
-    url: str
-    identifier: str
-    wildcard: bool
-    status: str
-    challenges: tuple[ChallengeState, ...]
-    retry_after: float | None = None
-
-    @property
-    def name(self) -> str:
-        return f"*.{self.identifier}" if self.wildcard else self.identifier
-
-
-@dataclass(frozen=True, kw_only=True)
-class DirectoryInfo:
-    new_account: str
-    external_account_required: bool
-    renewal_info: str | None
-    profiles: tuple[str, ...]
 
 
 class AcmeClient:
@@ -140,7 +96,7 @@ class AcmeClient:
     def use_key(self, key: jose.JWK, account_url: str | None) -> None:
         """Sign with ``key``; as the account at ``account_url`` (kid) once there is one."""
         self.net.key = key
-        self.net.alg = _algorithm(key)
+        self.net.alg = algorithm_of(key)
         self.net.account = (
             messages.RegistrationResource(uri=account_url, body=messages.Registration())
             if account_url
@@ -223,7 +179,7 @@ class AcmeClient:
     ) -> OrderState:
         """RFC 8555 section 7.4 (+ RFC 9773 section 5 ``replaces``, draft profiles)."""
         body = NewOrder(
-            identifiers=[_identifier(value) for value in identifiers],
+            identifiers=[identifier(value) for value in identifiers],
             replaces=replaces,
             profile=profile,
         )
@@ -241,27 +197,7 @@ class AcmeClient:
     def authorization(self, url: str) -> AuthorizationState:
         response = self.post(url, None, "reading an authorization")
         with translated(self.where, "reading an authorization"):
-            body = messages.Authorization.from_json(response.json())
-            state = AuthorizationState(
-                url=url,
-                identifier=body.identifier.value,
-                wildcard=bool(body.wildcard),
-                status=_status(body.status),
-                challenges=tuple(
-                    ChallengeState(
-                        type=str(c.chall.typ) if hasattr(c.chall, "typ") else "unknown",
-                        url=c.uri,
-                        status=_status(c.status),
-                        error=describe_problem(c.error) if c.error is not None else None,
-                        chall=c.chall,
-                    )
-                    for c in body.challenges
-                ),
-                retry_after=retry_after_seconds(
-                    response.headers.get("Retry-After"), self.where.now()
-                ),
-            )
-        return state
+            return authorization_state(url, response, self.where.now())
 
     def challenge_request(
         self, authz: AuthorizationState, challenge: ChallengeState
@@ -289,7 +225,7 @@ class AcmeClient:
 
     def answer(self, challenge: ChallengeState) -> None:
         """RFC 8555 section 7.5.1: POST {} to the challenge URL to ask for validation."""
-        self.post(challenge.url, _EmptyObject(), "answering a challenge")
+        self.post(challenge.url, EmptyObject(), "answering a challenge")
 
     def finalize(self, order: OrderState, csr_pem: bytes) -> OrderState:
         """RFC 8555 section 7.4: send the CSR; the order moves to processing or valid."""
@@ -310,7 +246,7 @@ class AcmeClient:
         """RFC 8555 section 7.6, signed with the account key (never registering one)."""
         self.post(
             self.directory()["revokeCert"],
-            _revocation(certificate_pem, reason),
+            revocation(certificate_pem, reason),
             "revoking the certificate",
             reregister=False,
         )
@@ -324,11 +260,11 @@ class AcmeClient:
         """
         net = Network(verify=self.verify, user_agent=USER_AGENT)
         net.key = private_key
-        net.alg = _algorithm(private_key)
+        net.alg = algorithm_of(private_key)
         with translated(self.where, "revoking the certificate with its own key"):
             net.post(
                 self.directory()["revokeCert"],
-                _revocation(certificate_pem, reason),
+                revocation(certificate_pem, reason),
                 new_nonce_url=self.directory()["newNonce"],
             )
 
@@ -339,65 +275,4 @@ class AcmeClient:
 
     def _order(self, url: str, response: requests.Response) -> OrderState:
         with translated(self.where, "reading the order"):
-            body = messages.Order.from_json(response.json())
-            return OrderState(
-                url=url,
-                status=_status(body.status),
-                identifiers=tuple(_identifier_text(i) for i in body.identifiers or ()),
-                authorizations=tuple(body.authorizations or ()),
-                finalize=body.finalize,
-                certificate=body.certificate,
-                error=describe_problem(body.error) if body.error is not None else None,
-                retry_after=retry_after_seconds(
-                    response.headers.get("Retry-After"), self.where.now()
-                ),
-            )
-
-
-class _EmptyObject(jose.JSONObjectWithFields):
-    """The payload ``{}`` (RFC 8555 section 7.5.1), distinct from POST-as-GET's empty one."""
-
-    def __bool__(self) -> bool:  # acme sends an empty payload for falsy bodies
-        return True
-
-
-def _revocation(certificate_pem: bytes, reason: int) -> messages.Revocation:
-    return messages.Revocation(
-        certificate=x509.load_pem_x509_certificate(certificate_pem), reason=reason
-    )
-
-
-def jwk_of(private_key: Any) -> jose.JWK:
-    """A josepy JWK for a cryptography EC or RSA private key."""
-    return (
-        jose.JWKEC(key=private_key)
-        if hasattr(private_key, "curve")
-        else jose.JWKRSA(key=private_key)
-    )
-
-
-def _identifier(value: str) -> messages.Identifier:
-    # RFC 8738: IP identifiers have type "ip"; everything else is "dns" (wildcards included).
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=value)
-    return messages.Identifier(typ=messages.IDENTIFIER_IP, value=value)
-
-
-def _identifier_text(identifier: messages.Identifier) -> str:
-    return str(identifier.value)
-
-
-def _algorithm(key: jose.JWK) -> jose.JWASignature:
-    if isinstance(key, jose.JWKEC):
-        size = key.key.curve.key_size
-        return {256: jose.ES256, 384: jose.ES384}.get(size, jose.ES512)
-    return jose.RS256
-
-
-def _status(status: messages.Status | None) -> str:
-    """RFC 8555 section 7.1.6's status names ("pending", "valid", ...)."""
-    return str(status.name) if status is not None else "unknown"
+            return order_state(url, response, self.where.now())

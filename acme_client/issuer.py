@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from acme_client.account import Account
 from acme_client.ari import RenewalInfo, cert_id
-from acme_client.client import AcmeClient, jwk_of
+from acme_client.client import AcmeClient
+from acme_client.jws import jwk_of
 from acme_client.orders import OrderPlan, obtain
 from acme_client.problems import AccountUnknown, ProblemError, ServerBusy
 from acme_client.settings import AcmeSettings
@@ -97,7 +98,6 @@ class AcmeIssuer:
         from certman.pki import split_pem_chain
 
         self._honour_backoff(request.now)
-        self._honour_rate_limit(request)
         try:
             self.account.ensure()
             plan = OrderPlan(
@@ -114,8 +114,8 @@ class AcmeIssuer:
             # A 5xx pause is the whole server's: every certificate of this issuer waits.
             # rateLimited is mostly about this order's names (certificates per domain,
             # duplicates, failed validations); the revision keeps its Retry-After
-            # (Lifecycle.record_failure) and only this certificate waits, so one busy
-            # domain never holds up the renewals of all the others.
+            # (record_failure) and the lifecycle orders nothing for this certificate
+            # before then, so one busy domain never holds up the renewals of the others.
             if not error.rate_limited:
                 self.account.record_backoff(error.retry_after)
             raise
@@ -209,18 +209,6 @@ class AcmeIssuer:
                 retry_after=until,
             )
 
-    def _honour_rate_limit(self, request: IssueRequest) -> None:
-        """The Retry-After a rateLimited answer left on this revision (RFC 8555 section 6.6)."""
-        until = self._stored_retry_after(request.name, request.revision)
-        if until is not None and until > request.now:
-            raise IssuanceError(
-                f"The ACME server {self.settings.directory} asked certman to wait until "
-                f"{until.isoformat()} before ordering {', '.join(request.identifiers)} again; "
-                "certman will try again then.",
-                retryable=True,
-                retry_after=until,
-            )
-
     def _profile(self) -> str | None:
         """The configured profile when the server offers profiles (draft-aaron-acme-profiles)."""
         info = self.client.directory_info()
@@ -248,19 +236,6 @@ class AcmeIssuer:
             return cert_id(previous)
         except ValidationError:
             return None
-
-    def _stored_retry_after(self, name: str, revision: int) -> datetime | None:
-        from sqlmodel import select
-
-        from certman.inventory.tables import ManagedCertificate, Revision
-
-        with self.runtime.session() as session:
-            return session.exec(
-                select(Revision.retry_after)
-                .join(ManagedCertificate, ManagedCertificate.id == Revision.certificate_id)  # type: ignore[arg-type]
-                .where(ManagedCertificate.name == name)
-                .where(Revision.number == revision)
-            ).first()
 
     def _previous_certificate(self, name: str) -> bytes | None:
         """The certificate this issuance replaces: the active revision in the inventory."""

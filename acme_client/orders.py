@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from acme_client.client import AcmeClient, AuthorizationState, ChallengeState, OrderState
+from acme_client.client import AcmeClient
 from acme_client.polling import wait_for
 from acme_client.problems import ProblemError
+from acme_client.resources import AuthorizationState, ChallengeState, OrderState
 from certman.errors import IssuanceError
 from certman.interfaces import ChallengeRequest, ChallengeSolver, IssueRequest
 

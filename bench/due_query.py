@@ -13,7 +13,7 @@ from sqlalchemy import insert
 
 from bench.common import fresh_runtime, table
 from certman.inventory.tables import ManagedCertificate
-from certman.service.lifecycle import due_names
+from certman.service.due import due_names
 
 BATCH = 20_000
 

@@ -48,6 +48,7 @@ from certman.interfaces_storage import (  # noqa: F401
     ArchiveStore,
     KeyWrapper,
     SupportsKeyCreation,
+    SupportsNameListing,
     SupportsPutMany,
     SupportsRewrap,
     SupportsVersions,

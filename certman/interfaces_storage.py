@@ -113,3 +113,19 @@ class SupportsPutMany(Protocol):
         which is harmless: no revision refers to them until its ref is recorded.
         """
         ...
+
+
+# --- archives: optional capabilities -----------------------------------------------------
+
+
+@runtime_checkable
+class SupportsNameListing(Protocol):
+    """An ArchiveStore that can say which certificate names hold bundles, in one pass."""
+
+    def names_with_bundles(self, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` with at least one bundle stored; ArchiveError when unlistable.
+
+        For many names at once (a bulk input of a thousand): one listing or one stat per
+        name, never a listing per name of the whole store.
+        """
+        ...

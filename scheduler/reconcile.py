@@ -53,8 +53,8 @@ class TickHooks:
 class Reconciler:
     """The service's work as a function of the inventory and the (injected) clock.
 
-    It picks certificates exactly as `certman renew --due` does (``Lifecycle.unfinished``
-    and ``Lifecycle.due``, the indexed query) and renews each through ``Lifecycle.renew``,
+    It picks certificates exactly as `certman renew --due` does (``Lifecycle.due_pages``:
+    unfinished ones, then the indexed due query) and renews each through ``Lifecycle.renew``,
     whose deploy step rolls the new revision out to the certificate's targets. `certman
     serve` calls ``tick`` on a schedule; `certman simulate` calls the same ``tick`` on a
     simulated clock.
@@ -89,25 +89,16 @@ class Reconciler:
         report = TickReport(at=self.rt.clock.now())
         # RFC 9773: windows whose Retry-After has passed, a bounded number per tick
         refresh_renewal_windows(self.rt, limit=ARI_PER_TICK, stopping=self.stopping.is_set)
-        seen: set[str] = set()
-        while not self.stopping.is_set():
-            # Batches, so a large backlog never loads every name at once; `seen` ends the
-            # loop once only certificates held elsewhere (or failing) are left.
-            names = [
-                n
-                for n in dict.fromkeys(
-                    [*self.lifecycle.unfinished(), *self.lifecycle.due(limit=self.batch)]
-                )
-                if n not in seen
-            ]
-            if not names:
-                break
-            for name in names:
+        # Pages, so a large backlog never loads every name at once; each name comes once,
+        # so the pages end when only certificates held elsewhere (or failing) are left.
+        for page in self.lifecycle.due_pages(page_size=self.batch):
+            for name in page:
                 if self.stopping.is_set():
                     break
-                seen.add(name)
                 self._renew_one(name, report)
                 self.hooks.progress()
+            if self.stopping.is_set():
+                break
         # Notices after every renewal: a webhook that hangs never holds one up. What this
         # tick recorded, and what earlier ticks could not deliver, goes out now.
         if not self.stopping.is_set():

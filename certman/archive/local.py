@@ -122,6 +122,22 @@ class LocalArchiveStore:
             raise _read_error(prefix or "listing", self._root, e) from None
         return sorted(loc for loc in locations if loc.startswith(prefix))
 
+    def names_with_bundles(self, names: Sequence[str]) -> set[str]:
+        """SupportsNameListing: one directory read per name; a name never used, one stat."""
+        held: set[str] = set()
+        for name in names:
+            if not _valid_name(name):
+                continue  # never a directory here
+            try:
+                entries = os.listdir(os.path.join(self._root, name))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as e:
+                raise _read_error(name, self._root, e) from None
+            if any(_BUNDLE_FILE.match(entry) for entry in entries):
+                held.add(name)
+        return held
+
     # --- helpers ------------------------------------------------------------------------
 
     def _path_of(self, location: str) -> Path:

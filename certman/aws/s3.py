@@ -200,6 +200,28 @@ class S3ArchiveStore:
                 keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys
 
+    def names_with_bundles(self, names: Sequence[str]) -> set[str]:
+        """SupportsNameListing: one ListObjectsV2 walk (Delimiter "/": the names are the
+        common prefixes) over only the key range the names span, not a listing per name."""
+        wanted = {f"{self.prefix}{name}/": name for name in names}
+        if not wanted:
+            return set()
+        last = max(wanted)
+        held: set[str] = set()
+        with self._call("s3:ListObjectsV2", f"s3://{self.bucket}/{self.prefix}"):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=self.prefix,
+                Delimiter="/",
+                StartAfter=min(wanted)[:-1],  # just before the first name's prefix
+            ):
+                found = [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+                held.update(wanted[p] for p in found if p in wanted)
+                listed = found + [item["Key"] for item in page.get("Contents", [])]
+                if listed and max(listed) >= last:
+                    break  # past the last name asked for
+        return held
+
     def preflight(self, now: datetime) -> PreflightResult:
         """Is the bucket there and can certman store bundles in it?
 

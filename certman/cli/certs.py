@@ -9,9 +9,6 @@ import typer
 from certman.cli.context import emit_json, handles_errors, parse_duration_option, state
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from certman.service.lifecycle import Lifecycle
     from certman.service.runtime import Runtime
 
 
@@ -71,10 +68,6 @@ def issue(
         reuse_key=reuse_key or bool(cfg.get("defaults", "reuse_key")),
         targets=tuple(target or ()),
     )
-    from certman.service.deletion import refuse_archived_names, tracked
-
-    if not tracked(rt, name):
-        refuse_archived_names(rt, [name])
     lifecycle = Lifecycle(rt)
     _, planned = lifecycle.plan(spec)
     if not planned:
@@ -180,6 +173,10 @@ def show(
         )
 
 
+# How many due certificates are read at a time; `renew --due` goes on until none is left.
+DUE_PAGE = 500
+
+
 @handles_errors
 def renew(
     ctx: typer.Context,
@@ -234,11 +231,11 @@ def renew(
 
         refresh_renewal_windows(rt)  # RFC 9773: ask again where Retry-After has passed
     if dry_run:
-        names = [n for page in _due_pages(lifecycle) for n in page]
+        names = [n for page in lifecycle.due_pages(page_size=DUE_PAGE) for n in page]
         typer.echo("\n".join(f"would renew {n}" for n in names) or "Nothing is due.")
         return
     attempted = failed = 0
-    for page in _due_pages(lifecycle):
+    for page in lifecycle.due_pages(page_size=DUE_PAGE):
         for each in page:
             attempted += 1
             try:
@@ -258,26 +255,6 @@ def renew(
     if failed:
         typer.echo(f"{failed} of {attempted} renewals failed.", err=True)
         raise typer.Exit(1)
-
-
-# How many due certificates are read at a time; `renew --due` goes on until none is left.
-DUE_PAGE = 500
-
-
-def _due_pages(lifecycle: "Lifecycle") -> "Iterator[list[str]]":
-    """Every unfinished or due certificate, a page at a time, each name once.
-
-    The inventory is asked again after each page, so the ones renewed meanwhile drop out;
-    what stays due (skipped because the service holds it) is not offered twice.
-    """
-    seen: set[str] = set()
-    while True:
-        found = [*lifecycle.unfinished(), *lifecycle.due(limit=len(seen) + DUE_PAGE)]
-        page = [n for n in dict.fromkeys(found) if n not in seen]
-        if not page:
-            return
-        seen.update(page)
-        yield page
 
 
 @handles_errors

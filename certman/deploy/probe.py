@@ -11,7 +11,7 @@ from typing import Any
 
 from certman.deploy.settings import seconds
 from certman.domains import is_ip_address
-from certman.errors import ConfigError, ValidationError
+from certman.errors import ConfigError, DeployError
 
 # How long every handshake must keep seeing the new serial before a rollout counts as
 # verified. nginx keeps its old workers accepting connections for ~100 ms after a reload
@@ -68,13 +68,15 @@ class Probe:
     def require_answer(self, server_name: str | None) -> None:
         """One handshake attempt, before anything is switched: refuse when nothing answers.
 
-        Retryable, so the renewal service backs off and tries again rather than giving the
-        certificate up while the server is down.
+        A failed operation, not bad input: a server that is down looks the same as a probe
+        set to the wrong address, and the attempt is audited and alerted like any failed
+        rollout. Retryable, so the renewal service backs off and tries again rather than
+        giving the certificate up while the server is down.
         """
         try:
             served_serial(self.endpoint, server_name, timeout=min(5.0, self.timeout))
         except (OSError, ssl.SSLError) as e:
-            raise ValidationError(
+            raise DeployError(
                 f"Nothing answers TLS at {self.endpoint}, the probe of target {self.target!r} "
                 f"({e}); start the server or fix probe. Nothing was switched.",
                 retryable=True,

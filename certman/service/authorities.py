@@ -14,7 +14,8 @@ from sqlmodel import col, select
 from certman.errors import AlreadyExistsError, NotFoundError, ValidationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import Authority, Revocation
-from certman.models import EncryptionContext, KeyType, RevocationReason, WrappedKey
+from certman.models import EncryptionContext, KeyType, RevocationReason
+from certman.service.prechecks import check_master_key
 
 if TYPE_CHECKING:
     from ca import PrivateCA
@@ -110,40 +111,6 @@ def get_authority(runtime: Runtime, name: str) -> Authority:
     return row
 
 
-def check_master_key(runtime: Runtime) -> None:
-    """Raise KeyWrapError, before anything is created, if the key wrapper cannot open what
-    it sealed.
-
-    With a replaced master key file, new keys would be sealed under a key that opens
-    nothing else in the inventory (a CA nothing can sign with, a rotation half done); every
-    CA key and the newest leaf key prove it is the right one.
-    """
-    from certman.inventory.tables import ManagedCertificate, Revision
-    from certman.service.ca_keys import is_resident
-    from certman.service.steps import key_context as leaf_key_context
-
-    wrapper = runtime.key_wrapper  # loading it refuses a missing master key file
-    with runtime.session() as session:
-        for ca in session.exec(select(Authority)).all():
-            if is_resident(ca.intermediate_sealed_key):
-                continue  # in an HSM: nothing the key wrapper sealed
-            wrapper.unwrap(
-                WrappedKey.from_json(ca.intermediate_sealed_key),
-                key_context(ca.name, "intermediate"),
-            )
-        newest = session.exec(
-            select(Revision, ManagedCertificate.name)
-            .join(ManagedCertificate, col(ManagedCertificate.id) == col(Revision.certificate_id))
-            .where(col(Revision.sealed_key).is_not(None))
-            .order_by(col(Revision.id).desc())
-            .limit(1)
-        ).first()
-    if newest is not None:
-        rev, name = newest
-        assert rev.sealed_key is not None
-        wrapper.unwrap(WrappedKey.from_json(rev.sealed_key), leaf_key_context(name, rev.number))
-
-
 def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
     """Create root + intermediate, seal both keys, and store them with the policy."""
     from ca import SigningPolicy, create_hierarchy
@@ -160,7 +127,7 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
         raise ValidationError(f'--key-store must be "sealed" or "hsm", not {spec.key_store!r}.')
     if authority_exists(runtime, spec.name):
         raise AlreadyExistsError(f"A CA named {spec.name!r} already exists; choose another name.")
-    check_master_key(runtime)
+    check_master_key(runtime)  # every CA key and the newest leaf key must open
     policy = SigningPolicy(
         max_validity=spec.max_validity,
         permitted_domains=domains,

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from certman.errors import AlreadyExistsError, ValidationError
+from certman.errors import AlreadyExistsError, ArchiveError, ValidationError
+from certman.interfaces import ArchiveStore, SupportsNameListing, supports
 from certman.inventory.audit import append_event
-from certman.inventory.tables import ManagedCertificate, Notification, Revision
+from certman.inventory.tables import Notification, Revision
 from certman.models import RevisionState
-from certman.service.lifecycle import get_certificate
+from certman.service.certificates import get_certificate
 from certman.service.runtime import Runtime
 
 
@@ -100,32 +102,26 @@ def refuse_archived_names(rt: Runtime, names: Sequence[str]) -> None:
     A new certificate starts again at revision 1, and archiving it would overwrite the
     deleted certificate's bundles, which `certman delete` promises to keep.
     """
-    from certman.archive.local import LocalArchiveStore
-    from certman.errors import ArchiveError
-
-    store = rt.archive
+    if not names:
+        return
+    try:
+        held = names_with_bundles(rt.archive, names)
+    except ArchiveError:
+        # An archive that cannot be listed now fails the archive step too, where the
+        # lifecycle reports it and a rerun resumes; it is no reason to refuse up front
+        # (nor to ask again for each of a thousand names).
+        return
     for name in names:
-        try:
-            if isinstance(store, LocalArchiveStore):
-                # one stat for a name never used, instead of a listing of the whole root
-                held = (store.root / name).is_dir() and bool(store.list(f"{name}/"))
-            else:
-                held = bool(store.list(f"{name}/"))
-        except ArchiveError:
-            # An archive that cannot be listed now fails the archive step too, where the
-            # lifecycle reports it and a rerun resumes; it is no reason to refuse up front
-            # (nor to ask again for each of a thousand names).
-            return
-        if held:
+        if name in held:
             raise AlreadyExistsError(
                 f"The archive still holds bundles of a deleted certificate named {name!r}; "
                 "choose another name, or move those bundles out of the archive first."
             )
 
 
-def tracked(rt: Runtime, name: str) -> bool:
-    with rt.session() as session:
-        found = session.exec(
-            select(ManagedCertificate.id).where(ManagedCertificate.name == name)
-        ).first()
-    return found is not None
+def names_with_bundles(store: ArchiveStore, names: Sequence[str]) -> set[str]:
+    """Those of ``names`` the archive holds bundles of: in one pass where the store can
+    (SupportsNameListing), else one listing per name (the ArchiveStore contract alone)."""
+    if supports(store, SupportsNameListing):
+        return cast(SupportsNameListing, store).names_with_bundles(names)
+    return {name for name in names if store.list(f"{name}/")}

@@ -105,8 +105,9 @@ def deploy_certificate(
     """Roll the active revision out to its targets (or ``only`` these), verified, reversible.
 
     Returns the targets and notes on what was cleaned up afterwards (remove_old). Bad
-    input (an unknown target or canary, a quota, a probe nothing answers) is refused
-    before anything is switched, and leaves no audit event: nothing happened.
+    input (an unknown target or canary, a quota) is refused before anything is switched,
+    and leaves no audit event: nothing happened. A probe nothing answers is refused
+    before anything is switched too, but as a failed (retryable) deploy: audited.
     """
     from certman.deploy.rollout import roll_out
 

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from certman.durations import format_duration
-from certman.errors import (
-    AlreadyExistsError,
-    CertmanError,
-    NotFoundError,
-    ValidationError,
-)
-from certman.interfaces import PrecheckRequest, SupportsPrecheck
+from certman.errors import AlreadyExistsError, CertmanError, IssuanceError, ValidationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
-from certman.models import KeyType, RevisionState, WrappedKey
+from certman.models import KeyType, RevisionState
+from certman.service import due as due_queries
 from certman.service import steps
+from certman.service.certificates import find_certificate, get_certificate, revision_of
+from certman.service.deletion import refuse_archived_names
+from certman.service.failures import record_failure
+from certman.service.prechecks import check_master_key, issuer_precheck
 from certman.service.runtime import Runtime
 
 S = RevisionState
@@ -85,7 +84,7 @@ class Lifecycle:
             from certman.deploy.rollout import precheck_targets
 
             precheck_targets(self.runtime, list(spec.targets), None)
-        self._precheck(spec.issuer, identifiers, spec.key_type, spec.validity)
+        issuer_precheck(self.runtime, spec.issuer, identifiers, spec.key_type, spec.validity)
         _ = self.runtime.key_wrapper  # a missing master key is refused before anything is planned
         _ = self.runtime.archive  # so is a malformed [archive], found only after issuance else
         return IssueSpec(
@@ -102,14 +101,18 @@ class Lifecycle:
     def plan(self, spec: IssueSpec) -> tuple[ManagedCertificate, bool]:
         """Record the certificate and its first revision (planned); resume an unfinished one.
 
-        Returns the certificate and whether a new revision was planned.
+        A new name is refused while the archive still holds the bundles of a deleted
+        certificate of that name (revision 1 would overwrite them). Returns the certificate
+        and whether a new revision was planned.
         """
         spec = self.validate(spec)
         now = self.runtime.clock.now()
         with self.runtime.session() as session:
-            cert = _find(session, spec.name)
-            if cert is not None:
-                latest = _revision(session, cert, cert.latest_revision)
+            cert = find_certificate(session, spec.name)
+            if cert is None:
+                refuse_archived_names(self.runtime, [spec.name])
+            else:
+                latest = revision_of(session, cert, cert.latest_revision)
                 unfinished = latest is not None and S(latest.state).in_flight
                 if unfinished and json.loads(cert.domains) == list(spec.domains):
                     return cert, False
@@ -118,11 +121,10 @@ class Lifecycle:
                         f"Certificate {spec.name!r} already exists; use `certman renew "
                         f"{spec.name}` to renew it, or pick another name."
                     )
-                # Its first issuance failed: start over with what was asked now.
-                apply_spec(cert, spec)
-            else:
+            if cert is None:
                 cert = ManagedCertificate(name=spec.name, created_at=now)
-                apply_spec(cert, spec)
+            # New, or its first issuance failed: start over with what was asked now.
+            apply_spec(cert, spec)
             cert.updated_at = now
             session.add(cert)
             session.flush()
@@ -154,12 +156,17 @@ class Lifecycle:
     def advance(self, name: str) -> Outcome:
         """Walk the certificate's unfinished revision to active; resumable after any crash."""
         with self.runtime.session() as session:
-            self._check_master_key(session, get_certificate(session, name))
+            cert = get_certificate(session, name)
+        check_master_key(self.runtime, cert)
+        return self._walk(name)
+
+    def _walk(self, name: str) -> Outcome:
+        """advance, once the master key was checked."""
         notes: list[str] = []
         while True:
             with self.runtime.session() as session:
                 cert = get_certificate(session, name)
-                rev = _revision(session, cert, cert.latest_revision)
+                rev = revision_of(session, cert, cert.latest_revision)
                 if rev is None or not S(rev.state).in_flight:
                     state = S(rev.state) if rev else S.PLANNED
                     return Outcome(
@@ -168,7 +175,7 @@ class Lifecycle:
                 work = steps.Work(
                     cert=cert,
                     rev=rev,
-                    previous=_revision(session, cert, cert.current_revision),
+                    previous=revision_of(session, cert, cert.current_revision),
                 )
                 if rev.state == S.PLANNED and cert.reuse_key:
                     from certman.service.revocation import compromised_public_keys
@@ -177,7 +184,7 @@ class Lifecycle:
                 work.checkpoint = _committer(session, work)
                 state = S(rev.state)
                 try:
-                    self._run_step(session, work, state)
+                    self._run_step(work, state)
                 except CertmanError as error:
                     session.rollback()
                     self.record_failure(name, rev.number, error)
@@ -192,26 +199,10 @@ class Lifecycle:
                 notes += work.notes
             self._notify(name, rev.number, S(rev.state))
 
-    def _check_master_key(self, session: Session, cert: ManagedCertificate) -> None:
-        """Raise KeyWrapError, before anything is written, if the master key cannot unseal.
-
-        A missing or replaced master key is the operator's to fix. Found inside a step, it
-        would be recorded as a permanent failure: the certificate marked failed and an
-        in-flight revision (perhaps already issued) abandoned. So it is checked first, on
-        the key sealed most recently.
-        """
-        wrapper = self.runtime.key_wrapper  # loading it refuses a missing master key file
-        for number in (cert.latest_revision, cert.current_revision):
-            rev = _revision(session, cert, number)
-            if rev is not None and rev.sealed_key:
-                wrapper.unwrap(
-                    WrappedKey.from_json(rev.sealed_key), steps.key_context(cert.name, rev.number)
-                )
-                return
-
-    def _run_step(self, session: Session, work: steps.Work, state: RevisionState) -> None:
+    def _run_step(self, work: steps.Work, state: RevisionState) -> None:
         step = steps.NEXT_STEP[state]
         if step is steps.issue:
+            _refuse_before_retry_after(work, self.runtime.clock.now())
             steps.issue(self.runtime, work, self._order_checkpoint(work.cert.name, work.rev.number))
         else:
             step(self.runtime, work)
@@ -222,7 +213,7 @@ class Lifecycle:
         def checkpoint(order_url: str) -> None:
             with self.runtime.session() as session:
                 cert = get_certificate(session, name)
-                rev = _revision(session, cert, number)
+                rev = revision_of(session, cert, number)
                 assert rev is not None
                 if rev.order_url == order_url and rev.state == S.ORDERED:
                     return
@@ -241,45 +232,7 @@ class Lifecycle:
 
     def record_failure(self, name: str, number: int, error: CertmanError) -> None:
         """Retryable: back off and keep the revision where it is. Permanent: mark it failed."""
-        from certman.service.renewal import BACKOFF_MAX, lifetime_of, next_attempt_at
-
-        now = self.runtime.clock.now()
-        with self.runtime.session() as session:
-            cert = get_certificate(session, name)
-            rev = _revision(session, cert, number)  # None: refused before it was planned
-            cert.failures += 1
-            cert.last_error = error.message
-            if rev is not None:
-                rev.error = error.message
-                rev.retry_after = error.retry_after
-            if error.retryable or rev is None:
-                cert.next_attempt_at = next_attempt_at(
-                    now=now,
-                    failures=cert.failures,
-                    retry_after=error.retry_after,
-                    cap=self.runtime.config.duration("service", "max_backoff") or BACKOFF_MAX,
-                    lifetime=lifetime_of(cert.validity_seconds, cert.not_before, cert.not_after),
-                    not_after=cert.not_after,
-                )
-            else:
-                rev.state = S.FAILED
-                cert.status = "failed"
-                cert.next_attempt_at = None
-            cert.updated_at = now
-            if rev is not None:
-                rev.updated_at = now
-                session.add(rev)
-            session.add(cert)
-            append_event(
-                session,
-                now,
-                "certificate.failed",
-                name,
-                revision=number,
-                retryable=error.retryable,
-                error=error.message,
-            )
-            session.commit()
+        record_failure(self.runtime, name, number, error)
 
     # --- renewal ------------------------------------------------------------------------
 
@@ -293,22 +246,24 @@ class Lifecycle:
                     f"Certificate {name!r} is not managed by certman (source {cert.source}); "
                     "it cannot be renewed here."
                 )
-            latest = _revision(session, cert, cert.latest_revision)
-            if latest is None or not S(latest.state).in_flight:
-                due = cert.renewal_due_at
-                if not force and cert.status == "active" and due is not None and due > now:
-                    return Outcome(
-                        name=name,
-                        revision=cert.current_revision,
-                        state=S.ACTIVE,
-                        message=(
-                            f"not due until {due.isoformat().replace('+00:00', 'Z')}; "
-                            "use --force to renew now"
-                        ),
-                    )
-                self._check_master_key(session, cert)
+            latest = revision_of(session, cert, cert.latest_revision)
+            unfinished = latest is not None and S(latest.state).in_flight
+            due = cert.renewal_due_at
+            if not unfinished and not force and cert.status == "active" and due and due > now:
+                return Outcome(
+                    name=name,
+                    revision=cert.current_revision,
+                    state=S.ACTIVE,
+                    message=(
+                        f"not due until {due.isoformat().replace('+00:00', 'Z')}; "
+                        "use --force to renew now"
+                    ),
+                )
+            check_master_key(self.runtime, cert)  # once per renewal: _walk does not again
+            if not unfinished:
                 try:  # what `certman issue` refuses is refused before a renewal is planned too
-                    self._precheck(
+                    issuer_precheck(
+                        self.runtime,
                         cert.issuer,
                         tuple(json.loads(cert.domains)),
                         KeyType(cert.key_type),
@@ -318,46 +273,46 @@ class Lifecycle:
                     session.rollback()
                     self.record_failure(name, 0, error)  # no revision: the active one stands
                     raise
-                rev = self._new_revision(
-                    session, cert, reason="force" if force else "renew", now=now
-                )
+                reason = "force" if force else "renew"
+                planned = self._new_revision(session, cert, reason=reason, now=now)
                 cert.updated_at = now
                 session.commit()
-                self._notify(name, rev.number, S.PLANNED)
-        return self.advance(name)
+                self._notify(name, planned.number, S.PLANNED)
+        return self._walk(name)
 
-    def _precheck(
-        self, issuer_name: str, identifiers: tuple[str, ...], key_type: KeyType, validity: timedelta
-    ) -> None:
-        """The issuer's own refusals (ACME: challenge, account, busy port), before any key."""
-        issuer = self.runtime.issuer(issuer_name)
-        if isinstance(issuer, SupportsPrecheck):
-            issuer.precheck(
-                PrecheckRequest(
-                    identifiers=identifiers,
-                    key_type=key_type,
-                    validity=validity,
-                    now=self.runtime.clock.now(),
-                )
-            )
+    # --- what to renew ------------------------------------------------------------------
 
     def due(self, *, limit: int = 500) -> list[str]:
         """Names whose renewal is due now (and whose back-off has passed), soonest first."""
-        now = self.runtime.clock.now()
         with self.runtime.session() as session:
-            return list(due_names(session, now, limit=limit))
+            return due_queries.due_names(session, self.runtime.clock.now(), limit=limit)
 
     def unfinished(self) -> list[str]:
         """Names with a revision in flight (a crash or a retryable failure left it there)."""
-        now = self.runtime.clock.now()
         with self.runtime.session() as session:
-            rows = session.exec(
-                select(ManagedCertificate.name, ManagedCertificate.next_attempt_at)
-                .join(Revision, col(Revision.certificate_id) == col(ManagedCertificate.id))
-                .where(col(Revision.number) == col(ManagedCertificate.latest_revision))
-                .where(col(Revision.state).in_([s.value for s in S if s.in_flight]))
-            ).all()
-        return [n for n, nxt in rows if nxt is None or nxt <= now]
+            return due_queries.unfinished_names(session, self.runtime.clock.now())
+
+    def due_pages(self, *, page_size: int = 500) -> Iterator[list[str]]:
+        """Unfinished, then due certificates, a page at a time, each once (service.due)."""
+        return due_queries.due_pages(self.runtime, page_size=page_size)
+
+
+def _refuse_before_retry_after(work: steps.Work, now: datetime) -> None:
+    """No new order before the Retry-After the issuer's last answer left on this revision.
+
+    record_failure stored it from the failed issue (for ACME, a rateLimited answer's
+    Retry-After, RFC 8555 section 6.6). Refused here rather than in an issuer, it holds for
+    every issuer and every path: the service, `renew NAME`, `issue` again.
+    """
+    until = work.rev.retry_after
+    if until is not None and until > now:
+        raise IssuanceError(
+            f"Issuer {work.cert.issuer!r} asked certman to wait until {until.isoformat()} "
+            f"before ordering {', '.join(json.loads(work.cert.domains))} again; certman will "
+            "try again then.",
+            retryable=True,
+            retry_after=until,
+        )
 
 
 def _committer(session: Session, work: steps.Work) -> Callable[[], None]:
@@ -366,42 +321,6 @@ def _committer(session: Session, work: steps.Work) -> Callable[[], None]:
         session.commit()
 
     return commit
-
-
-def due_names(session: Session, now: datetime, *, limit: int) -> list[str]:
-    """The renewal query (indexed on status, renewal_due_at)."""
-    return list(
-        session.exec(
-            select(ManagedCertificate.name)
-            .where(ManagedCertificate.status == "active")
-            .where(col(ManagedCertificate.renewal_due_at) <= now)
-            .where(
-                col(ManagedCertificate.next_attempt_at).is_(None)
-                | (col(ManagedCertificate.next_attempt_at) <= now)
-            )
-            .order_by(col(ManagedCertificate.renewal_due_at))
-            .limit(limit)
-        ).all()
-    )
-
-
-def get_certificate(session: Session, name: str) -> ManagedCertificate:
-    cert = _find(session, name)
-    if cert is None:
-        raise NotFoundError(f"No certificate named {name!r}; `certman list` shows the known ones.")
-    return cert
-
-
-def _find(session: Session, name: str) -> ManagedCertificate | None:
-    return session.exec(select(ManagedCertificate).where(ManagedCertificate.name == name)).first()
-
-
-def _revision(session: Session, cert: ManagedCertificate, number: int) -> Revision | None:
-    if not number:
-        return None
-    return session.exec(
-        select(Revision).where(Revision.certificate_id == cert.id).where(Revision.number == number)
-    ).first()
 
 
 def apply_spec(cert: ManagedCertificate, spec: IssueSpec) -> None:

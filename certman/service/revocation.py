@@ -17,7 +17,7 @@ from certman.interfaces import RevokeRequest, SupportsRevoke
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision, Revocation
 from certman.models import RevisionState, RevocationReason
-from certman.service.lifecycle import _revision, get_certificate
+from certman.service.certificates import get_certificate, revision_of
 from certman.service.runtime import Runtime
 from certman.service.steps import unseal_private_key
 
@@ -84,7 +84,7 @@ def revoke_certificate(rt: Runtime, name: str, reason: RevocationReason) -> Revo
         cert = get_certificate(session, name)
         if cert.status == "revoked":
             raise ValidationError(f"Certificate {name!r} is already revoked.")
-        current = _revision(session, cert, cert.current_revision)
+        current = revision_of(session, cert, cert.current_revision)
         if current is None or current.certificate_pem is None or current.serial is None:
             raise ValidationError(f"Certificate {name!r} has no issued revision to revoke.")
         issuer_name = cert.issuer
@@ -117,7 +117,7 @@ def revoke_certificate(rt: Runtime, name: str, reason: RevocationReason) -> Revo
     with rt.session() as session:
         cert = get_certificate(session, name)
         for target in targets:
-            rev = _revision(session, cert, target.revision)
+            rev = revision_of(session, cert, target.revision)
             assert rev is not None
             record = session.exec(
                 select(Revocation)
@@ -148,7 +148,7 @@ def revoke_certificate(rt: Runtime, name: str, reason: RevocationReason) -> Revo
                 **details,
             )
         for number in abandoned:
-            rev = _revision(session, cert, number)
+            rev = revision_of(session, cert, number)
             assert rev is not None
             rev.state = S.FAILED
             rev.error = "abandoned: its key was revoked for keyCompromise"
@@ -182,7 +182,6 @@ def _sharing_the_key(
 ) -> tuple[list[_Target], list[int]]:
     """Other revisions holding ``current``'s key: unexpired certificates, renewals under way."""
     from certman.pki import certificate_facts, load_private_key_der, public_key_der
-    from certman.service.steps import unseal_private_key
 
     assert current.certificate_pem is not None
     key = certificate_facts(current.certificate_pem.encode()).public_key_der

@@ -19,9 +19,9 @@ from certman.inventory.tables import (
     Revision,
 )
 from certman.models import EncryptionContext, WrappedKey
-from certman.service.authorities import check_master_key
 from certman.service.authorities import key_context as ca_key_context
 from certman.service.ca_keys import RESIDENT
+from certman.service.prechecks import check_master_key
 from certman.service.runtime import Runtime
 from certman.service.steps import key_context
 

@@ -158,3 +158,29 @@ def test_a_full_disk_is_a_retryable_archive_error(store, monkeypatch):
     ) as info:
         _put(store)
     assert info.value.retryable
+
+
+def test_names_with_bundles_answers_for_many_names_without_listing_the_root(store, monkeypatch):
+    from certman.interfaces import SupportsNameListing
+
+    assert isinstance(store, SupportsNameListing)
+    _put(store, name="web")
+    _put(store, name="webby")
+    (store.root / "empty").mkdir()  # a directory without bundles holds nothing
+    (store.root / "stray").mkdir()
+    (store.root / "stray" / "notes.txt").write_text("not a bundle")
+    monkeypatch.setattr(store, "list", lambda prefix="": pytest.fail("listed the root"))
+    asked = ["web", "mail", "empty", "stray", "webby", "../web"]
+    assert store.names_with_bundles(asked) == {"web", "webby"}
+    assert LocalArchiveStore(store.root / "missing").names_with_bundles(["web"]) == set()
+
+
+def test_names_with_bundles_on_an_unreadable_directory_is_an_archive_error(store, monkeypatch):
+    _put(store, name="web")
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(os, "listdir", denied)
+    with pytest.raises(ArchiveError, match=r"Cannot read archive web .*Permission denied"):
+        store.names_with_bundles(["web"])

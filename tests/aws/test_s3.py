@@ -136,6 +136,33 @@ def test_put_many_stores_every_bundle_and_keeps_the_order(aws: Aws) -> None:
     assert len(target.list()) == 20
 
 
+def test_names_with_bundles_is_one_listing_of_the_range_asked(aws: Aws) -> None:
+    from certman.interfaces import SupportsNameListing
+
+    target = store(aws, "s3")
+    assert isinstance(target, SupportsNameListing)
+    target.put_many(
+        [
+            ArchivePutRequest(name=name, revision=1, body=b"bundle")
+            for name in ("alpha", "web", "webby", "web2", "zulu")
+        ]
+    )
+    target.s3.put_object(Bucket=BUCKET, Key="outside/web/000001.bundle", Body=b"x")  # no prefix
+    calls = sent_params(target, "ListObjectsV2")
+    asked = [f"new{i:04d}" for i in range(1000)] + ["web", "web2", "mail"]
+    assert target.names_with_bundles(asked) == {"web", "web2"}
+    assert len(calls) == 1  # not one request per name
+    assert calls[0]["Delimiter"] == "/" and calls[0]["Prefix"] == "archive/"
+    assert target.names_with_bundles(["alpha", "zulu", "webb"]) == {"alpha", "zulu"}
+    assert target.names_with_bundles([]) == set()
+
+
+def test_names_with_bundles_of_a_missing_bucket_is_an_archive_error(aws: Aws) -> None:
+    target = store(aws, "s3", setup=False)
+    with pytest.raises(ArchiveError):
+        target.names_with_bundles(["web"])
+
+
 def test_objects_keep_the_sse_mode_they_were_written_with_after_a_switch_to_sse_c(
     aws: Aws,
 ) -> None:

@@ -212,7 +212,8 @@ def test_unreachable_probe_is_refused_before_a_renewal_switches_anything(
 
     result = cli("renew", "site", "--force")
 
-    assert result.exit_code == 2
+    # a server that is down is a failed operation (exit 1), not bad input
+    assert result.exit_code == 1
     assert "Nothing answers TLS at 127.0.0.1:" in result.stderr
     assert "Nothing was switched" in result.stderr
     assert (nginx.fullchain.read_bytes(), nginx.key.read_bytes()) == files_before
@@ -220,10 +221,13 @@ def test_unreachable_probe_is_refused_before_a_renewal_switches_anything(
     assert view["revision"] == 1 and view["status"] == "active"
     # retryable: the service backs off and tries again instead of giving the certificate up
     assert view["revisions"][1]["state"] == "archived"
+    assert view["next_attempt_at"] is not None
+    assert audit_actions(cli)[-1] == "certificate.failed"
 
     result = cli("deploy", "site")
-    assert result.exit_code == 2 and "Nothing answers TLS" in result.stderr
-    assert "deploy.failed" not in audit_actions(cli)
+    assert result.exit_code == 1 and "Nothing answers TLS" in result.stderr
+    assert audit_actions(cli)[-1] == "deploy.failed"
+    assert (nginx.fullchain.read_bytes(), nginx.key.read_bytes()) == files_before
 
 
 def test_target_with_missing_directory_is_refused_before_anything_is_written(

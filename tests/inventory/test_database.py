@@ -21,7 +21,7 @@ from certman.inventory.database import (
     require_head,
 )
 from certman.inventory.tables import ManagedCertificate
-from certman.service.lifecycle import due_names
+from certman.service.due import due_names
 from certman.service.runtime import Runtime
 
 
