@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from ca.certificates import certificate_to_pem
 from ca.crl import sign_crl
 from ca.hierarchy import CAHierarchy
-from ca.keys import PrivateKey
+from ca.keys import PrivateKey, PublicKey
 from ca.policy import SigningPolicy
 from ca.profiles import LeafProfile
 from certman.errors import ValidationError
@@ -25,6 +25,7 @@ from certman.interfaces import (
     PrecheckRequest,
 )
 from certman.models import KeyType
+from certman.pki import facts_of
 
 
 class PrivateCA:
@@ -102,7 +103,7 @@ class PrivateCA:
             serial=request.serial,
             not_before=request.not_before,
         )
-        return IssueResponse(certificate_pem=certificate_to_pem(leaf), chain_pem=self._chain_pem)
+        return self._response(leaf, None)
 
     def issue_for_key(self, request: KeyIssueRequest) -> IssueResponse:
         """Sign one leaf for a key certman generated in this process (no CSR round trip)."""
@@ -124,7 +125,16 @@ class PrivateCA:
             serial=request.serial,
             not_before=request.not_before,
         )
-        return IssueResponse(certificate_pem=certificate_to_pem(leaf), chain_pem=self._chain_pem)
+        return self._response(leaf, public_key)
+
+    def _response(self, leaf: x509.Certificate, public_key: PublicKey | None) -> IssueResponse:
+        # The facts come off the signed object, so the caller need not parse the PEM back;
+        # ``public_key`` is the very object the builder encoded into it, when at hand.
+        return IssueResponse(
+            certificate_pem=certificate_to_pem(leaf),
+            chain_pem=self._chain_pem,
+            facts=facts_of(leaf, public_key=public_key),
+        )
 
     def crl(self, request: CRLRequest) -> CRLResponse:
         """A CRL for this CA's leaves, signed by the intermediate (RFC 5280 section 5)."""

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from certman.models import EncryptionContext, KeyType, RevocationReason, WrappedKey
+from certman.models import (
+    CertificateFacts,
+    EncryptionContext,
+    KeyType,
+    RevocationReason,
+    WrappedKey,
+)
 
 # --- issuers -----------------------------------------------------------------------------
 
@@ -47,11 +53,16 @@ class IssueRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class IssueResponse:
-    """The leaf certificate and the chain above it (intermediates only, leaf first order)."""
+    """The leaf certificate and the chain above it (intermediates only, leaf first order).
+
+    ``facts`` are what an in-process issuer read off the certificate object it just
+    signed; without them (remote issuers) the caller parses ``certificate_pem``.
+    """
 
     certificate_pem: bytes
     chain_pem: bytes
     order_url: str | None = None
+    facts: CertificateFacts | None = None
 
 
 @runtime_checkable

@@ -5,10 +5,16 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from certman.errors import IntegrityError, ValidationError
+
+# Sorted keys, no spaces: what json.dumps(..., sort_keys=True, separators=(",", ":")) writes,
+# without building an encoder per call (the bulk path encodes several values per certificate).
+CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 class KeyType(StrEnum):
@@ -20,6 +26,8 @@ class KeyType(StrEnum):
 
     @classmethod
     def parse(cls, text: str, *, field: str = "key type") -> KeyType:
+        if isinstance(text, KeyType):
+            return text
         try:
             return cls(str(text).strip().lower())
         except ValueError:
@@ -103,6 +111,17 @@ _REASON_CODES = {
 
 
 @dataclass(frozen=True, kw_only=True)
+class CertificateFacts:
+    """What the inventory records of an issued certificate (certman.pki reads them)."""
+
+    serial: str
+    fingerprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+    public_key_der: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
 class EncryptionContext:
     """What a sealed object is bound to: AES-GCM AAD and KMS EncryptionContext.
 
@@ -122,7 +141,13 @@ class EncryptionContext:
         }
 
     def aad(self) -> bytes:
-        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":")).encode()
+        """The canonical JSON of ``as_dict`` (sorted keys, no spaces), bound as AAD."""
+        return self._aad
+
+    @cached_property
+    def _aad(self) -> bytes:
+        # Once per context: sealing binds it twice (the data key and the payload).
+        return CANONICAL_JSON.encode(self.as_dict()).encode()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +185,7 @@ class WrappedKey:
         return doc
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return CANONICAL_JSON.encode(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> WrappedKey:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeAlias
 
 from cryptography import x509
@@ -18,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from certman.domains import is_ip_address
 from certman.errors import ValidationError
-from certman.models import KeyType
+from certman.models import CertificateFacts, KeyType
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -128,25 +126,24 @@ def build_csr(key: CertificateIssuerPrivateKeyTypes, identifiers: list[str]) -> 
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-@dataclass(frozen=True, kw_only=True)
-class CertificateFacts:
-    """What the inventory records of an issued certificate."""
-
-    serial: str
-    fingerprint_sha256: str
-    not_before: datetime
-    not_after: datetime
-    public_key_der: bytes
-
-
 def certificate_facts(pem: bytes) -> CertificateFacts:
-    cert = load_certificate(pem)
+    return facts_of(load_certificate(pem))
+
+
+def facts_of(
+    cert: x509.Certificate, *, public_key: PublicKeyTypes | None = None
+) -> CertificateFacts:
+    """The facts of a loaded certificate.
+
+    ``public_key`` is the key object an issuer just put into ``cert`` (the builder encodes
+    exactly it): passing it spares parsing the key back out of the certificate.
+    """
     return CertificateFacts(
         serial=format(cert.serial_number, "x"),
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
-        public_key_der=public_key_der(cert.public_key()),
+        public_key_der=public_key_der(public_key or cert.public_key()),
     )
 
 

@@ -20,11 +20,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from certman.errors import CertmanError
 from certman.inventory.audit_seal import Anchor, ChainKey, seal_of
+from certman.inventory.bulkwrite import insert_many
 from certman.inventory.tables import AuditEvent
 
 GENESIS = "0" * 64
@@ -174,8 +175,8 @@ def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -
             }
         )
         prev = digest
-    # Core executemany: the bulk path appends a thousand events at once.
-    session.execute(insert(AuditEvent), rows)
+    # One executemany: the bulk path appends a thousand events at once.
+    insert_many(session, AuditEvent.__table__, rows)  # type: ignore[attr-defined]
     seal.anchor_after_commit(session, Anchor(seq=seq, mac=prev))
 
 

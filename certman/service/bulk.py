@@ -10,13 +10,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from certman.config import Config
 from certman.errors import AlreadyExistsError, CertmanError, ValidationError
 from certman.interfaces import SupportsKeyIssue, supports
 from certman.inventory.audit import EventSpec, append_events
+from certman.inventory.bulkwrite import insert_returning, update_by_id
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import RevisionState
 from certman.service import steps
@@ -199,18 +199,14 @@ def _insert(session: Session, works: Sequence[steps.Work]) -> None:
     cert_table = ManagedCertificate.__table__  # type: ignore[attr-defined]
     rev_table = Revision.__table__  # type: ignore[attr-defined]
     ids = dict(
-        session.execute(
-            insert(cert_table).returning(cert_table.c.name, cert_table.c.id),
-            _rows([w.cert for w in works]),
-        ).all()
+        insert_returning(session, cert_table, _rows([w.cert for w in works]), ("name", "id"))
     )
     for w in works:
         w.cert.id = w.rev.certificate_id = ids[w.cert.name]
-    rev_ids: dict[int | None, int] = dict(
-        session.execute(
-            insert(rev_table).returning(rev_table.c.certificate_id, rev_table.c.id),
-            _rows([w.rev for w in works]),
-        ).all()
+    rev_ids = dict(
+        insert_returning(
+            session, rev_table, _rows([w.rev for w in works]), ("certificate_id", "id")
+        )
     )
     for w in works:
         w.rev.id = rev_ids[w.cert.id]
@@ -254,16 +250,7 @@ def _save(
     commit: bool = True,
 ) -> None:
     """Persist one step for the whole batch: one UPDATE sent with executemany."""
-    if records:
-        table = model.__table__
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("_id"))
-            .values({c: bindparam(c) for c in columns})
-        )
-        session.connection().execute(
-            statement, [{"_id": r.id, **{c: getattr(r, c) for c in columns}} for r in records]
-        )
+    update_by_id(session, model.__table__, [vars(r) for r in records], columns)
     if commit:
         session.commit()
 

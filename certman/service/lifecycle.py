@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 from sqlmodel import Session, col, select
 
@@ -17,7 +18,7 @@ from certman.errors import (
     NotFoundError,
     ValidationError,
 )
-from certman.interfaces import PrecheckRequest, SupportsPrecheck
+from certman.interfaces import PrecheckRequest, SupportsPrecheck, supports
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import KeyType, RevisionState, WrappedKey
@@ -331,8 +332,8 @@ class Lifecycle:
     ) -> None:
         """The issuer's own refusals (ACME: challenge, account, busy port), before any key."""
         issuer = self.runtime.issuer(issuer_name)
-        if isinstance(issuer, SupportsPrecheck):
-            issuer.precheck(
+        if supports(issuer, SupportsPrecheck):
+            cast(SupportsPrecheck, issuer).precheck(
                 PrecheckRequest(
                     identifiers=identifiers,
                     key_type=key_type,

@@ -152,7 +152,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
                 not_before=not_before,
             )
         )
-    facts = certificate_facts(response.certificate_pem)
+    facts = response.facts or certificate_facts(response.certificate_pem)
     if facts.public_key_der != key_der:
         raise IssuanceError(
             f"Issuer {cert.issuer!r} returned a certificate for another key than the one "

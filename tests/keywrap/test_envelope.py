@@ -120,3 +120,12 @@ def test_rewrap_moves_a_sealed_key_to_another_wrapper(master_key, context, tmp_p
     assert other.unwrap(moved, context) == b"secret"
     with pytest.raises(KeyWrapError):
         master_key.unwrap(moved, context)
+
+
+def test_the_context_is_bound_as_its_canonical_json() -> None:
+    # Every record sealed so far was bound to exactly these bytes; they must never change.
+    context = EncryptionContext(certificate='wéb"1', revision=3, purpose="private-key")
+    assert (
+        context.aad() == b'{"certificate":"w\\u00e9b\\"1","purpose":"private-key","revision":"3"}'
+    )
+    assert context.aad() is context.aad()  # computed once per context
