@@ -169,8 +169,9 @@ class WrappedKey:
     version: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: bytes as base64."""
+    def to_dict(self, *, ciphertext: bool = True) -> dict[str, Any]:
+        """JSON-ready form: bytes as base64. ``ciphertext=False`` leaves "ct" empty (for a
+        header that describes a ciphertext stored next to it)."""
         doc: dict[str, Any] = {
             "v": self.version,
             "wrapper": self.wrapper,
@@ -178,7 +179,7 @@ class WrappedKey:
             "alg": self.algorithm,
             "edk": base64.b64encode(self.encrypted_data_key).decode(),
             "nonce": base64.b64encode(self.nonce).decode(),
-            "ct": base64.b64encode(self.ciphertext).decode(),
+            "ct": base64.b64encode(self.ciphertext).decode() if ciphertext else "",
         }
         if self.extra:
             doc["extra"] = self.extra

@@ -84,12 +84,11 @@ def _defaults(table: Any) -> dict[str, Any]:
 
 
 def _rows(records: Sequence[Any]) -> list[dict[str, Any]]:
-    """INSERT parameters: only the columns some record sets (the rest are NULL anyway), since
-    each value sent costs a bind-processing call per row."""
-    columns = [
-        k for k in vars(records[0]) if k != "id" and any(vars(r)[k] is not None for r in records)
-    ]
-    return [{k: vars(r)[k] for k in columns} for r in records]
+    """INSERT parameters: only the columns some record sets (the rest are NULL anyway)."""
+    rows = [vars(r) for r in records]
+    used = set().union(*({k for k, v in row.items() if v is not None} for row in rows))
+    columns = [k for k in rows[0] if k in used and k != "id"]
+    return [{k: row[k] for k in columns} for row in rows]
 
 
 def validate_all(rt: Runtime, specs: Sequence[IssueSpec]) -> list[IssueSpec]:

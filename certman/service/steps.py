@@ -47,6 +47,8 @@ class Work:
     checkpoint: Callable[[], None] | None = None
     # The unsealed key, kept in memory between steps run in one process (the bulk path).
     key: PrivateKey | None = field(default=None, repr=False)
+    # rev.sealed_key as sealed in this process, so the archive step need not parse it back.
+    sealed: WrappedKey | None = field(default=None, repr=False)
     # Public keys (SPKI DER) of this certificate revoked for keyCompromise: never reused.
     compromised_keys: frozenset[bytes] = frozenset()
     # What the operator should be told about this step (printed by the CLI).
@@ -68,7 +70,8 @@ def seal_key(rt: Runtime, work: Work) -> None:
         else:
             work.key = generate_private_key(KeyType(rev.key_type))
             der = private_key_to_der(work.key)
-        rev.sealed_key = rt.key_wrapper.wrap(der, context).to_json()
+        work.sealed = rt.key_wrapper.wrap(der, context)
+        rev.sealed_key = work.sealed.to_json()
         del der
     issuer = rt.issuer(cert.issuer)
     if rev.serial is None and supports(issuer, SupportsIssuePlan):
@@ -186,7 +189,7 @@ def bundle_for(rt: Runtime, work: Work) -> bytes:
         revision=rev.number,
         certificate_pem=rev.certificate_pem.encode(),
         chain_pem=(rev.chain_pem or "").encode(),
-        sealed_key=WrappedKey.from_json(rev.sealed_key),
+        sealed_key=work.sealed or WrappedKey.from_json(rev.sealed_key),
         metadata={
             "name": cert.name,
             "revision": str(rev.number),
