@@ -104,23 +104,22 @@ def refuse_archived_names(rt: Runtime, names: Sequence[str]) -> None:
     from certman.errors import ArchiveError
 
     store = rt.archive
-    for name in names:
-        try:
-            if isinstance(store, LocalArchiveStore):
-                # one stat for a name never used, instead of a listing of the whole root
-                held = (store.root / name).is_dir() and bool(store.list(f"{name}/"))
-            else:
-                held = bool(store.list(f"{name}/"))
-        except ArchiveError:
-            # An archive that cannot be listed now fails the archive step too, where the
-            # lifecycle reports it and a rerun resumes; it is no reason to refuse up front
-            # (nor to ask again for each of a thousand names).
-            return
-        if held:
-            raise AlreadyExistsError(
-                f"The archive still holds bundles of a deleted certificate named {name!r}; "
-                "choose another name, or move those bundles out of the archive first."
-            )
+    try:
+        if isinstance(store, LocalArchiveStore):
+            held = store.names_holding(names)  # one listing per shard, not one per name
+            name = next((n for n in names if n in held), None)
+        else:
+            name = next((n for n in names if store.list(f"{n}/")), None)
+    except ArchiveError:
+        # An archive that cannot be listed now fails the archive step too, where the
+        # lifecycle reports it and a rerun resumes; it is no reason to refuse up front
+        # (nor to ask again for each of a thousand names).
+        return
+    if name is not None:
+        raise AlreadyExistsError(
+            f"The archive still holds bundles of a deleted certificate named {name!r}; "
+            "choose another name, or move those bundles out of the archive first."
+        )
 
 
 def tracked(rt: Runtime, name: str) -> bool:
