@@ -7,7 +7,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ca.certificates import certificate_to_pem
+from ca.certificates import certificate_to_pem, der_certificate_to_pem
 from ca.crl import sign_crl
 from ca.hierarchy import CAHierarchy
 from ca.keys import PrivateKey, PublicKey
@@ -110,10 +110,12 @@ class PrivateCA:
         identifiers = self.policy.check(
             request.identifiers, request.key_type, request.validity, ca=self.name
         )
-        try:
-            public_key = serialization.load_der_public_key(request.public_key_der)
-        except (ValueError, TypeError) as e:
-            raise ValidationError("public_key_der is not a DER SubjectPublicKeyInfo.") from e
+        public_key: object = request.public_key
+        if public_key is None:
+            try:
+                public_key = serialization.load_der_public_key(request.public_key_der)
+            except (ValueError, TypeError) as e:
+                raise ValidationError("public_key_der is not a DER SubjectPublicKeyInfo.") from e
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise ValidationError("public_key_der holds an unsupported key type.")
         leaf = self._profile.sign_public_key(
@@ -130,10 +132,11 @@ class PrivateCA:
     def _response(self, leaf: x509.Certificate, public_key: PublicKey | None) -> IssueResponse:
         # The facts come off the signed object, so the caller need not parse the PEM back;
         # ``public_key`` is the very object the builder encoded into it, when at hand.
+        der = leaf.public_bytes(serialization.Encoding.DER)
         return IssueResponse(
-            certificate_pem=certificate_to_pem(leaf),
+            certificate_pem=der_certificate_to_pem(der),
             chain_pem=self._chain_pem,
-            facts=facts_of(leaf, public_key=public_key),
+            facts=facts_of(leaf, public_key=public_key, der=der),
         )
 
     def crl(self, request: CRLRequest) -> CRLResponse:

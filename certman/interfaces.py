@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from certman.models import (
     CertificateFacts,
@@ -20,6 +20,9 @@ from certman.models import (
     RevocationReason,
     WrappedKey,
 )
+
+if TYPE_CHECKING:  # cryptography is imported by the code that makes keys, not by contracts
+    from certman.pki import PublicKey
 
 # --- issuers -----------------------------------------------------------------------------
 
@@ -80,7 +83,10 @@ class Issuer(Protocol):
 class KeyIssueRequest:
     """Certify a public key that certman generated and sealed in this very process.
 
-    ``serial`` and ``not_before`` as in IssueRequest.
+    ``serial`` and ``not_before`` as in IssueRequest. ``public_key`` is the key of
+    ``public_key_der`` as the caller's key object, when it holds one: the issuer may take
+    it instead of parsing the DER (the caller checks the returned certificate against
+    ``public_key_der`` either way).
     """
 
     name: str
@@ -92,6 +98,7 @@ class KeyIssueRequest:
     now: datetime
     serial: int | None = None
     not_before: datetime | None = None
+    public_key: PublicKey | None = None
 
 
 @runtime_checkable

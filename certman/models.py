@@ -15,6 +15,7 @@ from certman.errors import IntegrityError, ValidationError
 # Sorted keys, no spaces: what json.dumps(..., sort_keys=True, separators=(",", ":")) writes,
 # without building an encoder per call (the bulk path encodes several values per certificate).
 CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_json_string = json.encoder.encode_basestring_ascii  # how json.dumps writes a str
 
 
 class KeyType(StrEnum):
@@ -146,8 +147,13 @@ class EncryptionContext:
 
     @cached_property
     def _aad(self) -> bytes:
-        # Once per context: sealing binds it twice (the data key and the payload).
-        return CANONICAL_JSON.encode(self.as_dict()).encode()
+        # Once per context: sealing binds it twice (the data key and the payload). The keys
+        # in sorted order around json's own string encoder: CANONICAL_JSON's bytes exactly.
+        text = _json_string
+        return (
+            f'{{"certificate":{text(self.certificate)},"purpose":{text(self.purpose)},'
+            f'"revision":{text(str(self.revision))}}}'
+        ).encode()
 
 
 @dataclass(frozen=True, kw_only=True)

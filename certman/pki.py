@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TypeAlias
 
 from cryptography import x509
@@ -131,16 +132,20 @@ def certificate_facts(pem: bytes) -> CertificateFacts:
 
 
 def facts_of(
-    cert: x509.Certificate, *, public_key: PublicKeyTypes | None = None
+    cert: x509.Certificate, *, public_key: PublicKeyTypes | None = None, der: bytes | None = None
 ) -> CertificateFacts:
     """The facts of a loaded certificate.
 
-    ``public_key`` is the key object an issuer just put into ``cert`` (the builder encodes
-    exactly it): passing it spares parsing the key back out of the certificate.
+    An issuer that just signed ``cert`` passes what it holds: ``public_key``, the key object
+    the builder encoded into it, and ``der``, the certificate's encoding; they spare parsing
+    the key back out and encoding the certificate once more for its fingerprint.
     """
+    fingerprint = (
+        hashlib.sha256(der).hexdigest() if der else cert.fingerprint(hashes.SHA256()).hex()
+    )
     return CertificateFacts(
         serial=format(cert.serial_number, "x"),
-        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        fingerprint_sha256=fingerprint,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         public_key_der=public_key_der(public_key or cert.public_key()),

@@ -182,6 +182,7 @@ class LocalArchiveStore:
         for name in names:
             wanted.setdefault(_shard(name), set()).add(name)
         found: set[str] = set()
+        legacy_layout = self._has_legacy_layout()
         for shard, shard_names in wanted.items():
             found |= {
                 loc
@@ -189,7 +190,8 @@ class LocalArchiveStore:
                 if loc.partition("/")[0] in shard_names
             }
             for name in shard_names:  # the layout before: a directory per name
-                found |= self._legacy_in(self._root / name)
+                if legacy_layout or name == SHARDS:
+                    found |= self._legacy_in(self._root / name)
         return found
 
     def _all_locations(self, head: str) -> set[str]:

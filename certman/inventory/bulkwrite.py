@@ -11,6 +11,7 @@ in its transaction, so they commit (or roll back) with everything else the calle
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table
@@ -130,13 +131,16 @@ def _values(
 ) -> list[tuple[Any, ...]]:
     """Each row's values in ``columns`` order, converted as the column types convert them."""
     converters = [_memoised(table.c[c].type._cached_bind_processor(dialect)) for c in columns]
+    pick = itemgetter(*columns)
+    values = [pick(row) for row in rows] if len(columns) > 1 else [(pick(r),) for r in rows]
     if not any(converters):
-        return [tuple(row[c] for c in columns) for row in rows]
-    pairs = list(zip(columns, converters, strict=True))
-    return [
-        tuple(row[c] if convert is None else convert(row[c]) for c, convert in pairs)
-        for row in rows
-    ]
+        return values
+    # Column by column: each converter maps its whole column, the rows are zipped back.
+    by_column = list(zip(*values, strict=True))
+    for index, convert in enumerate(converters):
+        if convert is not None:
+            by_column[index] = tuple(map(convert, by_column[index]))
+    return list(zip(*by_column, strict=True))
 
 
 def _memoised(process: _Convert | None) -> _Convert | None:

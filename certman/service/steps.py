@@ -117,7 +117,8 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
 
     cert, rev = work.cert, work.rev
     key = work.key or load_private_key_der(unseal_private_key(rt, cert.name, rev))
-    key_der = public_key_der(key.public_key())
+    public_key = key.public_key()
+    key_der = public_key_der(public_key)
     identifiers = tuple(json.loads(cert.domains))
     issuer = rt.issuer(cert.issuer)
     validity = timedelta(seconds=cert.validity_seconds)
@@ -137,6 +138,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
                 now=rt.clock.now(),
                 serial=serial,
                 not_before=not_before,
+                public_key=public_key,
             )
         )
     else:

@@ -129,3 +129,14 @@ def test_the_context_is_bound_as_its_canonical_json() -> None:
         context.aad() == b'{"certificate":"w\\u00e9b\\"1","purpose":"private-key","revision":"3"}'
     )
     assert context.aad() is context.aad()  # computed once per context
+
+
+@pytest.mark.parametrize(
+    "certificate", ["web", "ca:corp", 'q"uo\\te', "wéb", "日本", "tab\there", "\x00", "\udcff"]
+)
+def test_the_context_aad_is_canonical_json_for_any_name(certificate: str) -> None:
+    import json
+
+    context = EncryptionContext(certificate=certificate, revision=12, purpose="archive")
+    expected = json.dumps(context.as_dict(), sort_keys=True, separators=(",", ":")).encode()
+    assert context.aad() == expected
