@@ -20,10 +20,11 @@ from certman.fileio import (
 from certman.interfaces import ArchiveGetRequest, ArchiveGetResponse, ArchivePutRequest, ArchiveRef
 
 SUFFIX = ".bundle"
-# Bundles are files <root>/shards/<xy>/<name>.<revision:06d>.bundle, xy the first byte of the
-# SHA-256 of the name in hex: 256 directories made once, not one per certificate (a mkdir
-# costs as much as writing the bundle). Homes from before keep <root>/<name>/<revision>.bundle,
-# which is read, listed and verified as it is; nothing is moved.
+# Bundles are files <root>/shards/<x>/<name>.<revision:06d>.bundle, x the first hex digit of
+# the SHA-256 of the name: 16 directories made once, not one per certificate (a mkdir costs
+# as much as writing the bundle, and a batch spread over fewer directories changes fewer of
+# them; a million bundles are 62,500 per directory, which ext4 indexes). Homes from before
+# keep <root>/<name>/<revision>.bundle, read, listed and verified as it is; nothing is moved.
 SHARDS = "shards"
 _BUNDLE_FILE = re.compile(r"^\d{6,}\.bundle$")
 _SHARDED_FILE = re.compile(r"^(?P<name>.+)\.(?P<revision>\d{6,})\.bundle$")
@@ -184,11 +185,7 @@ class LocalArchiveStore:
         found: set[str] = set()
         legacy_layout = self._has_legacy_layout()
         for shard, shard_names in wanted.items():
-            found |= {
-                loc
-                for loc in self._sharded_in(self._root / SHARDS / shard)
-                if loc.partition("/")[0] in shard_names
-            }
+            found |= self._sharded_in(self._root / SHARDS / shard, shard_names)
             for name in shard_names:  # the layout before: a directory per name
                 if legacy_layout or name == SHARDS:
                     found |= self._legacy_in(self._root / name)
@@ -211,7 +208,9 @@ class LocalArchiveStore:
         return found
 
     @staticmethod
-    def _sharded_in(directory: Path) -> set[str]:
+    def _sharded_in(directory: Path, names: set[str] | None = None) -> set[str]:
+        """Locations of the bundles in one shard directory (of ``names`` only, if given:
+        names that belong in this shard)."""
         try:
             files = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
@@ -219,8 +218,14 @@ class LocalArchiveStore:
         found = set()
         for file_name in files:
             match = _SHARDED_FILE.match(file_name)
-            # Only a bundle in its own shard is one that get() would find.
-            if match and _valid_name(name := match["name"]) and _shard(name) == directory.name:
+            if not match:
+                continue
+            name = match["name"]
+            if names is not None:
+                wanted = name in names
+            else:  # only a bundle in its own shard is one that get() would find
+                wanted = _valid_name(name) and _shard(name) == directory.name
+            if wanted:
                 found.add(f"{name}/{match['revision']}{SUFFIX}")
         return found
 
@@ -282,7 +287,7 @@ def _describe(locations: list[str]) -> str:
 
 
 def _shard(name: str) -> str:
-    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:2]
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:1]
 
 
 def _valid_name(name: str) -> bool:

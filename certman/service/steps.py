@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import cast
 
+from certman.archive.bundle import seal_bundle
 from certman.errors import IssuanceError
 from certman.interfaces import (
     ArchivePutRequest,
@@ -26,7 +27,15 @@ from certman.interfaces import (
 )
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
-from certman.pki import PrivateKey
+from certman.pki import (
+    PrivateKey,
+    build_csr,
+    certificate_facts,
+    generate_private_key,
+    load_private_key_der,
+    private_key_to_der,
+    public_key_der,
+)
 from certman.service.runtime import Runtime
 
 S = RevisionState
@@ -57,8 +66,6 @@ class Work:
 
 def seal_key(rt: Runtime, work: Work) -> None:
     """PLANNED -> KEY_SEALED: a fresh key (or the previous one, re-sealed) committed first."""
-    from certman.pki import generate_private_key, private_key_to_der
-
     cert, rev = work.cert, work.rev
     if rev.sealed_key is None:
         context = key_context(cert.name, rev.number)
@@ -86,8 +93,6 @@ def seal_key(rt: Runtime, work: Work) -> None:
 
 def _may_reuse_key(work: Work) -> bool:
     """reuse_key holds unless the previous key was revoked for keyCompromise (then: say so)."""
-    from certman.pki import certificate_facts
-
     previous = work.previous
     if not work.cert.reuse_key or previous is None or not previous.certificate_pem:
         return False
@@ -113,8 +118,6 @@ def unseal_private_key(rt: Runtime, name: str, rev: Revision) -> bytes:
 
 def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = None) -> None:
     """KEY_SEALED/ORDERED -> ISSUED: CSR out, certificate in, checked against our key."""
-    from certman.pki import build_csr, certificate_facts, load_private_key_der, public_key_der
-
     cert, rev = work.cert, work.rev
     key = work.key or load_private_key_der(unseal_private_key(rt, cert.name, rev))
     public_key = key.public_key()
@@ -181,8 +184,6 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
 
 def bundle_for(rt: Runtime, work: Work) -> bytes:
     """The encrypted archive bundle of an issued revision."""
-    from certman.archive.bundle import seal_bundle
-
     cert, rev = work.cert, work.rev
     assert rev.certificate_pem and rev.sealed_key
     return seal_bundle(

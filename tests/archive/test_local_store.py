@@ -16,7 +16,7 @@ from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef,
 
 
 def shard(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:2]
+    return hashlib.sha256(name.encode()).hexdigest()[:1]
 
 
 def _mode(path) -> int:
