@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from certman.config import Config
@@ -86,8 +87,12 @@ def _defaults(table: Any) -> dict[str, Any]:
 def _rows(records: Sequence[Any]) -> list[dict[str, Any]]:
     """INSERT parameters: only the columns some record sets (the rest are NULL anyway)."""
     rows = [vars(r) for r in records]
-    used = set().union(*({k for k, v in row.items() if v is not None} for row in rows))
-    columns = [k for k in rows[0] if k in used and k != "id"]
+    # Set in the first record, or else in any (only those still NULL there are looked for).
+    columns = [
+        k
+        for k, v in rows[0].items()
+        if k != "id" and (v is not None or any(row[k] is not None for row in rows))
+    ]
     return [{k: row[k] for k in columns} for row in rows]
 
 
@@ -130,10 +135,16 @@ def _issue_batch(
     """
     now = rt.clock.now()
     with rt.session() as session:
-        _refuse_existing(session, [s.name for s in specs])  # created meanwhile by another
         works = _plan(specs, now)
         live, unsealed = _attempt(rt, steps.seal_key, works)
-        _insert(session, works)
+        try:
+            _insert(session, works)
+        except IntegrityError:
+            # A name taken since validate_all looked (by another process): the unique
+            # constraint refused the batch, nothing is written; say which name.
+            session.rollback()
+            _refuse_existing(session, [s.name for s in specs])
+            raise
         session.commit()
         for work, error in unsealed:
             _fail(lifecycle, work, error, report)
