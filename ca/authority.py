@@ -7,10 +7,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ca.certificates import certificate_to_pem
+from ca.certificates import certificate_to_pem, der_certificate_to_pem
 from ca.crl import sign_crl
 from ca.hierarchy import CAHierarchy
-from ca.keys import PrivateKey
+from ca.keys import PrivateKey, PublicKey
 from ca.policy import SigningPolicy
 from ca.profiles import LeafProfile
 from certman.errors import ValidationError
@@ -25,6 +25,7 @@ from certman.interfaces import (
     PrecheckRequest,
 )
 from certman.models import KeyType
+from certman.pki import facts_of
 
 
 class PrivateCA:
@@ -102,17 +103,19 @@ class PrivateCA:
             serial=request.serial,
             not_before=request.not_before,
         )
-        return IssueResponse(certificate_pem=certificate_to_pem(leaf), chain_pem=self._chain_pem)
+        return self._response(leaf, None)
 
     def issue_for_key(self, request: KeyIssueRequest) -> IssueResponse:
         """Sign one leaf for a key certman generated in this process (no CSR round trip)."""
         identifiers = self.policy.check(
             request.identifiers, request.key_type, request.validity, ca=self.name
         )
-        try:
-            public_key = serialization.load_der_public_key(request.public_key_der)
-        except (ValueError, TypeError) as e:
-            raise ValidationError("public_key_der is not a DER SubjectPublicKeyInfo.") from e
+        public_key: object = request.public_key
+        if public_key is None:
+            try:
+                public_key = serialization.load_der_public_key(request.public_key_der)
+            except (ValueError, TypeError) as e:
+                raise ValidationError("public_key_der is not a DER SubjectPublicKeyInfo.") from e
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise ValidationError("public_key_der holds an unsupported key type.")
         leaf = self._profile.sign_public_key(
@@ -124,7 +127,17 @@ class PrivateCA:
             serial=request.serial,
             not_before=request.not_before,
         )
-        return IssueResponse(certificate_pem=certificate_to_pem(leaf), chain_pem=self._chain_pem)
+        return self._response(leaf, public_key)
+
+    def _response(self, leaf: x509.Certificate, public_key: PublicKey | None) -> IssueResponse:
+        # The facts come off the signed object, so the caller need not parse the PEM back;
+        # ``public_key`` is the very object the builder encoded into it, when at hand.
+        der = leaf.public_bytes(serialization.Encoding.DER)
+        return IssueResponse(
+            certificate_pem=der_certificate_to_pem(der),
+            chain_pem=self._chain_pem,
+            facts=facts_of(leaf, public_key=public_key, der=der),
+        )
 
     def crl(self, request: CRLRequest) -> CRLResponse:
         """A CRL for this CA's leaves, signed by the intermediate (RFC 5280 section 5)."""

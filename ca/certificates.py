@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 
 from cryptography import x509
@@ -12,6 +13,15 @@ from certman.errors import ValidationError
 
 def certificate_to_pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def der_certificate_to_pem(der: bytes) -> bytes:
+    """The PEM of a DER certificate (RFC 7468 section 5: 64-character base64 lines), byte for
+    byte what ``public_bytes(PEM)`` writes: for DER already at hand, since every
+    ``public_bytes`` call encodes the certificate anew."""
+    text = base64.b64encode(der)
+    lines = b"\n".join(text[i : i + 64] for i in range(0, len(text), 64))
+    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
 
 
 def certificates_to_pem(certificates: Iterable[x509.Certificate]) -> bytes:

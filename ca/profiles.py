@@ -72,10 +72,10 @@ class LeafProfile:
                     x509.CRLDistributionPoints([point]),
                 )
             )
-        self._static_extensions = static
+        self._static_extensions = [_encoded(e) for e in static]
         # BR 7.1.2.7.11: digitalSignature always; keyEncipherment only for RSA (TLS 1.2 RSA kx).
         self._key_usage = {
-            rsa_key: x509.Extension(ExtensionOID.KEY_USAGE, True, _key_usage(rsa=rsa_key))
+            rsa_key: _encoded(x509.Extension(ExtensionOID.KEY_USAGE, True, _key_usage(rsa=rsa_key)))
             for rsa_key in (False, True)
         }
 
@@ -225,6 +225,13 @@ class LeafProfile:
                 "at issuance time, so check the clocks of the instances."
             )
         return start
+
+
+def _encoded(extension: x509.Extension[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType]:
+    """The same extension with its value encoded to DER once, here: the builder then copies
+    the bytes into each leaf instead of encoding the value again (same DER either way)."""
+    value = x509.UnrecognizedExtension(extension.oid, extension.value.public_bytes())
+    return x509.Extension(extension.oid, extension.critical, value)
 
 
 def _check_serial(serial: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from certman.errors import ValidationError
 
@@ -36,13 +37,20 @@ def is_ip_address(value: str) -> bool:
 
 def normalize_name(text: str) -> Identifier:
     """Return the canonical identifier for ``text`` or raise ValidationError naming it."""
-    raw = str(text).strip()
+    return _normalized(str(text))
+
+
+# A pure function of the text, asked three times per name on the way to a certificate (the
+# operator's input, the CA's precheck, the CA's signing policy): answered once. Refusals
+# raise, so they are never cached.
+@lru_cache(maxsize=16384)
+def _normalized(text: str) -> Identifier:
+    raw = text.strip()
     if not raw:
         raise ValidationError("A domain name is empty; give names like example.com.")
     literal = raw.strip("[]")
     # Only a text with a colon (IPv6) or of digits and dots (IPv4) can be an address; asking
-    # ipaddress about every DNS name costs two exceptions each (the bulk path normalises
-    # each name three times).
+    # ipaddress about every DNS name costs two exceptions each.
     if ":" in literal or _IPV4_CHARS.issuperset(literal):
         try:
             ip = ipaddress.ip_address(literal)

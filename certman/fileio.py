@@ -97,6 +97,38 @@ def write_private_many(
         fsync_directories(Path(target).parent for target, _ in items)
 
 
+def create_private_many(
+    items: Sequence[tuple[Path | str, bytes]], *, mode: int = PRIVATE_FILE_MODE
+) -> None:
+    """Create each new file with its bytes, readable only by its owner, all flushed on return.
+
+    For files that nothing refers to until this returns (new archive bundles: the inventory
+    records them afterwards), each is written under its own name, without the temporary file
+    and rename of ``write_private_many``, and one flush covers the batch. A crash before the
+    return can leave such a file incomplete; nothing refers to it yet, and it is later
+    replaced through ``write_private_many``. Raises FileExistsError when a path exists
+    (nothing is overwritten), OSError otherwise; on any error the files this call created
+    are removed.
+    """
+    batch = len(items) > _SYNC_PER_FILE_UP_TO
+    created: list[str] = []
+    try:
+        for start in range(0, len(items), _OPEN_FILES_PER_CHUNK):
+            chunk = items[start : start + _OPEN_FILES_PER_CHUNK]
+            staged = _stage_chunk(
+                chunk, mode=mode, fsync=not batch, modes={}, owner=None, in_place=True
+            )
+            created.extend(path for path, _ in staged)
+        if batch:
+            os.sync()
+        else:
+            fsync_directories(Path(target).parent for target, _ in items)
+    except BaseException:
+        for path in created:
+            _remove_quietly(path)
+        raise
+
+
 def create_private_dirs(directories: Iterable[Path | str], mode: int = PRIVATE_DIR_MODE) -> None:
     """Create each directory (its parent exists) with ``mode``; existing ones are kept as they are.
 
@@ -176,15 +208,20 @@ def _stage_chunk(
     fsync: bool,
     modes: Mapping[Path, int],
     owner: tuple[int, int] | None,
+    in_place: bool = False,
 ) -> list[tuple[str, str]]:
-    """Write every file of ``chunk`` to a temporary sibling, then flush them all."""
+    """Write every file of ``chunk`` to a temporary sibling (or, ``in_place``, to the new
+    file itself), then flush them all."""
     opened: list[tuple[int, str, str]] = []  # (fd, temporary, final)
     try:
         for path, data in chunk:
             # Plain strings, not Path objects: this loop runs once per bundle on the bulk path.
             final = os.fspath(path)
-            head, tail = os.path.split(final)
-            temp = os.path.join(head, f".{tail}.{secrets.token_hex(6)}.tmp")
+            if in_place:
+                temp = final
+            else:
+                head, tail = os.path.split(final)
+                temp = os.path.join(head, f".{tail}.{secrets.token_hex(6)}.tmp")
             file_mode = modes.get(Path(final), mode) if modes else mode
             fd = os.open(temp, _CREATE_FLAGS, file_mode)
             opened.append((fd, temp, final))

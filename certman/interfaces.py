@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 # The deployers' contracts live in interfaces_deploy.py, the key wrappers' and archive
 # stores' in interfaces_storage.py (one module would pass 400 lines); every one is
@@ -53,7 +53,10 @@ from certman.interfaces_storage import (  # noqa: F401
     SupportsRewrap,
     SupportsVersions,
 )
-from certman.models import KeyType, RevocationReason
+from certman.models import CertificateFacts, KeyType, RevocationReason
+
+if TYPE_CHECKING:  # cryptography is imported by the code that makes keys, not by contracts
+    from certman.pki import PublicKey
 
 # --- issuers -----------------------------------------------------------------------------
 
@@ -87,11 +90,16 @@ class IssueRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class IssueResponse:
-    """The leaf certificate and the chain above it (intermediates only, leaf first order)."""
+    """The leaf certificate and the chain above it (intermediates only, leaf first order).
+
+    ``facts`` are what an in-process issuer read off the certificate object it just
+    signed; without them (remote issuers) the caller parses ``certificate_pem``.
+    """
 
     certificate_pem: bytes
     chain_pem: bytes
     order_url: str | None = None
+    facts: CertificateFacts | None = None
 
 
 @runtime_checkable
@@ -109,7 +117,10 @@ class Issuer(Protocol):
 class KeyIssueRequest:
     """Certify a public key that certman generated and sealed in this very process.
 
-    ``serial`` and ``not_before`` as in IssueRequest.
+    ``serial`` and ``not_before`` as in IssueRequest. ``public_key`` is the key of
+    ``public_key_der`` as the caller's key object, when it holds one: the issuer may take
+    it instead of parsing the DER (the caller checks the returned certificate against
+    ``public_key_der`` either way).
     """
 
     name: str
@@ -121,6 +132,7 @@ class KeyIssueRequest:
     now: datetime
     serial: int | None = None
     not_before: datetime | None = None
+    public_key: PublicKey | None = None
 
 
 @runtime_checkable

@@ -5,10 +5,17 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from certman.errors import IntegrityError, ValidationError
+
+# Sorted keys, no spaces: what json.dumps(..., sort_keys=True, separators=(",", ":")) writes,
+# without building an encoder per call (the bulk path encodes several values per certificate).
+CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_json_string = json.encoder.encode_basestring_ascii  # how json.dumps writes a str
 
 
 class KeyType(StrEnum):
@@ -20,6 +27,8 @@ class KeyType(StrEnum):
 
     @classmethod
     def parse(cls, text: str, *, field: str = "key type") -> KeyType:
+        if isinstance(text, KeyType):
+            return text
         try:
             return cls(str(text).strip().lower())
         except ValueError:
@@ -103,6 +112,17 @@ _REASON_CODES = {
 
 
 @dataclass(frozen=True, kw_only=True)
+class CertificateFacts:
+    """What the inventory records of an issued certificate (certman.pki reads them)."""
+
+    serial: str
+    fingerprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+    public_key_der: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
 class EncryptionContext:
     """What a sealed object is bound to: AES-GCM AAD and KMS EncryptionContext.
 
@@ -122,7 +142,18 @@ class EncryptionContext:
         }
 
     def aad(self) -> bytes:
-        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":")).encode()
+        """The canonical JSON of ``as_dict`` (sorted keys, no spaces), bound as AAD."""
+        return self._aad
+
+    @cached_property
+    def _aad(self) -> bytes:
+        # Once per context: sealing binds it twice (the data key and the payload). The keys
+        # in sorted order around json's own string encoder: CANONICAL_JSON's bytes exactly.
+        text = _json_string
+        return (
+            f'{{"certificate":{text(self.certificate)},"purpose":{text(self.purpose)},'
+            f'"revision":{text(str(self.revision))}}}'
+        ).encode()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,8 +175,9 @@ class WrappedKey:
     version: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: bytes as base64."""
+    def to_dict(self, *, ciphertext: bool = True) -> dict[str, Any]:
+        """JSON-ready form: bytes as base64. ``ciphertext=False`` leaves "ct" empty (for a
+        header that describes a ciphertext stored next to it)."""
         doc: dict[str, Any] = {
             "v": self.version,
             "wrapper": self.wrapper,
@@ -153,14 +185,14 @@ class WrappedKey:
             "alg": self.algorithm,
             "edk": base64.b64encode(self.encrypted_data_key).decode(),
             "nonce": base64.b64encode(self.nonce).decode(),
-            "ct": base64.b64encode(self.ciphertext).decode(),
+            "ct": base64.b64encode(self.ciphertext).decode() if ciphertext else "",
         }
         if self.extra:
             doc["extra"] = self.extra
         return doc
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return CANONICAL_JSON.encode(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> WrappedKey:

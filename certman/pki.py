@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import hashlib
 from typing import TypeAlias
 
 from cryptography import x509
@@ -18,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from certman.domains import is_ip_address
 from certman.errors import ValidationError
-from certman.models import KeyType
+from certman.models import CertificateFacts, KeyType
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -128,25 +127,28 @@ def build_csr(key: CertificateIssuerPrivateKeyTypes, identifiers: list[str]) -> 
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-@dataclass(frozen=True, kw_only=True)
-class CertificateFacts:
-    """What the inventory records of an issued certificate."""
-
-    serial: str
-    fingerprint_sha256: str
-    not_before: datetime
-    not_after: datetime
-    public_key_der: bytes
-
-
 def certificate_facts(pem: bytes) -> CertificateFacts:
-    cert = load_certificate(pem)
+    return facts_of(load_certificate(pem))
+
+
+def facts_of(
+    cert: x509.Certificate, *, public_key: PublicKeyTypes | None = None, der: bytes | None = None
+) -> CertificateFacts:
+    """The facts of a loaded certificate.
+
+    An issuer that just signed ``cert`` passes what it holds: ``public_key``, the key object
+    the builder encoded into it, and ``der``, the certificate's encoding; they spare parsing
+    the key back out and encoding the certificate once more for its fingerprint.
+    """
+    fingerprint = (
+        hashlib.sha256(der).hexdigest() if der else cert.fingerprint(hashes.SHA256()).hex()
+    )
     return CertificateFacts(
         serial=format(cert.serial_number, "x"),
-        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        fingerprint_sha256=fingerprint,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
-        public_key_der=public_key_der(cert.public_key()),
+        public_key_der=public_key_der(public_key or cert.public_key()),
     )
 
 

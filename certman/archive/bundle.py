@@ -9,7 +9,7 @@ from typing import Any
 
 from certman.errors import IntegrityError, KeyWrapError
 from certman.interfaces import KeyWrapper
-from certman.models import EncryptionContext, WrappedKey
+from certman.models import CANONICAL_JSON, EncryptionContext, WrappedKey
 
 BUNDLE_FORMAT = "certman-bundle"
 BUNDLE_VERSION = 1
@@ -142,9 +142,9 @@ def _encode(name: str, revision: int, sealed: WrappedKey) -> bytes:
         "v": BUNDLE_VERSION,
         "name": name,
         "revision": revision,
-        "sealed": replace(sealed, ciphertext=b"").to_dict(),
+        "sealed": sealed.to_dict(ciphertext=False),
     }
-    line = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    line = CANONICAL_JSON.encode(header).encode()
     return line + _SEPARATOR + sealed.ciphertext
 
 
@@ -160,7 +160,7 @@ def _encode_body(bundle: Bundle) -> bytes:
         "sealed_key": bundle.sealed_key.to_dict(),
         "metadata": dict(bundle.metadata),
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return CANONICAL_JSON.encode(doc).encode()
 
 
 def _decode_body(plaintext: bytes, *, name: str, revision: int) -> Bundle:

@@ -20,11 +20,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from certman.errors import CertmanError
 from certman.inventory.audit_seal import Anchor, ChainKey, seal_of
+from certman.inventory.bulkwrite import insert_many
 from certman.inventory.tables import AuditEvent
 
 GENESIS = "0" * 64
@@ -58,14 +59,16 @@ def current_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+# The encodings the chain's MACs cover: json.dumps with these options, one encoder each
+# instead of one per call (the bulk path appends a thousand events at once).
+_BODY_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DETAILS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _event_body(
     *, prev_hash: str, seq: int, at: datetime, action: str, subject: str, actor: str, details: str
 ) -> bytes:
-    content = json.dumps(
-        [seq, at.isoformat(), action, subject, actor, details],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    content = _BODY_JSON.encode([seq, at.isoformat(), action, subject, actor, details])
     return (prev_hash + content).encode()
 
 
@@ -107,7 +110,7 @@ def event_mac(
         actor=actor,
         details=details,
     )
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(key, message, "sha256").hex()
 
 
 def _link(key: ChainKey | None, row: AuditEvent) -> str:
@@ -150,7 +153,7 @@ def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -
     rows = []
     for spec in specs:
         seq += 1
-        details = json.dumps(dict(spec.details), sort_keys=True, separators=(",", ":"), default=str)
+        details = _DETAILS_JSON.encode(dict(spec.details))
         digest = event_mac(
             key.secret,
             prev_hash=prev,
@@ -174,8 +177,8 @@ def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -
             }
         )
         prev = digest
-    # Core executemany: the bulk path appends a thousand events at once.
-    session.execute(insert(AuditEvent), rows)
+    # One executemany: the bulk path appends a thousand events at once.
+    insert_many(session, AuditEvent.__table__, rows)  # type: ignore[attr-defined]
     seal.anchor_after_commit(session, Anchor(seq=seq, mac=prev))
 
 

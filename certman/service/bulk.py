@@ -8,15 +8,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from certman.config import Config
 from certman.errors import AlreadyExistsError, CertmanError, ValidationError
-from certman.interfaces import SupportsKeyIssue, supports
+from certman.interfaces import SupportsKeyIssue, SupportsPutMany, supports
 from certman.inventory.audit import EventSpec, append_events
+from certman.inventory.bulkwrite import insert_returning, update_by_id
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import RevisionState
 from certman.service import steps
@@ -84,12 +85,15 @@ def _defaults(table: Any) -> dict[str, Any]:
 
 
 def _rows(records: Sequence[Any]) -> list[dict[str, Any]]:
-    """INSERT parameters: only the columns some record sets (the rest are NULL anyway), since
-    each value sent costs a bind-processing call per row."""
+    """INSERT parameters: only the columns some record sets (the rest are NULL anyway)."""
+    rows = [vars(r) for r in records]
+    # Set in the first record, or else in any (only those still NULL there are looked for).
     columns = [
-        k for k in vars(records[0]) if k != "id" and any(vars(r)[k] is not None for r in records)
+        k
+        for k, v in rows[0].items()
+        if k != "id" and (v is not None or any(row[k] is not None for row in rows))
     ]
-    return [{k: vars(r)[k] for k in columns} for r in records]
+    return [{k: row[k] for k in columns} for row in rows]
 
 
 def validate_all(rt: Runtime, specs: Sequence[IssueSpec]) -> list[IssueSpec]:
@@ -131,10 +135,16 @@ def _issue_batch(
     """
     now = rt.clock.now()
     with rt.session() as session:
-        _refuse_existing(session, [s.name for s in specs])  # created meanwhile by another
         works = _plan(specs, now)
         live, unsealed = _attempt(rt, steps.seal_key, works)
-        _insert(session, works)
+        try:
+            _insert(session, works)
+        except IntegrityError:
+            # A name taken since validate_all looked (by another process): the unique
+            # constraint refused the batch, nothing is written; say which name.
+            session.rollback()
+            _refuse_existing(session, [s.name for s in specs])
+            raise
         session.commit()
         for work, error in unsealed:
             _fail(lifecycle, work, error, report)
@@ -199,18 +209,14 @@ def _insert(session: Session, works: Sequence[steps.Work]) -> None:
     cert_table = ManagedCertificate.__table__  # type: ignore[attr-defined]
     rev_table = Revision.__table__  # type: ignore[attr-defined]
     ids = dict(
-        session.execute(
-            insert(cert_table).returning(cert_table.c.name, cert_table.c.id),
-            _rows([w.cert for w in works]),
-        ).all()
+        insert_returning(session, cert_table, _rows([w.cert for w in works]), ("name", "id"))
     )
     for w in works:
         w.cert.id = w.rev.certificate_id = ids[w.cert.name]
-    rev_ids: dict[int | None, int] = dict(
-        session.execute(
-            insert(rev_table).returning(rev_table.c.certificate_id, rev_table.c.id),
-            _rows([w.rev for w in works]),
-        ).all()
+    rev_ids = dict(
+        insert_returning(
+            session, rev_table, _rows([w.rev for w in works]), ("certificate_id", "id")
+        )
     )
     for w in works:
         w.rev.id = rev_ids[w.cert.id]
@@ -254,16 +260,7 @@ def _save(
     commit: bool = True,
 ) -> None:
     """Persist one step for the whole batch: one UPDATE sent with executemany."""
-    if records:
-        table = model.__table__
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("_id"))
-            .values({c: bindparam(c) for c in columns})
-        )
-        session.connection().execute(
-            statement, [{"_id": r.id, **{c: getattr(r, c) for c in columns}} for r in records]
-        )
+    update_by_id(session, model.__table__, [vars(r) for r in records], columns)
     if commit:
         session.commit()
 
@@ -300,12 +297,12 @@ def _archive_all(
     rt: Runtime, lifecycle: Lifecycle, works: list[steps.Work], report: BulkReport
 ) -> list[steps.Work]:
     """One batched write for the whole chunk when the store supports it."""
-    requests = [steps.archive_request(rt, w) for w in works]
-    put_many = getattr(rt.archive, "put_many", None)
-    if put_many is None:
+    store = rt.archive
+    if not supports(store, SupportsPutMany):
         return _run(rt, lifecycle, steps.archive, works, report)
+    requests = [steps.archive_request(rt, w) for w in works]
     try:
-        refs = put_many(requests)
+        refs = cast(SupportsPutMany, store).put_many(requests)
     except CertmanError as error:
         for work in works:
             _fail(lifecycle, work, error, report)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sqlmodel import Session, col, select
 
-from certman.interfaces import PrecheckRequest, SupportsPrecheck
+from certman.interfaces import PrecheckRequest, SupportsPrecheck, supports
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType, WrappedKey
 
@@ -81,8 +81,8 @@ def issuer_precheck(
 ) -> None:
     """The issuer's own refusals (ACME: challenge, account, busy port), before any key."""
     issuer = runtime.issuer(issuer_name)
-    if isinstance(issuer, SupportsPrecheck):
-        issuer.precheck(
+    if supports(issuer, SupportsPrecheck):  # once per certificate on the bulk path
+        cast(SupportsPrecheck, issuer).precheck(
             PrecheckRequest(
                 identifiers=identifiers,
                 key_type=key_type,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import cast
 
+from certman.archive.bundle import seal_bundle
 from certman.errors import IssuanceError
 from certman.interfaces import (
     ArchivePutRequest,
@@ -26,7 +27,15 @@ from certman.interfaces import (
 )
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
-from certman.pki import PrivateKey
+from certman.pki import (
+    PrivateKey,
+    build_csr,
+    certificate_facts,
+    generate_private_key,
+    load_private_key_der,
+    private_key_to_der,
+    public_key_der,
+)
 from certman.service.runtime import Runtime
 
 S = RevisionState
@@ -47,6 +56,8 @@ class Work:
     checkpoint: Callable[[], None] | None = None
     # The unsealed key, kept in memory between steps run in one process (the bulk path).
     key: PrivateKey | None = field(default=None, repr=False)
+    # rev.sealed_key as sealed in this process, so the archive step need not parse it back.
+    sealed: WrappedKey | None = field(default=None, repr=False)
     # Public keys (SPKI DER) of this certificate revoked for keyCompromise: never reused.
     compromised_keys: frozenset[bytes] = frozenset()
     # What the operator should be told about this step (printed by the CLI).
@@ -55,8 +66,6 @@ class Work:
 
 def seal_key(rt: Runtime, work: Work) -> None:
     """PLANNED -> KEY_SEALED: a fresh key (or the previous one, re-sealed) committed first."""
-    from certman.pki import generate_private_key, private_key_to_der
-
     cert, rev = work.cert, work.rev
     if rev.sealed_key is None:
         context = key_context(cert.name, rev.number)
@@ -68,7 +77,8 @@ def seal_key(rt: Runtime, work: Work) -> None:
         else:
             work.key = generate_private_key(KeyType(rev.key_type))
             der = private_key_to_der(work.key)
-        rev.sealed_key = rt.key_wrapper.wrap(der, context).to_json()
+        work.sealed = rt.key_wrapper.wrap(der, context)
+        rev.sealed_key = work.sealed.to_json()
         del der
     issuer = rt.issuer(cert.issuer)
     if rev.serial is None and supports(issuer, SupportsIssuePlan):
@@ -83,8 +93,6 @@ def seal_key(rt: Runtime, work: Work) -> None:
 
 def _may_reuse_key(work: Work) -> bool:
     """reuse_key holds unless the previous key was revoked for keyCompromise (then: say so)."""
-    from certman.pki import certificate_facts
-
     previous = work.previous
     if not work.cert.reuse_key or previous is None or not previous.certificate_pem:
         return False
@@ -110,11 +118,10 @@ def unseal_private_key(rt: Runtime, name: str, rev: Revision) -> bytes:
 
 def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = None) -> None:
     """KEY_SEALED/ORDERED -> ISSUED: CSR out, certificate in, checked against our key."""
-    from certman.pki import build_csr, certificate_facts, load_private_key_der, public_key_der
-
     cert, rev = work.cert, work.rev
     key = work.key or load_private_key_der(unseal_private_key(rt, cert.name, rev))
-    key_der = public_key_der(key.public_key())
+    public_key = key.public_key()
+    key_der = public_key_der(public_key)
     identifiers = tuple(json.loads(cert.domains))
     issuer = rt.issuer(cert.issuer)
     validity = timedelta(seconds=cert.validity_seconds)
@@ -134,6 +141,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
                 now=rt.clock.now(),
                 serial=serial,
                 not_before=not_before,
+                public_key=public_key,
             )
         )
     else:
@@ -152,7 +160,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
                 not_before=not_before,
             )
         )
-    facts = certificate_facts(response.certificate_pem)
+    facts = response.facts or certificate_facts(response.certificate_pem)
     if facts.public_key_der != key_der:
         raise IssuanceError(
             f"Issuer {cert.issuer!r} returned a certificate for another key than the one "
@@ -176,8 +184,6 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
 
 def bundle_for(rt: Runtime, work: Work) -> bytes:
     """The encrypted archive bundle of an issued revision."""
-    from certman.archive.bundle import seal_bundle
-
     cert, rev = work.cert, work.rev
     assert rev.certificate_pem and rev.sealed_key
     return seal_bundle(
@@ -186,7 +192,7 @@ def bundle_for(rt: Runtime, work: Work) -> bytes:
         revision=rev.number,
         certificate_pem=rev.certificate_pem.encode(),
         chain_pem=(rev.chain_pem or "").encode(),
-        sealed_key=WrappedKey.from_json(rev.sealed_key),
+        sealed_key=work.sealed or WrappedKey.from_json(rev.sealed_key),
         metadata={
             "name": cert.name,
             "revision": str(rev.number),

@@ -9,9 +9,14 @@ import stat
 
 import pytest
 
+from certman import fileio
 from certman.archive import LocalArchiveStore
 from certman.errors import ArchiveError, IntegrityError, ValidationError
 from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef, ArchiveStore
+
+
+def shard(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:1]
 
 
 def _mode(path) -> int:
@@ -40,10 +45,11 @@ def test_put_then_get_returns_the_body(store):
 
 
 def test_bundle_files_are_0600_under_0700_directories(store):
-    _put(store)
-    assert _mode(store.root) == 0o700
-    assert _mode(store.root / "www") == 0o700
-    assert _mode(store.root / "www" / "000001.bundle") == 0o600
+    path = store.path_of(_put(store).location)
+    assert path == store.root / "shards" / shard("www") / "www.000001.bundle"
+    assert _mode(path) == 0o600
+    for directory in (store.root, store.root / "shards", path.parent):
+        assert _mode(directory) == 0o700
 
 
 def test_bundle_files_are_0600_even_under_a_permissive_umask(store):
@@ -52,15 +58,16 @@ def test_bundle_files_are_0600_even_under_a_permissive_umask(store):
         _put(store)
     finally:
         os.umask(previous)
-    assert _mode(store.root / "www" / "000001.bundle") == 0o600
-    assert _mode(store.root / "www") == 0o700
+    path = store.path_of("www/000001.bundle")
+    assert _mode(path) == 0o600
+    assert _mode(path.parent) == 0o700 and _mode(path.parent.parent) == 0o700
 
 
 def test_put_is_idempotent(store):
     first = _put(store)
-    mtime = os.stat(store.root / first.location).st_mtime_ns
+    mtime = os.stat(store.path_of(first.location)).st_mtime_ns
     assert _put(store) == first
-    assert os.stat(store.root / first.location).st_mtime_ns == mtime
+    assert os.stat(store.path_of(first.location)).st_mtime_ns == mtime
 
 
 def test_put_of_a_new_body_for_the_same_revision_replaces_it(store):
@@ -71,14 +78,14 @@ def test_put_of_a_new_body_for_the_same_revision_replaces_it(store):
 
 def test_modified_bundle_is_an_integrity_error(store):
     ref = _put(store)
-    (store.root / ref.location).write_bytes(b"sealed bundle bytez")
+    store.path_of(ref.location).write_bytes(b"sealed bundle bytez")
     with pytest.raises(IntegrityError, match="was modified"):
         store.get(ArchiveGetRequest(ref=ref))
 
 
 def test_missing_bundle_is_an_integrity_error(store):
     ref = _put(store)
-    (store.root / ref.location).unlink()
+    store.path_of(ref.location).unlink()
     with pytest.raises(IntegrityError, match="is missing"):
         store.get(ArchiveGetRequest(ref=ref))
 
@@ -128,7 +135,7 @@ def test_put_many_returns_refs_in_order_and_stores_all(store):
     assert [r.location for r in refs] == [f"cert-{i}/000001.bundle" for i in range(20)]
     for request, ref in zip(requests, refs, strict=True):
         assert store.get(ArchiveGetRequest(ref=ref)).body == request.body
-        assert _mode(store.root / ref.location) == 0o600
+        assert _mode(store.path_of(ref.location)) == 0o600
     assert store.put_many(requests) == refs
 
 
@@ -143,16 +150,72 @@ def test_put_many_refuses_two_different_bodies_for_one_revision(store):
 
 def test_no_temporary_files_are_left_behind(store):
     store.put_many([ArchivePutRequest(name="www", revision=i, body=b"x") for i in range(5)])
-    assert sorted(p.name for p in (store.root / "www").iterdir()) == [
-        f"{i:06d}.bundle" for i in range(5)
+    store.put_many([ArchivePutRequest(name="www", revision=i, body=b"y") for i in range(5)])
+    assert sorted(p.name for p in store.root.rglob("*") if p.is_file()) == [
+        f"www.{i:06d}.bundle" for i in range(5)
     ]
+
+
+def test_new_certificates_get_no_directory_of_their_own(store):
+    names = [f"host{i}" for i in range(40)]
+    store.put_many([ArchivePutRequest(name=n, revision=1, body=n.encode()) for n in names])
+    assert [p.name for p in store.root.iterdir()] == ["shards"]
+    assert {p.name for p in (store.root / "shards").iterdir()} == {shard(n) for n in names}
+    assert store.names_with_bundles([*names, "other"]) == set(names)
+
+
+def _legacy(store, name="www", revision=1, body=b"archived before") -> ArchiveRef:
+    """A bundle as homes from before the sharded layout hold it: <root>/<name>/<revision>."""
+    directory = store.root / name
+    directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+    (directory / f"{revision:06d}.bundle").write_bytes(body)
+    return ArchiveRef(
+        location=f"{name}/{revision:06d}.bundle", sha256=hashlib.sha256(body).hexdigest()
+    )
+
+
+def test_bundles_of_the_layout_before_are_read_listed_and_held(store):
+    old = _legacy(store)
+    assert store.get(ArchiveGetRequest(ref=old)).body == b"archived before"
+    assert store.path_of(old.location) == store.root / "www" / "000001.bundle"
+    new = _put(store, revision=2)
+    assert store.list() == ["www/000001.bundle", "www/000002.bundle"]
+    assert store.list("www/") == ["www/000001.bundle", "www/000002.bundle"]
+    assert store.names_with_bundles(["www", "api"]) == {"www"}
+    assert store.get(ArchiveGetRequest(ref=new)).body == b"sealed bundle bytes"
+    # storing the same body again leaves the old file as it is
+    assert store.put(ArchivePutRequest(name="www", revision=1, body=b"archived before")) == old
+    assert not (store.root / "shards" / shard("www") / "www.000001.bundle").exists()
+
+
+def test_a_modified_bundle_of_the_layout_before_is_an_integrity_error(store):
+    ref = _legacy(store)
+    (store.root / "www" / "000001.bundle").write_bytes(b"archived befor3")
+    with pytest.raises(IntegrityError, match="was modified"):
+        store.get(ArchiveGetRequest(ref=ref))
+
+
+def test_a_name_from_the_layout_before_that_looks_like_the_shards_directory(store):
+    # "shards" was a valid certificate name: its old bundles sit among the shard directories
+    old = _legacy(store, name="shards")
+    _put(store, name="shards", revision=2)
+    assert store.list() == ["shards/000001.bundle", "shards/000002.bundle"]
+    assert store.get(ArchiveGetRequest(ref=old)).body == b"archived before"
+
+
+def test_an_incomplete_new_bundle_left_by_a_crash_is_replaced_whole(store):
+    path = store.root / "shards" / shard("www") / "www.000001.bundle"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"sealed bun")  # the process died while writing it
+    ref = _put(store)
+    assert store.get(ArchiveGetRequest(ref=ref)).body == b"sealed bundle bytes"
 
 
 def test_a_full_disk_is_a_retryable_archive_error(store, monkeypatch):
     def no_space(items):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("certman.archive.local.write_private_many", no_space)
+    monkeypatch.setattr("certman.archive.local.create_private_many", no_space)
     with pytest.raises(
         ArchiveError, match=r"Cannot write archive bundle www/000001\.bundle"
     ) as info:
@@ -182,5 +245,29 @@ def test_names_with_bundles_on_an_unreadable_directory_is_an_archive_error(store
         raise PermissionError(errno.EACCES, "Permission denied", path)
 
     monkeypatch.setattr(os, "listdir", denied)
-    with pytest.raises(ArchiveError, match=r"Cannot read archive web .*Permission denied"):
+    with pytest.raises(ArchiveError, match=r"Cannot read archive listing under .*Permission denied"):
         store.names_with_bundles(["web"])
+
+
+def test_a_failed_batch_leaves_no_new_bundle_behind(store, monkeypatch):
+    real_write_all = fileio._write_all
+    written = []
+
+    def fail_on_the_third(fd, data):
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(data)
+        real_write_all(fd, data)
+
+    monkeypatch.setattr(fileio, "_write_all", fail_on_the_third)
+    requests = [ArchivePutRequest(name=f"h{i}", revision=1, body=b"x") for i in range(30)]
+    with pytest.raises(ArchiveError, match="30 bundles"):
+        store.put_many(requests)
+    assert [p for p in store.root.rglob("*") if p.is_file()] == []
+
+
+def test_storing_a_bundle_again_in_the_layout_before_keeps_it_as_it_is(store):
+    for name in ("shards", "www"):  # among the shard directories, then beside them
+        old = _legacy(store, name=name)
+        assert store.put(ArchivePutRequest(name=name, revision=1, body=b"archived before")) == old
+        assert store.path_of(old.location) == store.root / name / "000001.bundle"

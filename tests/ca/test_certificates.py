@@ -12,6 +12,7 @@ from ca import CAHierarchy
 from ca.certificates import (
     certificate_to_pem,
     certificates_to_pem,
+    der_certificate_to_pem,
     fingerprint_sha256,
     load_certificate_pem,
     serial_hex,
@@ -47,3 +48,12 @@ def test_certificates_pem_keeps_order(hierarchy: CAHierarchy) -> None:
 def test_load_certificate_pem_names_the_field() -> None:
     with pytest.raises(ValidationError, match="chain_pem"):
         load_certificate_pem(b"nope", field="chain_pem")
+
+
+def test_pem_made_from_der_is_byte_for_byte_what_cryptography_writes(
+    hierarchy: CAHierarchy,
+) -> None:
+    for cert in (hierarchy.root_certificate, hierarchy.intermediate_certificate):
+        der = cert.public_bytes(serialization.Encoding.DER)
+        assert der_certificate_to_pem(der) == certificate_to_pem(cert)
+        assert x509.load_pem_x509_certificate(der_certificate_to_pem(der)) == cert

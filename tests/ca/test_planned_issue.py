@@ -122,3 +122,18 @@ def test_the_policy_still_applies_to_a_planned_issuance(authority: PrivateCA) ->
     )
     with pytest.raises(PolicyError, match="validity"):
         authority.issue_for_key(request)
+
+
+@pytest.mark.parametrize("with_key_object", [False, True])
+def test_the_facts_returned_are_those_of_the_certificate_signed(
+    authority: PrivateCA, with_key_object: bool
+) -> None:
+    key = generate_private_key(KeyType.EC_P256)
+    request = key_request(
+        public_key_der=public_key_der(key.public_key()),
+        public_key=key.public_key() if with_key_object else None,
+    )
+    response = authority.issue_for_key(request)
+    assert response.facts == certificate_facts(response.certificate_pem)
+    assert response.facts is not None
+    assert response.facts.public_key_der == request.public_key_der

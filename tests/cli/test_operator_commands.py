@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.verification import PolicyBuilder, Store
 
+from certman.archive import LocalArchiveStore
 from certman.cli.main import app
 from tests.cli.outcomes import assert_error, listed, show
 from tests.conftest import Cli
@@ -114,16 +115,16 @@ def test_delete_stops_tracking_and_keeps_archive_audit_and_revocations(
     cli.ok("renew", "web", "--force")
     serials = [r["serial"] for r in show(cli, "web")["revisions"]]
     cli.ok("revoke", "web", "--reason", "superseded")
-    bundles = sorted((initialised_home / "archive" / "web").iterdir())
+    store = LocalArchiveStore(initialised_home / "archive")
+    bundles = [store.path_of(location) for location in store.list("web/")]
+    assert len(bundles) == 2
     contents = [b.read_bytes() for b in bundles]
 
     result = cli.ok("delete", "web", "--yes")
     assert "web is no longer tracked" in result.stdout and "2 archived bundles" in result.stdout
     assert listed(cli) == []
     assert_error(cli("show", "web"), 2)
-    assert [b.read_bytes() for b in sorted((initialised_home / "archive" / "web").iterdir())] == (
-        contents
-    )
+    assert [store.path_of(loc).read_bytes() for loc in store.list("web/")] == contents
     (event,) = audit(cli, "certificate.delete")
     assert [r["serial"] for r in event["details"]["revisions"]] == serials  # type: ignore[index]
     assert len(audit(cli, "certificate.issue")) == 1  # the history stays
@@ -274,7 +275,7 @@ def test_archive_get_refuses_a_tampered_bundle_and_writes_nothing(
     initialised_home: Path, cli: Cli, tmp_path: Path
 ) -> None:
     cli.ok("issue", "web", "-d", "www.example.com")
-    bundle = initialised_home / "archive" / "web" / "000001.bundle"
+    bundle = LocalArchiveStore(initialised_home / "archive").path_of("web/000001.bundle")
     bundle.write_bytes(bundle.read_bytes()[:-1] + b"\x00")
     out = tmp_path / "restored"
     message = refused(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -11,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from certman.config import load_config
-from certman.inventory.audit import append_event, event_hash, verify_chain
+from certman.inventory.audit import append_event, event_hash, event_mac, verify_chain
 from certman.inventory.database import MIGRATIONS, make_engine
 from certman.inventory.tables import AuditEvent, AuditKey
 from certman.keywrap.local import LocalMasterKey
@@ -217,3 +220,24 @@ def test_deleting_every_keyed_event_is_detected_without_an_anchor(tmp_path: Path
         check = verify_chain(session)
     assert not check.ok
     assert "covers events from 4 on but the chain ends at event 3" in check.message
+
+
+def test_event_macs_cover_the_same_bytes_as_every_chain_appended_so_far() -> None:
+    # Chains already in databases were MAC'd over exactly this body; it must never change.
+    fields = dict(
+        prev_hash="ab" * 32,
+        seq=7,
+        at=NOW,
+        action="certificate.issue",
+        subject="wéb",
+        actor="root@host",
+        details='{"bulk":true,"serial":"1f"}',
+    )
+    body = "ab" * 32 + json.dumps(
+        [7, NOW.isoformat(), "certificate.issue", "wéb", "root@host", fields["details"]],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    key = b"k" * 32
+    assert event_mac(key, **fields) == hmac.new(key, body.encode(), hashlib.sha256).hexdigest()  # type: ignore[arg-type]
+    assert event_hash(**fields) == hashlib.sha256(body.encode()).hexdigest()  # type: ignore[arg-type]

@@ -120,3 +120,23 @@ def test_rewrap_moves_a_sealed_key_to_another_wrapper(master_key, context, tmp_p
     assert other.unwrap(moved, context) == b"secret"
     with pytest.raises(KeyWrapError):
         master_key.unwrap(moved, context)
+
+
+def test_the_context_is_bound_as_its_canonical_json() -> None:
+    # Every record sealed so far was bound to exactly these bytes; they must never change.
+    context = EncryptionContext(certificate='wéb"1', revision=3, purpose="private-key")
+    assert (
+        context.aad() == b'{"certificate":"w\\u00e9b\\"1","purpose":"private-key","revision":"3"}'
+    )
+    assert context.aad() is context.aad()  # computed once per context
+
+
+@pytest.mark.parametrize(
+    "certificate", ["web", "ca:corp", 'q"uo\\te', "wéb", "日本", "tab\there", "\x00", "\udcff"]
+)
+def test_the_context_aad_is_canonical_json_for_any_name(certificate: str) -> None:
+    import json
+
+    context = EncryptionContext(certificate=certificate, revision=12, purpose="archive")
+    expected = json.dumps(context.as_dict(), sort_keys=True, separators=(",", ":")).encode()
+    assert context.aad() == expected

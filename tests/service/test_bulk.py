@@ -65,6 +65,19 @@ def test_bulk_issue_refuses_an_existing_name_and_writes_nothing(runtime: Runtime
     assert count(runtime, Revision) == 1
 
 
+def test_a_name_taken_after_validation_refuses_the_batch_and_writes_nothing(
+    runtime: Runtime,
+) -> None:
+    issue_many(runtime, [spec("a")])
+    # As if another process created "a" between the validation and the batch's insert.
+    with pytest.raises(AlreadyExistsError, match="'a' already exists"):
+        issue_many(runtime, [spec("b"), spec("a"), spec("c")], prevalidated=True)
+    assert count(runtime, ManagedCertificate) == 1
+    assert count(runtime, Revision) == 1
+    assert count(runtime, AuditEvent) == 1 + 1
+    assert runtime.archive.list() == ["a/000001.bundle"]
+
+
 def test_bulk_issue_cli_reads_csv_and_reports(cli, initialised_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     csv = tmp_path / "certs.csv"
     csv.write_text(
