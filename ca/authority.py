@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -10,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from ca.certificates import certificate_to_pem, der_certificate_to_pem
 from ca.crl import sign_crl
 from ca.hierarchy import CAHierarchy
-from ca.keys import PrivateKey, PublicKey
+from ca.keys import PrivateKey
 from ca.policy import SigningPolicy
-from ca.profiles import LeafProfile
+from ca.profiles import LeafProfile, SignedLeaf
 from certman.errors import ValidationError
 from certman.interfaces import (
     CRLRequest,
@@ -24,8 +26,7 @@ from certman.interfaces import (
     KeyIssueRequest,
     PrecheckRequest,
 )
-from certman.models import KeyType
-from certman.pki import facts_of
+from certman.models import CertificateFacts, KeyType
 
 
 class PrivateCA:
@@ -103,7 +104,7 @@ class PrivateCA:
             serial=request.serial,
             not_before=request.not_before,
         )
-        return self._response(leaf, None)
+        return self._response(leaf)
 
     def issue_for_key(self, request: KeyIssueRequest) -> IssueResponse:
         """Sign one leaf for a key certman generated in this process (no CSR round trip)."""
@@ -118,7 +119,7 @@ class PrivateCA:
                 raise ValidationError("public_key_der is not a DER SubjectPublicKeyInfo.") from e
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise ValidationError("public_key_der holds an unsupported key type.")
-        leaf = self._profile.sign_public_key(
+        leaf = self._profile.sign_leaf(
             public_key=public_key,
             key_type=KeyType.parse(request.key_type),
             identifiers=identifiers,
@@ -126,17 +127,22 @@ class PrivateCA:
             validity=request.validity,
             serial=request.serial,
             not_before=request.not_before,
+            public_key_der=request.public_key_der,
         )
-        return self._response(leaf, public_key)
+        return self._response(leaf)
 
-    def _response(self, leaf: x509.Certificate, public_key: PublicKey | None) -> IssueResponse:
-        # The facts come off the signed object, so the caller need not parse the PEM back;
-        # ``public_key`` is the very object the builder encoded into it, when at hand.
-        der = leaf.public_bytes(serialization.Encoding.DER)
+    def _response(self, leaf: SignedLeaf) -> IssueResponse:
+        # The facts are what the profile put in the leaf, so the caller need not parse it.
         return IssueResponse(
-            certificate_pem=der_certificate_to_pem(der),
+            certificate_pem=der_certificate_to_pem(leaf.der),
             chain_pem=self._chain_pem,
-            facts=facts_of(leaf, public_key=public_key, der=der),
+            facts=CertificateFacts(
+                serial=format(leaf.serial, "x"),
+                fingerprint_sha256=hashlib.sha256(leaf.der).hexdigest(),
+                not_before=leaf.not_before,
+                not_after=leaf.not_after,
+                public_key_der=leaf.public_key_der,
+            ),
         )
 
     def crl(self, request: CRLRequest) -> CRLResponse:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from ca.certificates import authority_key_identifier_for
 from ca.hierarchy import BACKDATE, MAX_COMMON_NAME
 from ca.keys import PrivateKey, PublicKey, key_type_of, signature_hash_for
+from ca.leaf_der import LeafEncoder, extension_der
 from ca.policy import SigningPolicy
 from ca.serials import SERIAL_BITS, new_serial
+from certman import pki
 from certman.clock import utc
 from certman.domains import Identifier
 from certman.errors import PolicyError, ValidationError
@@ -23,12 +28,25 @@ from certman.models import KeyType
 _EMPTY_NAME = x509.Name([])
 
 
+@dataclass(frozen=True)
+class SignedLeaf:
+    """A signed leaf as DER, with the fields the CA chose for it."""
+
+    der: bytes
+    serial: int
+    not_before: datetime
+    not_after: datetime
+    public_key_der: bytes
+
+
 class LeafProfile:
     """Signs TLS server leaves under one issuing certificate.
 
     Everything that does not depend on the request (issuer name, AKI, EKU, key usage,
     basic constraints, CRL distribution point, digest) is built once here, so a leaf
-    costs one CSR signature check, one SKI hash and one signature.
+    costs one CSR signature check, one SKI hash and one signature. Leaves are written by
+    ca.leaf_der's encoder when it reproduces the builder's leaf (checked here, once),
+    otherwise by cryptography's builder.
     """
 
     def __init__(
@@ -74,10 +92,22 @@ class LeafProfile:
             )
         self._static_extensions = [_encoded(e) for e in static]
         # BR 7.1.2.7.11: digitalSignature always; keyEncipherment only for RSA (TLS 1.2 RSA kx).
-        self._key_usage = {
-            rsa_key: _encoded(x509.Extension(ExtensionOID.KEY_USAGE, True, _key_usage(rsa=rsa_key)))
+        usage = {
+            rsa_key: x509.Extension(ExtensionOID.KEY_USAGE, True, _key_usage(rsa=rsa_key))
             for rsa_key in (False, True)
         }
+        self._key_usage = {rsa_key: _encoded(e) for rsa_key, e in usage.items()}
+        self._issuer_certificate = issuer_certificate
+        self._encoder: LeafEncoder | None = None
+        if LeafEncoder.supports(issuer_key, self._hash):
+            encoder = LeafEncoder(
+                issuer_key=issuer_key,
+                issuer_name=self._issuer_name,
+                signature_hash=self._hash,
+                key_usage={rsa_key: extension_der(e) for rsa_key, e in usage.items()},
+                static_extensions=[extension_der(e) for e in static],
+            )
+            self._encoder = encoder if self._encoder_agrees(encoder) else None
 
     def check_not_after(self, now: datetime, validity: timedelta) -> datetime:
         """The leaf's not_after; PolicyError when it would outlive the issuer."""
@@ -108,7 +138,7 @@ class LeafProfile:
         validity: timedelta,
         serial: int | None = None,
         not_before: datetime | None = None,
-    ) -> x509.Certificate:
+    ) -> SignedLeaf:
         """Certify the ``key_type`` key of ``csr`` for ``identifiers`` (checked by the policy).
 
         Only the CSR's public key is used: names come from ``identifiers``, never from the
@@ -127,7 +157,7 @@ class LeafProfile:
                 "The CSR signature does not verify; the CSR was altered or signed with "
                 "another key. Create a new CSR."
             )
-        return self.sign_public_key(
+        return self.sign_leaf(
             public_key=public_key,
             key_type=key_type,
             identifiers=identifiers,
@@ -157,35 +187,105 @@ class LeafProfile:
         serial: int | None = None,
         not_before: datetime | None = None,
     ) -> x509.Certificate:
+        """``sign_leaf``'s certificate, loaded."""
+        leaf = self.sign_leaf(
+            public_key=public_key,
+            key_type=key_type,
+            identifiers=identifiers,
+            now=now,
+            validity=validity,
+            serial=serial,
+            not_before=not_before,
+        )
+        return x509.load_der_x509_certificate(leaf.der)
+
+    def sign_leaf(
+        self,
+        *,
+        public_key: PublicKey,
+        key_type: KeyType,
+        identifiers: Sequence[Identifier],
+        now: datetime,
+        validity: timedelta,
+        serial: int | None = None,
+        not_before: datetime | None = None,
+        public_key_der: bytes | None = None,
+    ) -> SignedLeaf:
         """Certify ``public_key`` (possession established by the caller) for ``identifiers``.
 
         ``serial`` and ``not_before`` (from ``plan``) make the certificate a function of
         its inputs: signed again, it comes out byte for byte the same (RSA PKCS#1 v1.5 is
         deterministic; ECDSA signs with RFC 6979 nonces), so a resumed issuance reproduces
         the certificate a crash may have left unrecorded instead of making a second one.
+        ``public_key_der`` is ``public_key``'s SubjectPublicKeyInfo, when the caller has it
+        (it is written into the leaf as it is).
         """
         if not identifiers:
             raise ValidationError("identifiers is empty; give at least one name to certify.")
         self._check_key_type(public_key, key_type, "The key")
         now = utc(now).replace(microsecond=0)
         start = now if not_before is None else self._planned_start(now, not_before)
-        not_after = self._not_after(start, validity)
+        not_after = self._not_after(start, validity).replace(microsecond=0)
         if not_after <= now:
             raise PolicyError(
                 f"the planned validity ended on {not_after:%Y-%m-%d %H:%M:%S}Z, before it was "
                 "signed; renew the certificate to plan a new one."
             )
+        # BR 7.1.2.7.2: the common name, if present, repeats one SAN entry.
+        first_dns = next((i.value for i in identifiers if not i.is_ip), None)
+        common_name = (
+            first_dns if first_dns is not None and len(first_dns) <= MAX_COMMON_NAME else None
+        )
+        serial = new_serial() if serial is None else _check_serial(serial)
+        if self._encoder is not None:
+            spki = public_key_der or pki.public_key_der(public_key)
+            der = self._encoder.sign(
+                spki_der=spki,
+                rsa_key=isinstance(public_key, rsa.RSAPublicKey),
+                identifiers=identifiers,
+                common_name=common_name,
+                serial=serial,
+                not_before=start - BACKDATE,
+                not_after=not_after,
+            )
+        else:
+            spki = pki.public_key_der(public_key)  # what the builder writes into the leaf
+            der = self._build(
+                public_key=public_key,
+                identifiers=identifiers,
+                common_name=common_name,
+                serial=serial,
+                not_before=start - BACKDATE,
+                not_after=not_after,
+            ).public_bytes(serialization.Encoding.DER)
+        return SignedLeaf(
+            der=der,
+            serial=serial,
+            not_before=start - BACKDATE,
+            not_after=not_after,
+            public_key_der=spki,
+        )
 
+    def _build(
+        self,
+        *,
+        public_key: PublicKey,
+        identifiers: Sequence[Identifier],
+        common_name: str | None,
+        serial: int,
+        not_before: datetime,
+        not_after: datetime,
+    ) -> x509.Certificate:
+        """The leaf as cryptography's builder makes it (what the encoder must reproduce)."""
         names: list[x509.GeneralName] = [
             x509.IPAddress(ipaddress.ip_address(i.value)) if i.is_ip else x509.DNSName(i.value)
             for i in identifiers
         ]
-        # BR 7.1.2.7.2: the common name, if present, repeats one SAN entry.
-        first_dns = next((i.value for i in identifiers if not i.is_ip), None)
-        if first_dns is not None and len(first_dns) <= MAX_COMMON_NAME:
-            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first_dns)])
-        else:
-            subject = _EMPTY_NAME
+        subject = (
+            _EMPTY_NAME
+            if common_name is None
+            else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        )
         extensions = [
             # RFC 5280 4.2.1.6: the SAN is critical when the subject is empty.
             x509.Extension(
@@ -206,13 +306,50 @@ class LeafProfile:
             issuer_name=self._issuer_name,
             subject_name=subject,
             public_key=public_key,
-            serial_number=new_serial() if serial is None else _check_serial(serial),
-            not_valid_before=start - BACKDATE,
+            serial_number=serial,
+            not_valid_before=not_before,
             not_valid_after=not_after,
             extensions=extensions,
         )
         deterministic = True if isinstance(self._issuer_key, ec.EllipticCurvePrivateKey) else None
         return builder.sign(self._issuer_key, self._hash, ecdsa_deterministic=deterministic)
+
+    def _encoder_agrees(self, encoder: LeafEncoder) -> bool:
+        """Whether ``encoder`` signs what the builder would: a probe leaf made both ways
+        (the issuer's own public key certified for a name and an address) must have the same
+        to-be-signed bytes, and the encoder's signature must verify under the issuer."""
+        public_key = self._issuer_key.public_key()
+        identifiers = (
+            Identifier(value="probe.invalid", is_ip=False),
+            Identifier(value="192.0.2.1", is_ip=True),
+        )
+        serial = (1 << 158) | 0x2A
+        not_before = self._issuer_certificate.not_valid_before_utc.replace(microsecond=0)
+        not_after = self.not_after_limit.replace(microsecond=0)
+        built = self._build(
+            public_key=public_key,
+            identifiers=identifiers,
+            common_name="probe.invalid",
+            serial=serial,
+            not_before=not_before,
+            not_after=not_after,
+        )
+        try:
+            encoded = x509.load_der_x509_certificate(
+                encoder.sign(
+                    spki_der=pki.public_key_der(public_key),
+                    rsa_key=isinstance(public_key, rsa.RSAPublicKey),
+                    identifiers=identifiers,
+                    common_name="probe.invalid",
+                    serial=serial,
+                    not_before=not_before,
+                    not_after=not_after,
+                )
+            )
+            encoded.verify_directly_issued_by(self._issuer_certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return encoded.tbs_certificate_bytes == built.tbs_certificate_bytes
 
     @staticmethod
     def _planned_start(now: datetime, not_before: datetime) -> datetime:
