@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -64,9 +64,10 @@ def _integer(value: int) -> bytes:
 
 def _time(moment: datetime) -> bytes:
     # RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; seconds, Z.
+    rest = (moment.month, moment.day, moment.hour, moment.minute, moment.second)
     if moment.year < 2050:
-        return tlv(0x17, moment.strftime("%y%m%d%H%M%SZ").encode())
-    return tlv(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode())
+        return tlv(0x17, b"%02d%02d%02d%02d%02d%02dZ" % (moment.year % 100, *rest))
+    return tlv(0x18, b"%04d%02d%02d%02d%02d%02dZ" % (moment.year, *rest))
 
 
 def extension_der(extension: x509.Extension[x509.ExtensionType]) -> bytes:
@@ -129,9 +130,7 @@ class LeafEncoder:
     ) -> None:
         kind = "rsa" if isinstance(issuer_key, rsa.RSAPrivateKey) else "ec"
         self._algorithm = _SIGNATURE_ALGORITHMS[(kind, signature_hash.name)]
-        self._hash = signature_hash
-        self._key = issuer_key
-        self._rsa = kind == "rsa"
+        self._signer = _signer(issuer_key, signature_hash)
         self._issuer = issuer_name.public_bytes()
         self._key_usage = key_usage
         self._static = b"".join(static_extensions)
@@ -185,10 +184,16 @@ class LeafEncoder:
             + spki_der
             + tlv(0xA3, tlv(0x30, extensions)),
         )
-        if self._rsa:
-            assert isinstance(self._key, rsa.RSAPrivateKey)
-            signature = self._key.sign(tbs, padding.PKCS1v15(), self._hash)
-        else:
-            assert isinstance(self._key, ec.EllipticCurvePrivateKey)
-            signature = self._key.sign(tbs, ec.ECDSA(self._hash, deterministic_signing=True))
+        signature = self._signer(tbs)
         return tlv(0x30, tbs + self._algorithm + tlv(0x03, b"\x00" + signature))
+
+
+def _signer(key: PrivateKey, signature_hash: hashes.HashAlgorithm) -> Callable[[bytes], bytes]:
+    """``key``'s signature over the to-be-signed bytes, as the builder makes it: RSA PKCS#1
+    v1.5, or ECDSA with RFC 6979 nonces (the same certificate each time it is signed)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        rsa_padding = padding.PKCS1v15()
+        return lambda tbs: key.sign(tbs, rsa_padding, signature_hash)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    algorithm = ec.ECDSA(signature_hash, deterministic_signing=True)
+    return lambda tbs: key.sign(tbs, algorithm)

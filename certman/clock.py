@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -14,7 +15,9 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(UTC).replace(microsecond=0)
+        # Whole seconds since the epoch: datetime.now(UTC).replace(microsecond=0), in one
+        # call instead of two (the bulk path asks the time a few times per certificate).
+        return datetime.fromtimestamp(int(time.time()), UTC)
 
 
 class FrozenClock:
