@@ -55,7 +55,7 @@ def reference_source(tree: dict[str, object]) -> str:
             else:
                 params = ", ".join(
                     f"{p}: Annotated[str, typer.Option(help='The {p} option.')] = ''"
-                    for p in child  # type: ignore[union-attr]
+                    for p in child  # type: ignore[union-attr,attr-defined]
                     if p and p != "ctx"
                 )
                 lines.append(f"@{parent}.command({name!r})")

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert, text, update
 
 from bench.common import fresh_runtime, table
 
@@ -64,10 +64,9 @@ def populate(total: int, real: int) -> tuple[Path, int]:
     noticed = 0
     every = round(1 / NOTICE_SHARE * 100)  # clones i with i % every < 100 are in the window
     with rt.session() as session:
-        session.execute(
-            text("UPDATE certificate SET renewal_due_at = :past"),
-            {"past": now - timedelta(hours=1)},
-        )
+        # Through the column's type, so the value is stored as certman stores datetimes (a
+        # raw SQL string of another format would not compare with them as times do).
+        session.execute(update(cert_table).values(renewal_due_at=now - timedelta(hours=1)))
         template = (
             session.execute(text("SELECT * FROM certificate WHERE name = 'real-00000'"))
             .mappings()
