@@ -29,7 +29,7 @@ from certman.domains import Identifier
 
 # AlgorithmIdentifier DER of the signatures the profile makes (RFC 5758 3.2, RFC 4055 5):
 # ECDSA without parameters, RSA PKCS#1 v1.5 with a NULL.
-_SIGNATURE_ALGORITHMS = {
+_SIGNATURE_ALGORITHMS: dict[tuple[str | None, str], bytes] = {
     ("ec", "sha256"): bytes.fromhex("300a06082a8648ce3d040302"),
     ("ec", "sha384"): bytes.fromhex("300a06082a8648ce3d040303"),
     ("rsa", "sha256"): bytes.fromhex("300d06092a864886f70d01010b0500"),
@@ -128,8 +128,7 @@ class LeafEncoder:
         key_usage: dict[bool, bytes],
         static_extensions: Sequence[bytes],
     ) -> None:
-        kind = "rsa" if isinstance(issuer_key, rsa.RSAPrivateKey) else "ec"
-        self._algorithm = _SIGNATURE_ALGORITHMS[(kind, signature_hash.name)]
+        self._algorithm = _SIGNATURE_ALGORITHMS[(_kind(issuer_key), signature_hash.name)]
         self._signer = _signer(issuer_key, signature_hash)
         self._issuer = issuer_name.public_bytes()
         self._key_usage = key_usage
@@ -137,10 +136,8 @@ class LeafEncoder:
 
     @staticmethod
     def supports(issuer_key: object, signature_hash: hashes.HashAlgorithm) -> bool:
-        kind = "rsa" if isinstance(issuer_key, rsa.RSAPrivateKey) else "ec"
-        return isinstance(issuer_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) and (
-            (kind, signature_hash.name) in _SIGNATURE_ALGORITHMS
-        )
+        kind = _kind(issuer_key)
+        return kind is not None and (kind, signature_hash.name) in _SIGNATURE_ALGORITHMS
 
     def sign(
         self,
@@ -186,6 +183,12 @@ class LeafEncoder:
         )
         signature = self._signer(tbs)
         return tlv(0x30, tbs + self._algorithm + tlv(0x03, b"\x00" + signature))
+
+
+def _kind(key: object) -> str | None:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa"
+    return "ec" if isinstance(key, ec.EllipticCurvePrivateKey) else None
 
 
 def _signer(key: PrivateKey, signature_hash: hashes.HashAlgorithm) -> Callable[[bytes], bytes]:

@@ -176,29 +176,6 @@ class LeafProfile:
                 "send a CSR made with the sealed key."
             )
 
-    def sign_public_key(
-        self,
-        *,
-        public_key: PublicKey,
-        key_type: KeyType,
-        identifiers: Sequence[Identifier],
-        now: datetime,
-        validity: timedelta,
-        serial: int | None = None,
-        not_before: datetime | None = None,
-    ) -> x509.Certificate:
-        """``sign_leaf``'s certificate, loaded."""
-        leaf = self.sign_leaf(
-            public_key=public_key,
-            key_type=key_type,
-            identifiers=identifiers,
-            now=now,
-            validity=validity,
-            serial=serial,
-            not_before=not_before,
-        )
-        return x509.load_der_x509_certificate(leaf.der)
-
     def sign_leaf(
         self,
         *,

@@ -23,6 +23,7 @@ from certman.inventory.database import (
 from certman.inventory.tables import ManagedCertificate
 from certman.service.due import due_names
 from certman.service.runtime import Runtime
+from tests.sqlplan import query_plan
 
 
 def engine_at(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -83,23 +84,6 @@ def test_naive_times_are_refused(runtime: Runtime) -> None:
 
 
 def test_the_renewal_query_uses_its_index(runtime: Runtime) -> None:
-    from sqlalchemy.dialects import sqlite
-
-    captured: list[str] = []
     now = datetime.now(UTC)
-    with runtime.session() as session:
-        original = session.exec
-
-        def capture(statement, *args, **kwargs):  # type: ignore[no-untyped-def]
-            compiled = statement.compile(
-                dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
-            )
-            captured.append(str(compiled))
-            return original(statement, *args, **kwargs)
-
-        session.exec = capture  # type: ignore[method-assign]
-        due_names(session, now, limit=10)
-    (sql,) = captured
-    with runtime.engine.connect() as connection:
-        plan = " ".join(str(row) for row in connection.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+    plan = query_plan(runtime, lambda session: due_names(session, now, limit=10))
     assert "ix_certificate_status_due" in plan

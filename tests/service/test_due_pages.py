@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import update
 from sqlmodel import col
 
 from certman.clock import FrozenClock
@@ -17,6 +16,7 @@ from certman.service.lifecycle import Lifecycle
 from certman.service.runtime import Runtime
 from tests.service.fakes import FakeIssuer
 from tests.service.test_lifecycle import certificate, fake, issue, spec
+from tests.sqlplan import query_plan
 
 
 def due_together(rt: Runtime, clock: FrozenClock, names: list[str]) -> None:
@@ -96,22 +96,10 @@ def test_a_later_page_starts_in_the_index_at_the_cursor(
 ) -> None:
     """The keyset condition is a range on (status, renewal_due_at), not a filter over every
     due row read from the start again on each page, and the order needs no sort."""
-    captured: list[str] = []
     now = clock.now()
-    with frozen_runtime.session() as session:
-        original = session.exec
-
-        def capture(statement, *args, **kwargs):  # type: ignore[no-untyped-def]
-            compiled = statement.compile(
-                dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
-            )
-            captured.append(str(compiled))
-            return original(statement, *args, **kwargs)
-
-        session.exec = capture  # type: ignore[method-assign]
-        _due_rows(session, now, limit=500, after=(now - timedelta(days=1), 7))
-    (sql,) = captured
-    with frozen_runtime.engine.connect() as connection:
-        plan = " ".join(str(row) for row in connection.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+    plan = query_plan(
+        frozen_runtime,
+        lambda session: _due_rows(session, now, limit=500, after=(now - timedelta(days=1), 7)),
+    )
     assert "ix_certificate_status_due (status=? AND renewal_due_at>? AND renewal_due_at<?)" in plan
     assert "TEMP B-TREE" not in plan
