@@ -14,10 +14,20 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    def __init__(self) -> None:
+        # (second, its datetime): the bulk path asks the time several times per
+        # certificate, mostly within one second; one tuple, so a thread reads a whole pair.
+        self._last = (0, datetime.fromtimestamp(0, UTC))
+
     def now(self) -> datetime:
-        # Whole seconds since the epoch: datetime.now(UTC).replace(microsecond=0), in one
-        # call instead of two (the bulk path asks the time a few times per certificate).
-        return datetime.fromtimestamp(int(time.time()), UTC)
+        # Whole seconds since the epoch: datetime.now(UTC).replace(microsecond=0).
+        second = int(time.time())
+        last = self._last
+        if last[0] == second:
+            return last[1]
+        value = datetime.fromtimestamp(second, UTC)
+        self._last = (second, value)
+        return value
 
 
 class FrozenClock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +16,13 @@ from certman.errors import IntegrityError, ValidationError
 # Sorted keys, no spaces: what json.dumps(..., sort_keys=True, separators=(",", ":")) writes,
 # without building an encoder per call (the bulk path encodes several values per certificate).
 CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-_json_string = json.encoder.encode_basestring_ascii  # how json.dumps writes a str
+# How json.dumps writes a str (ensure_ascii), quotes included.
+json_string = json.encoder.encode_basestring_ascii
+
+
+def _b64(data: bytes) -> str:
+    """Standard base64 without a newline: what base64.b64encode(data).decode() returns."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 class KeyType(StrEnum):
@@ -149,7 +156,7 @@ class EncryptionContext:
     def _aad(self) -> bytes:
         # Once per context: sealing binds it twice (the data key and the payload). The keys
         # in sorted order around json's own string encoder: CANONICAL_JSON's bytes exactly.
-        text = _json_string
+        text = json_string
         return (
             f'{{"certificate":{text(self.certificate)},"purpose":{text(self.purpose)},'
             f'"revision":{text(str(self.revision))}}}'
@@ -191,8 +198,30 @@ class WrappedKey:
             doc["extra"] = self.extra
         return doc
 
-    def to_json(self) -> str:
-        return CANONICAL_JSON.encode(self.to_dict())
+    def to_json(self, *, ciphertext: bool = True) -> str:
+        """``to_dict`` as CANONICAL_JSON writes it, byte for byte (the bulk path writes two of
+        these per certificate: spelled out, without building the dict)."""
+        if not ciphertext:
+            return self._json_without_ciphertext
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
+        return self._canonical(_b64(self.ciphertext))
+
+    @cached_property
+    def _json_without_ciphertext(self) -> str:
+        return self._canonical("")
+
+    def _canonical(self, ct: str) -> str:
+        text = json_string
+        extra = f'"extra":{CANONICAL_JSON.encode(self.extra)},' if self.extra else ""
+        return (
+            f'{{"alg":{text(self.algorithm)},"ct":"{ct}",'
+            f'"edk":"{_b64(self.encrypted_data_key)}",{extra}"key_id":{text(self.key_id)},'
+            f'"nonce":"{_b64(self.nonce)}","v":{int(self.version)},'
+            f'"wrapper":{text(self.wrapper)}}}'
+        )
 
     @classmethod
     def from_json(cls, text: str) -> WrappedKey:

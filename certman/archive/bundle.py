@@ -9,7 +9,7 @@ from typing import Any
 
 from certman.errors import IntegrityError, KeyWrapError
 from certman.interfaces import KeyWrapper
-from certman.models import CANONICAL_JSON, EncryptionContext, WrappedKey
+from certman.models import CANONICAL_JSON, EncryptionContext, WrappedKey, json_string
 
 BUNDLE_FORMAT = "certman-bundle"
 BUNDLE_VERSION = 1
@@ -137,30 +137,30 @@ def rewrap_bundle(
 
 
 def _encode(name: str, revision: int, sealed: WrappedKey) -> bytes:
-    header = {
-        "format": BUNDLE_FORMAT,
-        "v": BUNDLE_VERSION,
-        "name": name,
-        "revision": revision,
-        "sealed": sealed.to_dict(ciphertext=False),
-    }
-    line = CANONICAL_JSON.encode(header).encode()
-    return line + _SEPARATOR + sealed.ciphertext
+    # CANONICAL_JSON of {"format", "name", "revision", "sealed" (without ciphertext), "v"},
+    # spelled out in its sorted order (tests compare the two).
+    line = (
+        f'{{"format":"{BUNDLE_FORMAT}","name":{json_string(name)},"revision":{int(revision)},'
+        f'"sealed":{sealed.to_json(ciphertext=False)},"v":{BUNDLE_VERSION}}}'
+    )
+    return line.encode() + _SEPARATOR + sealed.ciphertext
 
 
 def _encode_body(bundle: Bundle) -> bytes:
     for key, value in bundle.metadata.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"metadata must map str to str; {key!r} does not.")
-    doc = {
-        "name": bundle.name,
-        "revision": bundle.revision,
-        "certificate_pem": _pem_text(bundle.certificate_pem, "certificate_pem"),
-        "chain_pem": _pem_text(bundle.chain_pem, "chain_pem"),
-        "sealed_key": bundle.sealed_key.to_dict(),
-        "metadata": dict(bundle.metadata),
-    }
-    return CANONICAL_JSON.encode(doc).encode()
+    # CANONICAL_JSON of {"certificate_pem", "chain_pem", "metadata", "name", "revision",
+    # "sealed_key"}, spelled out in its sorted order around the sealed key's own JSON (the
+    # one the inventory stores, already written once); tests compare the two.
+    certificate = json_string(_pem_text(bundle.certificate_pem, "certificate_pem"))
+    chain = json_string(_pem_text(bundle.chain_pem, "chain_pem"))
+    return (
+        f'{{"certificate_pem":{certificate},"chain_pem":{chain},'
+        f'"metadata":{CANONICAL_JSON.encode(dict(bundle.metadata))},'
+        f'"name":{json_string(bundle.name)},"revision":{int(bundle.revision)},'
+        f'"sealed_key":{bundle.sealed_key.to_json()}}}'
+    ).encode()
 
 
 def _decode_body(plaintext: bytes, *, name: str, revision: int) -> Bundle:

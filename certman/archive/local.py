@@ -75,37 +75,57 @@ class LocalArchiveStore:
         Refs come back in the order of ``requests``.
         """
         refs: list[ArchiveRef] = []
-        pending: dict[str, tuple[str, bytes, bool]] = {}  # location: (path, body, replaces)
+        bodies: dict[str, bytes] = {}  # location: body, each location once
+        for request in requests:
+            location = self.location_for(request.name, request.revision)
+            refs.append(
+                ArchiveRef(location=location, sha256=hashlib.sha256(request.body).hexdigest())
+            )
+            earlier = bodies.setdefault(location, request.body)
+            if earlier != request.body:
+                raise ValidationError(
+                    f"Two different bundles for {location} in one batch; archive each "
+                    "revision once."
+                )
+        legacy_layout = self._has_legacy_layout()
+        if not legacy_layout and SHARDS not in {loc.partition("/")[0] for loc in bodies}:
+            # The usual case, new revisions: each file is created exclusively, without first
+            # looking for a stored one; only when one exists is every bundle read back.
+            new = [(self._paths(loc)[0], body, False) for loc, body in bodies.items()]
+            try:
+                self._write(new, what=_describe(list(bodies)), exclusive=True)
+                return refs
+            except FileExistsError:
+                pass  # nothing of this batch was kept: compare with what is stored
+        pending = self._unstored(bodies, refs, legacy_layout)
+        if pending:
+            self._write(list(pending.values()), what=_describe(list(pending)))
+        return refs
+
+    def _unstored(
+        self, bodies: dict[str, bytes], refs: Sequence[ArchiveRef], legacy_layout: bool
+    ) -> dict[str, tuple[str, bytes, bool]]:
+        """What to write, as location: (path, body, replaces); a bundle stored already with
+        the same SHA-256 is left as it is."""
+        sha256 = {ref.location: ref.sha256 for ref in refs}
+        pending: dict[str, tuple[str, bytes, bool]] = {}
         # Whether each directory exists, asked once: in one that does not, no bundle can be
         # stored already, so there is nothing to read back.
         present: dict[str, bool] = {}
-        legacy_layout = self._has_legacy_layout()
-        for request in requests:
-            location = self.location_for(request.name, request.revision)
-            ref = ArchiveRef(location=location, sha256=hashlib.sha256(request.body).hexdigest())
-            refs.append(ref)
-            earlier = pending.get(location)
-            if earlier is not None:
-                if earlier[1] != request.body:
-                    raise ValidationError(
-                        f"Two different bundles for {location} in one batch; archive each "
-                        "revision once."
-                    )
-                continue
+        for location, body in bodies.items():
+            name = location.partition("/")[0]
             sharded, legacy = self._paths(location)
             try:
                 stored = _read_file(sharded, present)
-                if stored is None and (legacy_layout or request.name == SHARDS):
+                if stored is None and (legacy_layout or name == SHARDS):
                     stored = _read_file(legacy, present)
             except OSError as e:
                 raise _read_error(location, self._root, e) from None
             if stored is None:
-                pending[location] = (sharded, request.body, False)
-            elif hashlib.sha256(stored).hexdigest() != ref.sha256:
-                pending[location] = (sharded, request.body, True)
-        if pending:
-            self._write(list(pending.values()), what=_describe(list(pending)))
-        return refs
+                pending[location] = (sharded, body, False)
+            elif hashlib.sha256(stored).hexdigest() != sha256[location]:
+                pending[location] = (sharded, body, True)
+        return pending
 
     def get(self, request: ArchiveGetRequest) -> ArchiveGetResponse:
         location = request.ref.location
@@ -241,8 +261,13 @@ class LocalArchiveStore:
             return set()
         return {f"{directory.name}/{f}" for f in files if _BUNDLE_FILE.match(f)}
 
-    def _write(self, items: Sequence[tuple[str, bytes, bool]], *, what: str) -> None:
-        """Write (path, body, replaces) items; every path came from _paths, so it is safe."""
+    def _write(
+        self, items: Sequence[tuple[str, bytes, bool]], *, what: str, exclusive: bool = False
+    ) -> None:
+        """Write (path, body, replaces) items; every path came from _paths, so it is safe.
+
+        ``exclusive``: a new bundle's path that exists raises FileExistsError (and none of
+        the new files is left); otherwise such a file is replaced."""
         shards = os.path.join(self._root, SHARDS)
         new = [(path, body) for path, body, replaces in items if not replaces]
         replaced = [(path, body) for path, body, replaces in items if replaces]
@@ -253,16 +278,22 @@ class LocalArchiveStore:
             # The shards directory is flushed once below for all the new ones, not per one.
             create_private_dirs(missing)
             try:
-                # New bundles: nothing refers to them until the inventory records the refs
-                # put_many returns, so each is written in place and the batch flushed once.
-                create_private_many(new)
-            except FileExistsError:  # written meanwhile by another process: replace it
-                replaced += new
-            # A stored bundle is replaced atomically (temporary file, rename).
-            write_private_many(replaced)
-            if missing:
-                fsync_directories([Path(shards)])
+                try:
+                    # New bundles: nothing refers to them until the inventory records the
+                    # refs put_many returns, so each is written in place, flushed at once.
+                    create_private_many(new)
+                except FileExistsError:  # written meanwhile by another process: replace it
+                    if exclusive:
+                        raise
+                    replaced += new
+                # A stored bundle is replaced atomically (temporary file, rename).
+                write_private_many(replaced)
+            finally:  # the directories made here stay, so they are flushed in any case
+                if missing:
+                    fsync_directories([Path(shards)])
         except OSError as e:
+            if exclusive and isinstance(e, FileExistsError):
+                raise  # put_many reads back what is stored
             raise ArchiveError(
                 f"Cannot write archive bundle {what} under {self._root}: {e.strerror}; "
                 "check that the directory is writable and has free space.",

@@ -33,15 +33,20 @@ def seal(
     wrapper: str,
     key_id: str,
     extra: Mapping[str, str] | None = None,
+    nonce: bytes | None = None,
 ) -> WrappedKey:
     """Encrypt ``plaintext`` under ``data_key`` with ``context`` bound as AAD.
 
     ``encrypted_data_key`` is ``data_key`` as the calling wrapper sealed it (local
-    master key, KMS, HSM); it is stored as is, next to the ciphertext.
+    master key, KMS, HSM); it is stored as is, next to the ciphertext. ``nonce``: fresh
+    random bytes the caller drew with others in one call (by default drawn here).
     """
     if len(data_key) != DATA_KEY_SIZE:
         raise ValueError(f"data_key must be {DATA_KEY_SIZE} bytes for {ALGORITHM}.")
-    nonce = os.urandom(NONCE_SIZE)
+    if nonce is None:
+        nonce = os.urandom(NONCE_SIZE)
+    elif len(nonce) != NONCE_SIZE:
+        raise ValueError(f"nonce must be {NONCE_SIZE} bytes for {ALGORITHM}.")
     ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, context.aad())
     return WrappedKey(
         wrapper=wrapper,

@@ -151,14 +151,17 @@ class LocalMasterKey:
 
     def wrap(self, plaintext: bytes, context: EncryptionContext) -> WrappedKey:
         ring = self._ring
-        data_key = new_data_key()
-        nonce = os.urandom(NONCE_SIZE)
+        # A fresh data key and the two nonces (its own, the payload's) in one draw.
+        random = os.urandom(DATA_KEY_SIZE + 2 * NONCE_SIZE)
+        data_key = random[:DATA_KEY_SIZE]
+        nonce = random[DATA_KEY_SIZE : DATA_KEY_SIZE + NONCE_SIZE]
         encrypted_data_key = nonce + ring.ciphers[ring.active].encrypt(
             nonce, data_key, context.aad()
         )
         return seal(
             plaintext,
             context,
+            nonce=random[DATA_KEY_SIZE + NONCE_SIZE :],
             data_key=data_key,
             encrypted_data_key=encrypted_data_key,
             wrapper=self.wrapper_type,

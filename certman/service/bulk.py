@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -153,7 +152,7 @@ def _issue_batch(
         _save(session, Revision, [w.rev for w in live], _ISSUED)
         live = _archive_all(rt, lifecycle, live, report)
         # A rollout acts outside the inventory: what it deploys is recorded as archived first.
-        rolled_out = [w for w in live if json.loads(w.cert.targets)]
+        rolled_out = [w for w in live if steps.targets_of(w.cert)]
         _save(session, Revision, [w.rev for w in rolled_out], _ARCHIVED)
 
         live = _run(rt, lifecycle, steps.deploy, live, report)

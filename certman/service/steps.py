@@ -229,9 +229,14 @@ def archive(rt: Runtime, work: Work) -> None:
     record_archive(work, rt.archive.put(archive_request(rt, work)))
 
 
+def targets_of(cert: ManagedCertificate) -> list[str]:
+    """The names of the targets the certificate is rolled out to (most have none)."""
+    return [] if cert.targets == "[]" else list(json.loads(cert.targets))
+
+
 def deploy(rt: Runtime, work: Work) -> None:
     """ARCHIVED -> DEPLOYED: run the certificate's targets (none: nothing to do)."""
-    targets = json.loads(work.cert.targets)
+    targets = targets_of(work.cert)
     if targets:
         from certman.deploy.rollout import roll_out
 

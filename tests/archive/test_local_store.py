@@ -271,3 +271,22 @@ def test_storing_a_bundle_again_in_the_layout_before_keeps_it_as_it_is(store):
         old = _legacy(store, name=name)
         assert store.put(ArchivePutRequest(name=name, revision=1, body=b"archived before")) == old
         assert store.path_of(old.location) == store.root / name / "000001.bundle"
+
+
+def test_a_batch_among_stored_bundles_keeps_equal_ones_and_replaces_changed_ones(store):
+    """A resumed batch: some bundles are stored already (one the same, one different)."""
+    same = ArchivePutRequest(name="same", revision=1, body=b"kept")
+    changed = ArchivePutRequest(name="changed", revision=1, body=b"old")
+    store.put_many([same, changed])
+    kept = os.stat(store.path_of("same/000001.bundle"))
+    requests = [
+        same,
+        ArchivePutRequest(name="changed", revision=1, body=b"new"),
+        *(ArchivePutRequest(name=f"new-{i}", revision=1, body=b"n%d" % i) for i in range(30)),
+    ]
+    refs = store.put_many(requests)
+    for request, ref in zip(requests, refs, strict=True):
+        assert store.get(ArchiveGetRequest(ref=ref)).body == request.body
+    again = os.stat(store.path_of("same/000001.bundle"))
+    assert (again.st_ino, again.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+    assert not [p for p in store.root.rglob("*.tmp")]

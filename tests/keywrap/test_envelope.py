@@ -79,6 +79,21 @@ def test_two_wraps_of_the_same_plaintext_differ(master_key, context):
     assert first.encrypted_data_key != second.encrypted_data_key
     assert first.nonce != second.nonce
     assert first.ciphertext != second.ciphertext
+    # The data key's nonce (the first 12 bytes of its sealed form) is not the payload's.
+    assert first.encrypted_data_key[:12] != first.nonce
+
+
+def test_seal_refuses_a_nonce_of_the_wrong_size(context):
+    with pytest.raises(ValueError, match="nonce"):
+        seal(
+            b"x",
+            context,
+            data_key=os.urandom(32),
+            encrypted_data_key=b"",
+            wrapper="t",
+            key_id="t",
+            nonce=b"short",
+        )
 
 
 def test_unwrap_refuses_a_record_from_another_wrapper(master_key, context):
