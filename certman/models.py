@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 
 from certman.errors import IntegrityError, ValidationError
@@ -150,17 +149,18 @@ class EncryptionContext:
 
     def aad(self) -> bytes:
         """The canonical JSON of ``as_dict`` (sorted keys, no spaces), bound as AAD."""
-        return self._aad
-
-    @cached_property
-    def _aad(self) -> bytes:
-        # Once per context: sealing binds it twice (the data key and the payload). The keys
-        # in sorted order around json's own string encoder: CANONICAL_JSON's bytes exactly.
-        text = json_string
-        return (
-            f'{{"certificate":{text(self.certificate)},"purpose":{text(self.purpose)},'
-            f'"revision":{text(str(self.revision))}}}'
-        ).encode()
+        # Once per context: sealing binds it twice (the data key and the payload). Kept in
+        # the instance's dict by hand: functools.cached_property takes a lock per instance.
+        cached: bytes | None = self.__dict__.get("_aad")
+        if cached is None:
+            # The keys in sorted order around json's own string encoder: CANONICAL_JSON's
+            # bytes exactly.
+            text = json_string
+            cached = self.__dict__["_aad"] = (
+                f'{{"certificate":{text(self.certificate)},"purpose":{text(self.purpose)},'
+                f'"revision":{text(str(self.revision))}}}'
+            ).encode()
+        return cached
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,17 +201,15 @@ class WrappedKey:
     def to_json(self, *, ciphertext: bool = True) -> str:
         """``to_dict`` as CANONICAL_JSON writes it, byte for byte (the bulk path writes two of
         these per certificate: spelled out, without building the dict)."""
-        if not ciphertext:
-            return self._json_without_ciphertext
-        return self._json
-
-    @cached_property
-    def _json(self) -> str:
-        return self._canonical(_b64(self.ciphertext))
-
-    @cached_property
-    def _json_without_ciphertext(self) -> str:
-        return self._canonical("")
+        # Kept in the instance's dict (see EncryptionContext.aad): the inventory and the
+        # archive bundle both write the sealed key of a certificate.
+        slot = "_json" if ciphertext else "_json_without_ciphertext"
+        cached: str | None = self.__dict__.get(slot)
+        if cached is None:
+            cached = self.__dict__[slot] = self._canonical(
+                _b64(self.ciphertext) if ciphertext else ""
+            )
+        return cached
 
     def _canonical(self, ct: str) -> str:
         text = json_string

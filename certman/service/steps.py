@@ -36,6 +36,8 @@ from certman.pki import (
     private_key_to_der,
     public_key_der,
 )
+from certman.service.renewal import renewal_due_at
+from certman.service.renewal_info import follow_window
 from certman.service.runtime import Runtime
 
 S = RevisionState
@@ -246,9 +248,6 @@ def deploy(rt: Runtime, work: Work) -> None:
 
 def activate(rt: Runtime, work: Work) -> None:
     """-> ACTIVE: the certificate now points at this revision; the previous one is superseded."""
-    from certman.service.renewal import renewal_due_at
-    from certman.service.renewal_info import follow_window
-
     cert, rev = work.cert, work.rev
     now = rt.clock.now()
     if work.previous is not None and work.previous.state == S.ACTIVE:
