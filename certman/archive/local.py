@@ -326,7 +326,14 @@ def _shard(name: str) -> str:
 
 
 def _valid_name(name: str) -> bool:
-    return bool(name) and name != "." and ".." not in name and not any(c in name for c in "/\\\0")
+    return (
+        bool(name)
+        and name != "."
+        and ".." not in name
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+    )
 
 
 def _check_name(name: str) -> None:
