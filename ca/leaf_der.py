@@ -54,7 +54,15 @@ def _length(n: int) -> bytes:
 
 def tlv(tag: int, body: bytes) -> bytes:
     """One DER element: tag, definite length, contents."""
-    return bytes((tag,)) + _length(len(body)) + body
+    n = len(body)
+    # The lengths a certificate has, written without a call (twenty elements per leaf).
+    if n < 0x80:
+        return bytes((tag, n)) + body
+    if n < 0x100:
+        return bytes((tag, 0x81, n)) + body
+    if n < 0x10000:
+        return bytes((tag, 0x82, n >> 8, n & 0xFF)) + body
+    return bytes((tag,)) + _length(n) + body
 
 
 def _integer(value: int) -> bytes:

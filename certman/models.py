@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +18,15 @@ from certman.errors import IntegrityError, ValidationError
 CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 # How json.dumps writes a str (ensure_ascii), quotes included.
 json_string = json.encoder.encode_basestring_ascii
+
+
+def canonical_text_map(values: Mapping[str, str]) -> str:
+    """CANONICAL_JSON of a mapping of text to text, spelled out (falls back to the encoder
+    for any other value)."""
+    if not all(type(k) is str and type(v) is str for k, v in values.items()):
+        return CANONICAL_JSON.encode(values)
+    text = json_string
+    return "{" + ",".join(f"{text(k)}:{text(v)}" for k, v in sorted(values.items())) + "}"
 
 
 def _b64(data: bytes) -> str:
@@ -213,7 +223,7 @@ class WrappedKey:
 
     def _canonical(self, ct: str) -> str:
         text = json_string
-        extra = f'"extra":{CANONICAL_JSON.encode(self.extra)},' if self.extra else ""
+        extra = f'"extra":{canonical_text_map(self.extra)},' if self.extra else ""
         return (
             f'{{"alg":{text(self.algorithm)},"ct":"{ct}",'
             f'"edk":"{_b64(self.encrypted_data_key)}",{extra}"key_id":{text(self.key_id)},'

@@ -9,7 +9,7 @@ from typing import Any
 
 from certman.errors import IntegrityError, KeyWrapError
 from certman.interfaces import KeyWrapper
-from certman.models import CANONICAL_JSON, EncryptionContext, WrappedKey, json_string
+from certman.models import EncryptionContext, WrappedKey, canonical_text_map, json_string
 
 BUNDLE_FORMAT = "certman-bundle"
 BUNDLE_VERSION = 1
@@ -157,7 +157,7 @@ def _encode_body(bundle: Bundle) -> bytes:
     chain = json_string(_pem_text(bundle.chain_pem, "chain_pem"))
     return (
         f'{{"certificate_pem":{certificate},"chain_pem":{chain},'
-        f'"metadata":{CANONICAL_JSON.encode(dict(bundle.metadata))},'
+        f'"metadata":{canonical_text_map(bundle.metadata)},'
         f'"name":{json_string(bundle.name)},"revision":{int(bundle.revision)},'
         f'"sealed_key":{bundle.sealed_key.to_json()}}}'
     ).encode()

@@ -10,7 +10,7 @@ in its transaction, so they commit (or roll back) with everything else the calle
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -27,11 +27,17 @@ _Convert = Callable[[Any], Any]
 
 
 def insert_returning(
-    session: Session, table: Table, rows: Sequence[Row], returning: Sequence[str]
+    session: Session,
+    table: Table,
+    rows: Sequence[Row],
+    returning: Sequence[str],
+    *,
+    columns: Sequence[str] | None = None,
 ) -> list[tuple[Any, ...]]:
     """INSERT ``rows`` (each with the same keys) and return ``returning`` of each new row.
 
-    The columns' Python defaults fill what the rows leave out, as in an ORM or Core insert.
+    ``columns``: the keys of the rows to write (by default, all of them). The columns'
+    Python defaults fill what the rows leave out, as in an ORM or Core insert.
 
     Multi-row VALUES statements with RETURNING (SQLite >= 3.35, PostgreSQL), as
     SQLAlchemy's "insertmanyvalues" sends them; the rows come back in no promised order,
@@ -40,8 +46,14 @@ def insert_returning(
     if not rows:
         return []
     conn = session.connection()
-    rows = _with_defaults(table, rows)
-    columns = list(rows[0])
+    if columns is None:
+        rows = _with_defaults(table, rows)
+        columns = list(rows[0])
+    else:
+        defaults = _defaults_for(table, columns)
+        columns = [*columns, *defaults]
+        if defaults:
+            rows = [{**defaults, **row} for row in rows]
     values = _values(conn.dialect, table, columns, rows)
     prepare = conn.dialect.identifier_preparer
     mark = _placeholder(conn.dialect)
@@ -97,7 +109,12 @@ def update_by_id(
 
 
 def _with_defaults(table: Table, rows: Sequence[Row]) -> Sequence[Row]:
-    given = rows[0].keys()
+    defaults = _defaults_for(table, rows[0].keys())
+    return [{**defaults, **row} for row in rows] if defaults else rows
+
+
+def _defaults_for(table: Table, given: Collection[str]) -> dict[str, Any]:
+    """The Python defaults of the columns not in ``given``."""
     defaults: dict[str, Any] = {}
     for column in table.columns:
         if column.name in given or column.default is None:
@@ -107,7 +124,7 @@ def _with_defaults(table: Table, rows: Sequence[Row]) -> Sequence[Row]:
                 f"Column {table.name}.{column.name} has a computed default; give its value."
             )
         defaults[column.name] = column.default.arg  # type: ignore[attr-defined]
-    return [{**defaults, **row} for row in rows] if defaults else rows
+    return defaults
 
 
 def _driver(conn: Connection, statement: str, params: Any) -> Any:

@@ -83,8 +83,9 @@ def _defaults(table: Any) -> dict[str, Any]:
     return values
 
 
-def _rows(records: Sequence[Any]) -> list[dict[str, Any]]:
-    """INSERT parameters: only the columns some record sets (the rest are NULL anyway)."""
+def _rows(records: Sequence[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """INSERT parameters: the records' attributes, and the columns some record sets (the
+    rest are NULL anyway)."""
     rows = [vars(r) for r in records]
     # Set in the first record, or else in any (only those still NULL there are looked for).
     columns = [
@@ -92,7 +93,7 @@ def _rows(records: Sequence[Any]) -> list[dict[str, Any]]:
         for k, v in rows[0].items()
         if k != "id" and (v is not None or any(row[k] is not None for row in rows))
     ]
-    return [{k: row[k] for k in columns} for row in rows]
+    return rows, columns
 
 
 def validate_all(rt: Runtime, specs: Sequence[IssueSpec]) -> list[IssueSpec]:
@@ -207,15 +208,13 @@ def _insert(session: Session, works: Sequence[steps.Work]) -> None:
     """INSERT the certificates, then their revisions, and give the records their ids."""
     cert_table = ManagedCertificate.__table__  # type: ignore[attr-defined]
     rev_table = Revision.__table__  # type: ignore[attr-defined]
-    ids = dict(
-        insert_returning(session, cert_table, _rows([w.cert for w in works]), ("name", "id"))
-    )
+    rows, columns = _rows([w.cert for w in works])
+    ids = dict(insert_returning(session, cert_table, rows, ("name", "id"), columns=columns))
     for w in works:
         w.cert.id = w.rev.certificate_id = ids[w.cert.name]
+    rows, columns = _rows([w.rev for w in works])
     rev_ids = dict(
-        insert_returning(
-            session, rev_table, _rows([w.rev for w in works]), ("certificate_id", "id")
-        )
+        insert_returning(session, rev_table, rows, ("certificate_id", "id"), columns=columns)
     )
     for w in works:
         w.rev.id = rev_ids[w.cert.id]

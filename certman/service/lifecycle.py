@@ -333,7 +333,7 @@ def apply_spec(cert: ManagedCertificate, spec: IssueSpec) -> None:
         int(spec.renew_before.total_seconds()) if spec.renew_before else None
     )
     cert.reuse_key = spec.reuse_key
-    cert.targets = json.dumps(list(spec.targets))
+    cert.targets = json.dumps(list(spec.targets)) if spec.targets else "[]"
     cert.status = "pending" if not cert.current_revision else cert.status
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from certman.archive import bundle as bundle_module
 from certman.archive.bundle import Bundle
-from certman.models import CANONICAL_JSON, WrappedKey
+from certman.models import CANONICAL_JSON, WrappedKey, canonical_text_map
 
 _AWKWARD = 'k"ey\\id/é\u2603\n\t\x00'
 
@@ -90,3 +90,11 @@ def test_bundle_body_and_header_are_canonical_json(name: str) -> None:
         ).encode()
     )
     assert rest == sealed_body.ciphertext
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"b": "2", "a": "1"}, {_AWKWARD: _AWKWARD, "Z": "", "a": "é"}, {"n": 1, "s": "x"}],
+)
+def test_text_maps_are_spelled_as_canonical_json(values: dict[str, object]) -> None:
+    assert canonical_text_map(values) == CANONICAL_JSON.encode(values)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca import CAHierarchy, PrivateCA, SigningPolicy, create_hierarchy, generate_private_key
-from ca.leaf_der import LeafEncoder, subject_key_bits
+from ca.leaf_der import LeafEncoder, subject_key_bits, tlv
 from ca.profiles import LeafProfile
 from certman.domains import Identifier
 from certman.models import KeyType
@@ -159,3 +159,16 @@ def test_the_facts_of_a_signed_leaf_are_those_of_its_certificate(authority: Priv
         )
         == leaf.public_key_der
     )
+
+
+@pytest.mark.parametrize("size", [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x123456])
+def test_element_lengths_are_definite_and_minimal(size: int) -> None:
+    """X.690 8.1.3: short form below 128, else the fewest length octets."""
+    element = tlv(0x04, b"\x00" * size)
+    if size < 0x80:
+        assert element[:2] == bytes((0x04, size))
+    else:
+        octets = (size.bit_length() + 7) // 8
+        assert element[1] == 0x80 | octets
+        assert int.from_bytes(element[2 : 2 + octets], "big") == size
+    assert len(element) - size == (2 if size < 0x80 else 2 + (size.bit_length() + 7) // 8)
