@@ -23,10 +23,12 @@ json_string = json.encoder.encode_basestring_ascii
 def canonical_text_map(values: Mapping[str, str]) -> str:
     """CANONICAL_JSON of a mapping of text to text, spelled out (falls back to the encoder
     for any other value)."""
-    if not all(type(k) is str and type(v) is str for k, v in values.items()):
-        return CANONICAL_JSON.encode(values)
+    items = sorted(values.items())
+    for key, value in items:
+        if type(key) is not str or type(value) is not str:
+            return CANONICAL_JSON.encode(values)
     text = json_string
-    return "{" + ",".join(f"{text(k)}:{text(v)}" for k, v in sorted(values.items())) + "}"
+    return "{" + ",".join([text(key) + ":" + text(value) for key, value in items]) + "}"
 
 
 def _b64(data: bytes) -> str:

@@ -38,13 +38,16 @@ def issue_many(
     rt: Runtime,
     specs: Sequence[IssueSpec],
     *,
-    batch_size: int = 500,
+    batch_size: int = 1000,
     progress: Progress | None = None,
     prevalidated: bool = False,
 ) -> BulkReport:
     """Issue every spec. Each step is persisted for the whole batch before the next starts,
     so the crash-safety rules hold exactly as for one certificate; a failure of one
     certificate is recorded (as `Lifecycle.record_failure` does) without stopping the rest.
+
+    A batch costs a few fixed waits (its commits, the flush of its bundles, the audit
+    anchor); 1,000 per batch measured ~5% faster than 500, with 1,000 keys in memory at most.
     """
     lifecycle = Lifecycle(rt)
     validated = list(specs) if prevalidated else validate_all(rt, specs)
