@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import statistics
 import tempfile
 import time
@@ -19,6 +20,12 @@ def fresh_runtime(prefix: str = "certman-bench-") -> Runtime:
     config = load_config(home, home / "certman.toml")
     init_home(config, ca_key_type=None)
     return Runtime(config=config)
+
+
+def discard(rt: Runtime) -> None:
+    """Close ``rt``'s database and remove the temporary home fresh_runtime made for it."""
+    rt.engine.dispose()
+    shutil.rmtree(rt.config.home.parent, ignore_errors=True)
 
 
 def best_of(runs: int, fn: Callable[[], float]) -> float:
