@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bench.common import discard, fresh_runtime, table, timed
+from bench.common import discard, fresh_runtime, remove_homes, table, timed
 from certman.models import KeyType
 from certman.service.authorities import load_private_ca
 from certman.service.bulk import issue_many
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         checked.append(bare_loop(args.count, verify_csr=True))
         ours.append(certman_bulk(args.count))
         bare.append((before + bare_loop(args.count, verify_csr=False)) / 2)
+    remove_homes()
     ratio = statistics.median(b / o for b, o in zip(bare, ours, strict=True))
     checked_ratio = statistics.median(b / c for b, c in zip(bare, checked, strict=True))
     rows = [

@@ -22,10 +22,23 @@ def fresh_runtime(prefix: str = "certman-bench-") -> Runtime:
     return Runtime(config=config)
 
 
+_LEFT_HOMES: list[Path] = []
+
+
 def discard(rt: Runtime) -> None:
-    """Close ``rt``'s database and remove the temporary home fresh_runtime made for it."""
+    """Close ``rt``'s database; its temporary home is removed by ``remove_homes``.
+
+    Not at once: removing a thousand files leaves the file system's journal busy, and the
+    next round's flush of its own bundles would wait on it.
+    """
     rt.engine.dispose()
-    shutil.rmtree(rt.config.home.parent, ignore_errors=True)
+    _LEFT_HOMES.append(rt.config.home.parent)
+
+
+def remove_homes() -> None:
+    """Remove the homes ``discard`` set aside (call it once the measuring is over)."""
+    while _LEFT_HOMES:
+        shutil.rmtree(_LEFT_HOMES.pop(), ignore_errors=True)
 
 
 def best_of(runs: int, fn: Callable[[], float]) -> float:

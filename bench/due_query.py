@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 
-from bench.common import discard, fresh_runtime, table
+from bench.common import discard, fresh_runtime, remove_homes, table
 from certman.inventory.tables import ManagedCertificate
 from certman.service.due import due_names
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             names = due_names(session, now, limit=500)
             timings.append(time.perf_counter() - start)
     discard(rt)
+    remove_homes()
     median_ms = statistics.median(timings) * 1000
     print(f"Due-for-renewal query, {args.rows:,} rows, {args.due:.0%} due, first page of 500\n")
     print(
