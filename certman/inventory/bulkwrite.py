@@ -10,7 +10,7 @@ in its transaction, so they commit (or roll back) with everything else the calle
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -46,14 +46,7 @@ def insert_returning(
     if not rows:
         return []
     conn = session.connection()
-    if columns is None:
-        rows = _with_defaults(table, rows)
-        columns = list(rows[0])
-    else:
-        defaults = _defaults_for(table, columns)
-        columns = [*columns, *defaults]
-        if defaults:
-            rows = [{**defaults, **row} for row in rows]
+    rows, columns = _with_defaults(table, rows, columns)
     values = _values(conn.dialect, table, columns, rows)
     prepare = conn.dialect.identifier_preparer
     mark = _placeholder(conn.dialect)
@@ -79,8 +72,7 @@ def insert_many(session: Session, table: Table, rows: Sequence[Row]) -> None:
     if not rows:
         return
     conn = session.connection()
-    rows = _with_defaults(table, rows)
-    columns = list(rows[0])
+    rows, columns = _with_defaults(table, rows)
     prepare = conn.dialect.identifier_preparer
     mark = _placeholder(conn.dialect)
     statement = (
@@ -108,13 +100,12 @@ def update_by_id(
     _driver(conn, statement, _values(conn.dialect, table, [*columns, "id"], rows))
 
 
-def _with_defaults(table: Table, rows: Sequence[Row]) -> Sequence[Row]:
-    defaults = _defaults_for(table, rows[0].keys())
-    return [{**defaults, **row} for row in rows] if defaults else rows
-
-
-def _defaults_for(table: Table, given: Collection[str]) -> dict[str, Any]:
-    """The Python defaults of the columns not in ``given``."""
+def _with_defaults(
+    table: Table, rows: Sequence[Row], columns: Sequence[str] | None = None
+) -> tuple[Sequence[Row], list[str]]:
+    """The rows and the columns to write: ``columns`` (by default, the rows' keys) and the
+    Python defaults of the columns left out, filled in each row."""
+    given = list(rows[0]) if columns is None else list(columns)
     defaults: dict[str, Any] = {}
     for column in table.columns:
         if column.name in given or column.default is None:
@@ -124,7 +115,9 @@ def _defaults_for(table: Table, given: Collection[str]) -> dict[str, Any]:
                 f"Column {table.name}.{column.name} has a computed default; give its value."
             )
         defaults[column.name] = column.default.arg  # type: ignore[attr-defined]
-    return defaults
+    if not defaults:
+        return rows, given
+    return [{**row, **defaults} for row in rows], [*given, *defaults]
 
 
 def _driver(conn: Connection, statement: str, params: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -17,6 +16,7 @@ from certman.inventory.tables import Notification, Revision
 from certman.models import RevisionState
 from certman.service.certificates import get_certificate
 from certman.service.runtime import Runtime
+from certman.service.steps import targets_of
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +36,7 @@ def deletion_refusal(rt: Runtime, name: str, *, force: bool) -> None:
             .where(Revision.certificate_id == cert.id)
             .where(Revision.number == cert.latest_revision)
         ).first()
-    targets = json.loads(cert.targets)
+    targets = targets_of(cert)
     if force:
         return
     if latest is not None and RevisionState(latest).in_flight:
@@ -75,7 +75,7 @@ def delete_certificate(rt: Runtime, name: str, *, force: bool = False) -> Delete
             "certificate.delete",
             name,
             forced=force,
-            targets=json.loads(cert.targets),
+            targets=targets_of(cert),
             revisions=[
                 {
                     "revision": r.number,
@@ -92,7 +92,7 @@ def delete_certificate(rt: Runtime, name: str, *, force: bool = False) -> Delete
         name=name,
         revisions=len(revisions),
         archived=sum(1 for r in revisions if r.archive_location),
-        targets=tuple(json.loads(cert.targets)),
+        targets=tuple(targets_of(cert)),
     )
 
 

@@ -15,7 +15,7 @@ from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.service.lifecycle import get_certificate
 from certman.service.runtime import Runtime
-from certman.service.steps import Work
+from certman.service.steps import Work, targets_of
 
 
 def _active(rt: Runtime, name: str) -> tuple[ManagedCertificate, Revision, Revision | None]:
@@ -41,7 +41,7 @@ def _active(rt: Runtime, name: str) -> tuple[ManagedCertificate, Revision, Revis
 
 
 def _targets(cert: ManagedCertificate, only: list[str] | None) -> list[str]:
-    bound = json.loads(cert.targets)
+    bound = targets_of(cert)
     if not only:
         if not bound:
             raise ValidationError(
@@ -193,7 +193,7 @@ def import_to_acm(
         cert = get_certificate(session, name)
     chosen = target
     if chosen is None:
-        bound = json.loads(cert.targets)
+        bound = targets_of(cert)
         acm_targets = [t for t in bound if rt.config.targets.get(t, {}).get("type") == "acm"]
         if not acm_targets:
             raise ValidationError(

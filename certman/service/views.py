@@ -12,6 +12,7 @@ from certman.errors import ValidationError
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import CertificateStatus
 from certman.service.lifecycle import get_certificate
+from certman.service.steps import targets_of
 
 
 def effective_status(cert: ManagedCertificate, now: datetime) -> str:
@@ -44,7 +45,7 @@ def certificate_view(cert: ManagedCertificate, now: datetime) -> dict[str, Any]:
         "acm_type": cert.acm_type,
         "in_use_by": json.loads(cert.in_use_by) if cert.in_use_by else [],
         "drift": cert.drift,
-        "targets": json.loads(cert.targets),
+        "targets": targets_of(cert),
         "failures": cert.failures,
         "next_attempt_at": _iso(cert.next_attempt_at),
         "last_error": cert.last_error,
