@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -17,6 +18,7 @@ from certman.errors import AlreadyExistsError, CertmanError, ValidationError
 from certman.interfaces import SupportsKeyIssue, SupportsPutMany, supports
 from certman.inventory.audit import EventSpec, append_events
 from certman.inventory.bulkwrite import insert_returning, update_by_id
+from certman.inventory.checkpoints import Checkpoints, checkpoints_aside
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import RevisionState
 from certman.service import steps
@@ -56,11 +58,12 @@ def issue_many(
     # persists each order URL the moment it exists.
     local = [s for s in validated if supports(rt.issuer(s.issuer), SupportsKeyIssue)]
     remote = [s for s in validated if not supports(rt.issuer(s.issuer), SupportsKeyIssue)]
-    for start in range(0, len(local), batch_size):
-        chunk = local[start : start + batch_size]
-        _issue_batch(rt, lifecycle, chunk, report)
-        if progress is not None:
-            progress(len(chunk))
+    with rt.engine.connect() as connection, checkpoints_aside(connection) as checkpoints:
+        for start in range(0, len(local), batch_size):
+            chunk = local[start : start + batch_size]
+            _issue_batch(rt, lifecycle, chunk, report, connection, checkpoints)
+            if progress is not None:
+                progress(len(chunk))
     for spec in remote:
         try:
             lifecycle.plan(spec)
@@ -127,7 +130,12 @@ def _refuse_existing(session: Session, names: Sequence[str]) -> None:
 
 
 def _issue_batch(
-    rt: Runtime, lifecycle: Lifecycle, specs: Sequence[IssueSpec], report: BulkReport
+    rt: Runtime,
+    lifecycle: Lifecycle,
+    specs: Sequence[IssueSpec],
+    report: BulkReport,
+    connection: Connection,
+    checkpoints: Checkpoints,
 ) -> None:
     """One batch, in three commits: sealed keys, certificates, then archived and active.
 
@@ -137,7 +145,12 @@ def _issue_batch(
     commit refers to it, and nothing outside the inventory happens in between.
     """
     now = rt.clock.now()
-    with rt.session() as session:
+    with rt.session(bind=connection) as session:
+
+        def commit() -> None:
+            session.commit()
+            checkpoints.after_commit()
+
         works = _plan(specs, now)
         live, unsealed = _attempt(rt, steps.seal_key, works)
         try:
@@ -148,24 +161,27 @@ def _issue_batch(
             session.rollback()
             _refuse_existing(session, [s.name for s in specs])
             raise
-        session.commit()
+        commit()
         for work, error in unsealed:
             _fail(lifecycle, work, error, report)
 
         live = _run(rt, lifecycle, steps.issue, live, report)
         _save(session, Revision, [w.rev for w in live], _ISSUED)
+        commit()
         live = _archive_all(rt, lifecycle, live, report)
         # A rollout acts outside the inventory: what it deploys is recorded as archived first.
         rolled_out = [w for w in live if steps.targets_of(w.cert)]
-        _save(session, Revision, [w.rev for w in rolled_out], _ARCHIVED)
+        if rolled_out:
+            _save(session, Revision, [w.rev for w in rolled_out], _ARCHIVED)
+            commit()
 
         live = _run(rt, lifecycle, steps.deploy, live, report)
         live = _run(rt, lifecycle, steps.activate, live, report)
         done = rt.clock.now()
         for w in live:
             w.rev.updated_at = w.cert.updated_at = done
-        _save(session, ManagedCertificate, [w.cert for w in live], _ACTIVATED_CERT, commit=False)
-        _save(session, Revision, [w.rev for w in live], _ACTIVATED_REV, commit=False)
+        _save(session, ManagedCertificate, [w.cert for w in live], _ACTIVATED_CERT)
+        _save(session, Revision, [w.rev for w in live], _ACTIVATED_REV)
         append_events(
             session,
             done,
@@ -184,7 +200,7 @@ def _issue_batch(
                 for w in live
             ],
         )
-        session.commit()
+        commit()
         report.issued.extend(w.cert.name for w in live)
         for w in works:
             w.key = None  # drop plaintext keys as soon as the batch is done
@@ -252,18 +268,9 @@ _ACTIVATED_CERT = (
 )
 
 
-def _save(
-    session: Session,
-    model: Any,
-    records: list[Any],
-    columns: tuple[str, ...],
-    *,
-    commit: bool = True,
-) -> None:
+def _save(session: Session, model: Any, records: list[Any], columns: tuple[str, ...]) -> None:
     """Persist one step for the whole batch: one UPDATE sent with executemany."""
     update_by_id(session, model.__table__, [vars(r) for r in records], columns)
-    if commit:
-        session.commit()
 
 
 def _attempt(

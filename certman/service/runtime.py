@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from certman.clock import Clock, SystemClock
@@ -41,11 +41,13 @@ class Runtime:
         return engine
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, bind: Connection | None = None) -> Iterator[Session]:
+        """A session on the inventory; on ``bind`` (one connection for all its transactions)
+        when given."""
         from certman.inventory.audit_seal import AUDIT_SEAL
 
         info = {AUDIT_SEAL: self.audit_seal}
-        with Session(self.engine, expire_on_commit=False, info=info) as session:
+        with Session(bind or self.engine, expire_on_commit=False, info=info) as session:
             yield session
 
     @cached_property

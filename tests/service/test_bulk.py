@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,6 +50,14 @@ def test_bulk_issue_makes_every_certificate_active_archived_and_audited(runtime:
     assert verify_archive(runtime).ok
     # ca.create from init, then one issue event per certificate
     assert count(runtime, AuditEvent) == 1 + 25
+
+
+def test_bulk_issue_gives_sqlite_its_checkpoint_setting_back(runtime: Runtime) -> None:
+    issue_many(runtime, [spec(f"h{i}") for i in range(40)], batch_size=20)
+    with ExitStack() as stack:  # every idle connection of the pool, the run's among them
+        connections = [stack.enter_context(runtime.engine.connect()) for _ in range(6)]
+        settings = {c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() for c in connections}
+    assert settings == {1000}
 
 
 def test_bulk_issue_refuses_a_name_given_twice_and_writes_nothing(runtime: Runtime) -> None:
