@@ -98,7 +98,7 @@ def write_private_many(
 
 
 def create_private_many(
-    items: Sequence[tuple[Path | str, bytes]], *, mode: int = PRIVATE_FILE_MODE
+    items: Sequence[tuple[Path | str, bytes]], *, mode: int = PRIVATE_FILE_MODE, flush: bool = True
 ) -> None:
     """Create each new file with its bytes, readable only by its owner, all flushed on return.
 
@@ -108,7 +108,8 @@ def create_private_many(
     return can leave such a file incomplete; nothing refers to it yet, and it is later
     replaced through ``write_private_many``. Raises FileExistsError when a path exists
     (nothing is overwritten), OSError otherwise; on any error the files this call created
-    are removed.
+    are removed. With ``flush=False`` a batch is left for the caller to flush (``os.sync``,
+    which it may run on a thread) before anything refers to its files.
     """
     batch = len(items) > _SYNC_PER_FILE_UP_TO
     created: list[str] = []
@@ -120,7 +121,8 @@ def create_private_many(
             )
             created.extend(path for path, _ in staged)
         if batch:
-            os.sync()
+            if flush:
+                os.sync()
         else:
             fsync_directories(Path(target).parent for target, _ in items)
     except BaseException:

@@ -106,12 +106,20 @@ class ArchiveStore(Protocol):
 
 @runtime_checkable
 class SupportsPutMany(Protocol):
-    def put_many(self, requests: Sequence[ArchivePutRequest]) -> list[ArchiveRef]:
+    def put_many(
+        self, requests: Sequence[ArchivePutRequest], *, flush: bool = True
+    ) -> list[ArchiveRef]:
         """Store many bundles at once (the bulk path); refs in the order of ``requests``.
 
-        Every bundle is stored when it returns. On an error some may be stored already,
-        which is harmless: no revision refers to them until its ref is recorded.
+        Every bundle is stored when it returns; with ``flush=False``, once ``flush`` has
+        returned (the bulk path flushes on a thread while it prepares its next commit, and
+        waits for it before that commit). On an error some may be stored already, which is
+        harmless: no revision refers to them until its ref is recorded.
         """
+        ...
+
+    def flush(self) -> None:
+        """Make durable what ``put_many(flush=False)`` stored; ArchiveError when it fails."""
         ...
 
 

@@ -68,11 +68,14 @@ class LocalArchiveStore:
         """Store one bundle; storing the same body again returns the same ref."""
         return self.put_many([request])[0]
 
-    def put_many(self, requests: Sequence[ArchivePutRequest]) -> list[ArchiveRef]:
+    def put_many(
+        self, requests: Sequence[ArchivePutRequest], *, flush: bool = True
+    ) -> list[ArchiveRef]:
         """Store many bundles, writing them all before flushing them all (the bulk path).
 
-        Same durability as ``put`` for each: when this returns, every bundle is on disk.
-        Refs come back in the order of ``requests``.
+        Same durability as ``put`` for each: when this returns, every bundle is on disk
+        (with ``flush=False``: once ``flush`` has returned). Refs come back in the order of
+        ``requests``.
         """
         refs: list[ArchiveRef] = []
         bodies: dict[str, bytes] = {}  # location: body, each location once
@@ -93,14 +96,18 @@ class LocalArchiveStore:
             # looking for a stored one; only when one exists is every bundle read back.
             new = [(self._paths(loc)[0], body, False) for loc, body in bodies.items()]
             try:
-                self._write(new, what=_describe(list(bodies)), exclusive=True)
+                self._write(new, what=_describe(list(bodies)), exclusive=True, flush=flush)
                 return refs
             except FileExistsError:
                 pass  # nothing of this batch was kept: compare with what is stored
         pending = self._unstored(bodies, refs, legacy_layout)
         if pending:
-            self._write(list(pending.values()), what=_describe(list(pending)))
+            self._write(list(pending.values()), what=_describe(list(pending)), flush=flush)
         return refs
+
+    def flush(self) -> None:
+        """Make durable what ``put_many(flush=False)`` wrote: one system-wide sync."""
+        os.sync()
 
     def _unstored(
         self, bodies: dict[str, bytes], refs: Sequence[ArchiveRef], legacy_layout: bool
@@ -262,7 +269,12 @@ class LocalArchiveStore:
         return {f"{directory.name}/{f}" for f in files if _BUNDLE_FILE.match(f)}
 
     def _write(
-        self, items: Sequence[tuple[str, bytes, bool]], *, what: str, exclusive: bool = False
+        self,
+        items: Sequence[tuple[str, bytes, bool]],
+        *,
+        what: str,
+        exclusive: bool = False,
+        flush: bool = True,
     ) -> None:
         """Write (path, body, replaces) items; every path came from _paths, so it is safe.
 
@@ -281,7 +293,7 @@ class LocalArchiveStore:
                 try:
                     # New bundles: nothing refers to them until the inventory records the
                     # refs put_many returns, so each is written in place, flushed at once.
-                    create_private_many(new)
+                    create_private_many(new, flush=flush)
                 except FileExistsError:  # written meanwhile by another process: replace it
                     if exclusive:
                         raise

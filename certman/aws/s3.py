@@ -161,16 +161,22 @@ class S3ArchiveStore:
             raise _keyless(where)
         return head
 
-    def put_many(self, requests: Sequence[ArchivePutRequest]) -> list[ArchiveRef]:
+    def put_many(
+        self, requests: Sequence[ArchivePutRequest], *, flush: bool = True
+    ) -> list[ArchiveRef]:
         """Store many bundles with a few uploads in flight; refs in the order of ``requests``.
 
-        Every bundle is stored when this returns; on an error some may be stored already,
-        which is harmless: no revision refers to them until its ref is recorded.
+        Every bundle is stored when this returns, whatever ``flush`` says (S3 answers a PUT
+        once the object is durable); on an error some may be stored already, which is
+        harmless: no revision refers to them until its ref is recorded.
         """
         if len(requests) <= 1:
             return [self.put(r) for r in requests]
         with ThreadPoolExecutor(max_workers=min(PUT_CONCURRENCY, len(requests))) as pool:
             return list(pool.map(self.put, requests))
+
+    def flush(self) -> None:
+        """Nothing to wait for: every PUT was durable when it returned."""
 
     def copy(self, ref: ArchiveRef, destination: str) -> None:
         """Server-side copy (e.g. to another prefix), keeping SSE-C keys on both sides."""

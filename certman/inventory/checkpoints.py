@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.engine import Connection
+
+from certman.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class Checkpoints:
     def __init__(self, connection: Connection | None) -> None:
         self._engine = connection.engine if connection is not None else None
         self._reader: Any = None  # the DBAPI connection the thread checkpoints with
-        self._thread: threading.Thread | None = None
+        self._running: Background | None = None
 
     def after_commit(self) -> None:
         """Start copying what is committed so far into the database (a no-op off SQLite)."""
@@ -39,14 +40,13 @@ class Checkpoints:
         self.wait()
         if self._reader is None:
             self._reader = self._engine.raw_connection()
-        self._thread = threading.Thread(target=self._checkpoint, name="certman-checkpoint")
-        self._thread.start()
+        self._running = Background(self._checkpoint, name="certman-checkpoint")
 
     def wait(self) -> None:
         """Wait for the checkpoint under way; one that failed is left for SQLite to redo."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._running is not None:
+            running, self._running = self._running, None
+            running.wait()
 
     def close(self) -> None:
         self.wait()

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from certman.background import Background
 from certman.config import Config
 from certman.errors import AlreadyExistsError, CertmanError, ValidationError
 from certman.interfaces import SupportsKeyIssue, SupportsPutMany, supports
@@ -168,12 +169,15 @@ def _issue_batch(
         live = _run(rt, lifecycle, steps.issue, live, report)
         _save(session, Revision, [w.rev for w in live], _ISSUED)
         commit()
-        live = _archive_all(rt, lifecycle, live, report)
+        live, flushing = _archive_all(rt, lifecycle, live, report)
         # A rollout acts outside the inventory: what it deploys is recorded as archived first.
         rolled_out = [w for w in live if steps.targets_of(w.cert)]
         if rolled_out:
-            _save(session, Revision, [w.rev for w in rolled_out], _ARCHIVED)
-            commit()
+            live = _flushed(flushing, session, lifecycle, live, report)
+            flushing = None
+            if live:
+                _save(session, Revision, [w.rev for w in rolled_out], _ARCHIVED)
+                commit()
 
         live = _run(rt, lifecycle, steps.deploy, live, report)
         live = _run(rt, lifecycle, steps.activate, live, report)
@@ -200,10 +204,33 @@ def _issue_batch(
                 for w in live
             ],
         )
+        # The bundles were flushing while this commit was prepared; it waits for them.
+        live = _flushed(flushing, session, lifecycle, live, report)
         commit()
         report.issued.extend(w.cert.name for w in live)
         for w in works:
             w.key = None  # drop plaintext keys as soon as the batch is done
+
+
+def _flushed(
+    flushing: Background | None,
+    session: Session,
+    lifecycle: Lifecycle,
+    works: list[steps.Work],
+    report: BulkReport,
+) -> list[steps.Work]:
+    """``works`` once their bundles are durable; none if the flush failed, and then the
+    batch's uncommitted writes are rolled back and every work is recorded as failed."""
+    if flushing is None:
+        return works
+    try:
+        flushing.wait()
+    except CertmanError as error:
+        session.rollback()
+        for work in works:
+            _fail(lifecycle, work, error, report)
+        return []
+    return works
 
 
 def _plan(specs: Sequence[IssueSpec], now: datetime) -> list[steps.Work]:
@@ -303,21 +330,23 @@ def _run(
 
 def _archive_all(
     rt: Runtime, lifecycle: Lifecycle, works: list[steps.Work], report: BulkReport
-) -> list[steps.Work]:
-    """One batched write for the whole chunk when the store supports it."""
+) -> tuple[list[steps.Work], Background | None]:
+    """One batched write for the whole chunk when the store supports it, flushed on a thread
+    (wait for it before any commit that refers to the bundles)."""
     store = rt.archive
     if not supports(store, SupportsPutMany):
-        return _run(rt, lifecycle, steps.archive, works, report)
+        return _run(rt, lifecycle, steps.archive, works, report), None
+    batched = cast(SupportsPutMany, store)
     requests = [steps.archive_request(rt, w) for w in works]
     try:
-        refs = cast(SupportsPutMany, store).put_many(requests)
+        refs = batched.put_many(requests, flush=False)
     except CertmanError as error:
         for work in works:
             _fail(lifecycle, work, error, report)
-        return []
+        return [], None
     for work, ref in zip(works, refs, strict=True):
         steps.record_archive(work, ref)
-    return works
+    return works, Background(batched.flush, name="certman-archive-flush")
 
 
 def _fail(lifecycle: Lifecycle, work: steps.Work, error: CertmanError, report: BulkReport) -> None:

@@ -145,3 +145,15 @@ def test_create_private_dirs_refuses_a_file_in_the_way(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         fileio.create_private_dirs([tmp_path / "file"])
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_create_private_many_leaves_a_batch_flush_to_the_caller_only_when_asked(
+    tmp_path, monkeypatch, flush
+):
+    syncs: list[None] = []
+    monkeypatch.setattr(fileio.os, "sync", lambda: syncs.append(None))
+    items = [(tmp_path / f"b{i}", b"bundle %d" % i) for i in range(40)]
+    fileio.create_private_many(items, flush=flush)
+    assert len(syncs) == (1 if flush else 0)
+    assert all(path.read_bytes() == data and _mode(path) == 0o600 for path, data in items)

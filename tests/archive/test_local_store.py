@@ -212,7 +212,7 @@ def test_an_incomplete_new_bundle_left_by_a_crash_is_replaced_whole(store):
 
 
 def test_a_full_disk_is_a_retryable_archive_error(store, monkeypatch):
-    def no_space(items):
+    def no_space(items, **options):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("certman.archive.local.create_private_many", no_space)

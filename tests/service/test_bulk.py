@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, func, select
 
-from certman.errors import AlreadyExistsError, ValidationError
+from certman.clock import FrozenClock
+from certman.errors import AlreadyExistsError, ArchiveError, ValidationError
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.models import KeyType
 from certman.pki import certificate_facts, load_private_key_der, public_key_der
@@ -174,3 +176,65 @@ def test_bulk_issue_killed_after_archiving_resumes_without_a_second_certificate(
     assert [r.serial for r in after] == [r.serial for r in before]
     assert verify_archive(runtime).ok
     assert count(runtime, AuditEvent) == 1 + 5
+
+
+def test_bulk_issue_commits_the_archived_batch_only_once_its_bundles_are_flushed(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session as OrmSession
+
+    from certman.archive.local import LocalArchiveStore
+
+    order: list[str] = []
+    flush = LocalArchiveStore.flush
+
+    def slow_flush(store: LocalArchiveStore) -> None:
+        time.sleep(0.3)  # the batch's last commit is ready long before this ends
+        flush(store)
+        order.append("flushed")
+
+    def committed(_session: object) -> None:
+        order.append("commit")
+
+    monkeypatch.setattr(LocalArchiveStore, "flush", slow_flush)
+    event.listen(OrmSession, "after_commit", committed)
+    try:
+        report = issue_many(runtime, [spec(f"h{i}") for i in range(20)])
+    finally:
+        event.remove(OrmSession, "after_commit", committed)
+    assert len(report.issued) == 20
+    # sealed keys, certificates, then — after the flush — archived and active
+    assert order == ["commit", "commit", "flushed", "commit"]
+
+
+def test_a_failed_flush_activates_nothing_and_the_batch_resumes(
+    frozen_runtime: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = frozen_runtime
+    from certman.archive.local import LocalArchiveStore
+
+    def failing_flush(_store: LocalArchiveStore) -> None:
+        raise ArchiveError("The archive disk went away.", retryable=True)
+
+    monkeypatch.setattr(LocalArchiveStore, "flush", failing_flush)
+    names = [f"h{i}" for i in range(20)]
+    report = issue_many(runtime, [spec(n) for n in names])
+    monkeypatch.undo()
+    assert not report.issued
+    assert sorted(report.failed) == sorted(names)
+    assert set(report.failed.values()) == {"The archive disk went away."}
+    # Certificates signed and committed; none recorded as archived, active or issued.
+    assert {(r.state, r.archive_location) for r in _revisions(runtime)} == {("issued", None)}
+    assert _actions(runtime).count("certificate.issue") == 0
+
+    clock.advance(timedelta(days=1))  # past the retry the failure scheduled
+    _resume(runtime)
+    assert {r.state for r in _revisions(runtime)} == {"active"}
+    assert verify_archive(runtime).ok
+    assert _actions(runtime).count("certificate.issue") == 20
+
+
+def _actions(rt: Runtime) -> list[str]:
+    with rt.session() as session:
+        return list(session.exec(select(AuditEvent.action)).all())
