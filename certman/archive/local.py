@@ -15,6 +15,7 @@ from certman.fileio import (
     create_private_many,
     ensure_private_dir,
     fsync_directories,
+    sync_filesystems,
     write_private_many,
 )
 from certman.interfaces import ArchiveGetRequest, ArchiveGetResponse, ArchivePutRequest, ArchiveRef
@@ -106,8 +107,16 @@ class LocalArchiveStore:
         return refs
 
     def flush(self) -> None:
-        """Make durable what ``put_many(flush=False)`` wrote: one system-wide sync."""
-        os.sync()
+        """Make durable what ``put_many(flush=False)`` wrote: one sync of the archive's file
+        system; ArchiveError (retryable) when the disk reports a failed write."""
+        try:
+            sync_filesystems([os.path.join(self._root, SHARDS)])
+        except OSError as e:
+            raise ArchiveError(
+                f"Flushing the archive bundles under {self._root} failed: {e.strerror}; check "
+                "the disk and its free space.",
+                retryable=e.errno in _RETRYABLE_ERRNOS,
+            ) from None
 
     def _unstored(
         self, bodies: dict[str, bytes], refs: Sequence[ArchiveRef], legacy_layout: bool

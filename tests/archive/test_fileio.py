@@ -151,9 +151,41 @@ def test_create_private_dirs_refuses_a_file_in_the_way(tmp_path):
 def test_create_private_many_leaves_a_batch_flush_to_the_caller_only_when_asked(
     tmp_path, monkeypatch, flush
 ):
-    syncs: list[None] = []
-    monkeypatch.setattr(fileio.os, "sync", lambda: syncs.append(None))
+    syncs: list[set[str]] = []
+    monkeypatch.setattr(fileio, "sync_filesystems", lambda paths: syncs.append(set(paths)))
     items = [(tmp_path / f"b{i}", b"bundle %d" % i) for i in range(40)]
     fileio.create_private_many(items, flush=flush)
-    assert len(syncs) == (1 if flush else 0)
+    assert syncs == ([{str(tmp_path)}] if flush else [])
     assert all(path.read_bytes() == data and _mode(path) == 0o600 for path, data in items)
+
+
+def test_sync_filesystems_syncs_each_file_system_once_with_syncfs(tmp_path, monkeypatch):
+    assert fileio._syncfs() is not None  # Linux: syncfs(2) from libc
+    fileio.sync_filesystems([tmp_path])  # the real call succeeds
+    calls: list[int] = []
+    monkeypatch.setattr(fileio, "_syncfs", lambda: lambda fd: calls.append(fd) or 0)
+    (tmp_path / "a").mkdir()
+    fileio.sync_filesystems([tmp_path, tmp_path / "a", tmp_path])
+    assert len(calls) == 1  # one file system
+
+
+def test_sync_filesystems_reports_a_failed_write_back(tmp_path, monkeypatch):
+    import ctypes
+    import errno
+
+    def failing(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(fileio, "_syncfs", lambda: failing)
+    with pytest.raises(OSError) as info:
+        fileio.sync_filesystems([tmp_path])
+    assert info.value.errno == errno.EIO
+
+
+def test_sync_filesystems_falls_back_to_os_sync_without_syncfs(tmp_path, monkeypatch):
+    syncs: list[None] = []
+    monkeypatch.setattr(fileio, "_syncfs", lambda: None)
+    monkeypatch.setattr(fileio.os, "sync", lambda: syncs.append(None))
+    fileio.sync_filesystems([tmp_path])
+    assert syncs == [None]

@@ -223,6 +223,19 @@ def test_a_full_disk_is_a_retryable_archive_error(store, monkeypatch):
     assert info.value.retryable
 
 
+def test_a_failed_flush_is_a_retryable_archive_error(store, monkeypatch):
+    def eio(paths):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    store.put_many(
+        [ArchivePutRequest(name=f"n{i}", revision=1, body=b"x") for i in range(20)], flush=False
+    )
+    monkeypatch.setattr("certman.archive.local.sync_filesystems", eio)
+    with pytest.raises(ArchiveError, match="Flushing the archive bundles") as info:
+        store.flush()
+    assert info.value.retryable
+
+
 def test_names_with_bundles_answers_for_many_names_without_listing_the_root(store, monkeypatch):
     from certman.interfaces import SupportsNameListing
 
