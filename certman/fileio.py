@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import functools
 import os
@@ -200,6 +199,8 @@ def sync_filesystems(paths: Iterable[Path | str]) -> None:
                 continue
             devices.add(device)
             if syncfs(fd) != 0:  # ctypes releases the GIL for the call
+                import ctypes
+
                 code = ctypes.get_errno()
                 raise OSError(code, os.strerror(code), os.fspath(path))
         finally:
@@ -208,7 +209,10 @@ def sync_filesystems(paths: Iterable[Path | str]) -> None:
 
 @functools.cache
 def _syncfs() -> Callable[[int], int] | None:
-    """libc's syncfs, or None where there is none."""
+    """libc's syncfs, or None where there is none (ctypes is loaded only when a batch is
+    flushed: most commands never need it)."""
+    import ctypes
+
     try:
         function = ctypes.CDLL(None, use_errno=True).syncfs
     except (AttributeError, OSError):
