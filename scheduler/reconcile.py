@@ -15,10 +15,10 @@ from sqlmodel import select
 from certman.errors import CertmanError, InventoryError, OperationError, one_line
 from certman.inventory.tables import ManagedCertificate
 from certman.models import RevisionState
+from certman.service.leases import CertificateBusy, Lease, LeaseLost
 from certman.service.lifecycle import Lifecycle
 from certman.service.renewal_info import ARI_PER_TICK, refresh_renewal_windows
 from certman.service.runtime import Runtime
-from scheduler.claims import ClaimLost, LeaseKeeper, claim, release
 from scheduler.events import RENEWAL_RECOVERED
 from scheduler.expiry import record_expiry_notices
 from scheduler.notify import Notifier, record_certificate_notice, record_failure_notice
@@ -69,11 +69,14 @@ class Reconciler:
     hooks: TickHooks = field(default_factory=TickHooks)
     lifecycle: Lifecycle = field(init=False)
     _current: str | None = field(default=None, init=False)
-    _keeper: LeaseKeeper | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         # The back-off cap, [service] max_backoff, is read by Lifecycle.record_failure.
-        self.lifecycle = Lifecycle(self.rt, observers=[self._after_step])
+        self.lifecycle = Lifecycle(
+            self.rt,
+            observers=[self._after_step],
+            lease=Lease(holder=self.holder, duration=self.lease),
+        )
 
     def tick(self) -> TickReport:
         """One pass; an unreachable database ends it with one InventoryError, not a crash."""
@@ -110,28 +113,27 @@ class Reconciler:
         return report
 
     def _after_step(self, name: str, _number: int, state: RevisionState) -> None:
-        """After every committed step: stop here if the lease is lost or the service stops.
+        """After every committed step: stop here if the service stops (a lost lease stops the
+        lifecycle at its next commit, LeaseLost).
 
         ORDERED is committed in the middle of the issue step (the order URL, DESIGN.md
         rule 2); the step is let finish rather than stopped there.
         """
-        if name != self._current or self._keeper is None:
+        if name != self._current:
             return
-        if self._keeper.lost:
-            raise ClaimLost(name)
         if self.stopping.is_set() and state != RevisionState.ORDERED:
             raise Interrupted(name)
 
     def _renew_one(self, name: str, report: TickReport) -> None:
-        if not claim(self.rt, name, self.holder, self.lease):
-            report.skipped.append(name)
-            return
         started = time.monotonic()
         self._current = name
         try:
-            with LeaseKeeper(self.rt, name, self.holder, self.lease) as self._keeper:
-                failures_before = self._certificate(name).failures
+            failures_before = self._certificate(name).failures
+            try:
                 outcome = self.lifecycle.renew(name)
+            except CertificateBusy:  # another instance, or a command, holds it
+                report.skipped.append(name)
+                return
             if outcome.message:  # not due any more: another instance renewed it meanwhile
                 report.skipped.append(name)
                 return
@@ -145,9 +147,9 @@ class Reconciler:
                     f"r{outcome.revision}",
                     {"Revision": outcome.revision, "FailuresBefore": failures_before},
                 )
-        except (Interrupted, ClaimLost) as stop:
+        except (Interrupted, LeaseLost) as stop:
             report.interrupted.append(name)
-            why = "the service is stopping" if isinstance(stop, Interrupted) else "claim lost"
+            why = "the service is stopping" if isinstance(stop, Interrupted) else "lease lost"
             log.info("%s: stopped at a committed step (%s); it resumes from there", name, why)
         except CertmanError as error:
             self._failed(name, error, report, time.monotonic() - started)
@@ -160,11 +162,7 @@ class Reconciler:
             self._record_crash(name, wrapped)
             self._failed(name, wrapped, report, time.monotonic() - started)
         finally:
-            self._current, self._keeper = None, None
-            try:
-                release(self.rt, name, self.holder)
-            except Exception as e:  # the lease expires by itself
-                log.warning("%s: could not give the claim back (%s)", name, one_line(e))
+            self._current = None
 
     def _log_renewed(self, name: str, revision: int) -> None:
         cert = self._certificate(name)

@@ -14,8 +14,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import OperationalError
 
 from certman.errors import CertmanError, one_line
+from certman.service.leases import instance_id, release_all
 from certman.service.runtime import Runtime
-from scheduler.claims import instance_id, release_all
 from scheduler.health import HealthServer
 from scheduler.instance_lock import ServiceLock
 from scheduler.metrics import Metrics

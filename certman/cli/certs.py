@@ -68,11 +68,12 @@ def issue(
         reuse_key=reuse_key or bool(cfg.get("defaults", "reuse_key")),
         targets=tuple(target or ()),
     )
-    lifecycle = Lifecycle(rt)
-    _, planned = lifecycle.plan(spec)
+    from certman.service.leases import lease_for
+
+    lifecycle = Lifecycle(rt, lease=lease_for(rt, "cli"))
+    outcome, planned = lifecycle.issue(spec)
     if not planned:
         typer.echo(f"Resuming the unfinished issuance of {name}.", err=True)
-    outcome = lifecycle.advance(name)
     if note:
         typer.echo(f"note: {note}; give --validity to choose another.", err=True)
     _print_done(rt, name, outcome.revision)
@@ -197,23 +198,14 @@ def renew(
         raise ValidationError("--dry-run goes with --due.")
     if force and due:
         raise ValidationError("--force goes with a NAME, not with --due.")
-    from datetime import timedelta
-
-    from scheduler.claims import CertificateBusy, extend, held, instance_id
+    from certman.service.leases import CertificateBusy, lease_for
     from scheduler.notify import alert_failure
 
     rt = state(ctx).runtime()
-    holder = f"cli:{instance_id()}"
-    lease = rt.config.duration("service", "lease") or timedelta(minutes=10)
-
-    def keep_lease(each: str, _number: int, _state: object) -> None:
-        extend(rt, each, holder, lease)
-
-    lifecycle = Lifecycle(rt, observers=[keep_lease])
+    lifecycle = Lifecycle(rt, lease=lease_for(rt, "cli"))
     if name is not None:
         try:
-            with held(rt, name, holder, lease):
-                outcome = lifecycle.renew(name, force=force)
+            outcome = lifecycle.renew(name, force=force)
         except CertificateBusy:
             raise
         except CertmanError as error:
@@ -239,11 +231,13 @@ def renew(
         for each in page:
             attempted += 1
             try:
-                with held(rt, each, holder, lease):
-                    outcome = lifecycle.renew(each)
+                outcome = lifecycle.renew(each)
                 for note in outcome.notes:
                     typer.echo(note, err=True)
-                typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
+                if outcome.message:  # done meanwhile by a process that held it then
+                    typer.echo(f"{each}: renewed by another process.")
+                else:
+                    typer.echo(f"{each}: revision {outcome.revision} {outcome.state.value}.")
             except CertificateBusy as busy:  # a running service has it: not a failure
                 typer.echo(f"{each}: skipped; {busy.message}")
             except CertmanError as e:  # one failure never blocks the others
@@ -274,10 +268,13 @@ def revoke(
     and the key is never reused.
     """
     from certman.models import RevocationReason
+    from certman.service.leases import held, lease_for
     from certman.service.revocation import revoke_certificate
 
     parsed = RevocationReason.parse(reason)
-    outcome = revoke_certificate(state(ctx).runtime(), name, parsed)
+    rt = state(ctx).runtime()
+    with held(rt, name, lease_for(rt, "cli")):  # a renewal in progress finishes first
+        outcome = revoke_certificate(rt, name, parsed)
     for line in outcome.lines():
         typer.echo(line)
 
@@ -331,10 +328,8 @@ def delete(
 
     It is not revoked (`certman revoke NAME` first, if it must stop being trusted).
     """
-    from datetime import timedelta
-
     from certman.service.deletion import delete_certificate, deletion_refusal
-    from scheduler.claims import held, instance_id
+    from certman.service.leases import held, lease_for
 
     rt = state(ctx).runtime()
     deletion_refusal(rt, name, force=force)
@@ -343,8 +338,7 @@ def delete(
             f"Stop tracking {name}? It will not be renewed any more (it is not revoked).",
             abort=True,
         )
-    lease = rt.config.duration("service", "lease") or timedelta(minutes=10)
-    with held(rt, name, f"cli:{instance_id()}", lease):  # never under a renewal in progress
+    with held(rt, name, lease_for(rt, "cli")):  # never under a renewal in progress
         deleted = delete_certificate(rt, name, force=force)
     where = f"; it may still be deployed to {', '.join(deleted.targets)}" if deleted.targets else ""
     typer.echo(

@@ -111,6 +111,7 @@ def run_doctor(rt: Runtime) -> CheckReport:
     verify_archive(rt, report)
     report.run("audit", lambda: verify_audit(rt))
     _check_certificates(rt, report)
+    check_leases(rt, report)
     return report
 
 
@@ -320,3 +321,28 @@ def run_preflight(rt: Runtime) -> CheckReport:
     check_authorities(rt, report)
     check_backends(rt, report)
     return report
+
+
+def check_leases(rt: Runtime, report: CheckReport) -> None:
+    """Every live lease: who works on which certificate, until when (a warning when its
+    holder no longer runs: the next command or tick takes it over)."""
+    from certman.service.leases import held_leases, holder_gone
+
+    leases = held_leases(rt)
+    if not leases:
+        report.add("leases", True, "no certificate is being worked on.")
+        return
+    for name, holder, until in leases[:20]:
+        when = until.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if holder_gone(holder):
+            report.add(
+                "leases",
+                True,
+                f"{name}: leased until {when} by {holder}, which no longer runs; the next "
+                "command or service tick takes it over.",
+                warning=True,
+            )
+        else:
+            report.add("leases", True, f"{name}: being worked on by {holder} until {when}.")
+    if len(leases) > 20:
+        report.add("leases", True, f"and {len(leases) - 20} more certificates are leased.")

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import RevisionState
+from certman.service.leases import holder_gone, this_host_pattern
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime
@@ -23,9 +24,11 @@ def due_names(session: Session, now: datetime, *, limit: int) -> list[str]:
 
 
 def unfinished_names(session: Session, now: datetime) -> list[str]:
-    """Names with a revision in flight (a crash or a retryable failure left it there),
-    whose back-off has passed."""
-    return [name for name, _ in _unfinished_rows(session, now, limit=None, after_id=0)]
+    """Names with a revision in flight that nobody works on (a crash or a retryable failure
+    left it there), whose back-off has passed."""
+    return [
+        row[0] for row in _unfinished_rows(session, now, limit=None, after_id=0) if _abandoned(row)
+    ]
 
 
 def due_pages(runtime: Runtime, *, page_size: int) -> Iterator[list[str]]:
@@ -48,9 +51,10 @@ def due_pages(runtime: Runtime, *, page_size: int) -> Iterator[list[str]]:
         if not unfinished:
             break
         last_id = unfinished[-1][1]
-        names = [name for name, _ in unfinished]
+        names = [row[0] for row in unfinished if _abandoned(row)]
         offered.update(names)
-        yield names
+        if names:
+            yield names
     after: tuple[datetime, int] | None = None
     while True:
         with runtime.session() as session:
@@ -91,11 +95,28 @@ def _due_rows(
     ).all()
 
 
+def _abandoned(row: Any) -> bool:
+    """An in-flight revision is interrupted only when nobody holds a live lease on it: the
+    lease ran out, or its holder was a process of this host that no longer runs."""
+    _, _, holder, live = row
+    return not live or holder_gone(holder)
+
+
 def _unfinished_rows(
     session: Session, now: datetime, *, limit: int | None, after_id: int
 ) -> Sequence[Any]:
+    """(name, id, claimed_by, lease is live) of in-flight revisions not leased by another
+    host: a live lease of this host is checked against its process by _abandoned."""
+    live = col(ManagedCertificate.claimed_until).is_not(None) & (
+        col(ManagedCertificate.claimed_until) >= now
+    )
     query = (
-        select(ManagedCertificate.name, ManagedCertificate.id)
+        select(
+            ManagedCertificate.name,
+            ManagedCertificate.id,
+            ManagedCertificate.claimed_by,
+            live,
+        )
         .join(Revision, col(Revision.certificate_id) == col(ManagedCertificate.id))
         .where(col(Revision.number) == col(ManagedCertificate.latest_revision))
         .where(col(Revision.state).in_(_IN_FLIGHT))
@@ -103,6 +124,7 @@ def _unfinished_rows(
             col(ManagedCertificate.next_attempt_at).is_(None)
             | (col(ManagedCertificate.next_attempt_at) <= now)
         )
+        .where(~live | col(ManagedCertificate.claimed_by).like(this_host_pattern()))
         .where(col(ManagedCertificate.id) > after_id)
         .order_by(col(ManagedCertificate.id))
     )

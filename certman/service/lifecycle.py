@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,11 +21,21 @@ from certman.service import steps
 from certman.service.certificates import find_certificate, get_certificate, revision_of
 from certman.service.deletion import refuse_archived_names
 from certman.service.failures import record_failure
+from certman.service.leases import (
+    Lease,
+    LeaseKeeper,
+    busy,
+    claim,
+    fence,
+    holder_of,
+    lease_for,
+    release,
+)
 from certman.service.prechecks import check_master_key, issuer_precheck
 from certman.service.runtime import Runtime
 
 S = RevisionState
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 StepObserver = Callable[[str, int, RevisionState], None]
 
@@ -54,9 +65,65 @@ class Outcome:
 
 @dataclass
 class Lifecycle:
+    """Walks revisions, each under a lease on its certificate (certman.service.leases):
+    a step is committed only while this process holds the lease, so the service and an
+    operator never both advance one revision."""
+
     runtime: Runtime
     # Called after every committed step (progress bars; crash tests kill the process here).
     observers: list[StepObserver] = field(default_factory=list)
+    # Who this lifecycle leases certificates as; by default a holder of its own.
+    lease: Lease | None = None
+    _depth: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _keeper: LeaseKeeper | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.lease is None:
+            self.lease = lease_for(self.runtime)
+
+    @property
+    def holder(self) -> Lease:
+        assert self.lease is not None
+        return self.lease
+
+    # --- leases -------------------------------------------------------------------------
+
+    @contextmanager
+    def holding(self, name: str) -> Iterator[None]:
+        """Hold the lease on ``name`` for the block (re-entrant); CertificateBusy when
+        another process holds it. A name not in the inventory yet is leased by ``plan``
+        as it creates the row, in the same commit."""
+        depth = self._depth.get(name, 0)
+        taken = depth == 0 and not claim(self.runtime, name, self.holder)
+        if taken and holder_of(self.runtime, name) is not None:
+            raise busy(self.runtime, name)
+        self._depth[name] = depth + 1
+        if self._keeper is None:
+            self._keeper = LeaseKeeper(self.runtime, self.holder).__enter__()
+        try:
+            yield
+        finally:
+            self._depth[name] -= 1
+            if not self._depth[name]:
+                del self._depth[name]
+                try:
+                    release(self.runtime, name, self.holder)
+                finally:
+                    if not self._depth and self._keeper is not None:
+                        keeper, self._keeper = self._keeper, None
+                        keeper.__exit__()
+
+    def _fence(self, session: Session, cert: ManagedCertificate) -> None:
+        """In a step's transaction: this process still holds the lease, or LeaseLost."""
+        assert cert.id is not None
+        fence(session, [cert.id], self.holder, self.runtime.clock.now())
+
+    def issue(self, spec: IssueSpec) -> tuple[Outcome, bool]:
+        """Plan and walk a new certificate under one lease (`certman issue`); whether a new
+        revision was planned (False: an unfinished issuance was resumed)."""
+        with self.holding(spec.name):
+            _, planned = self.plan(spec)
+            return self.advance(spec.name), planned
 
     # --- planning -----------------------------------------------------------------------
 
@@ -64,7 +131,7 @@ class Lifecycle:
         """Check everything an issuance needs before anything is written; return it normalised."""
         from certman.domains import normalize_names
 
-        if not _NAME.match(spec.name):
+        if not _NAME.fullmatch(spec.name):
             raise ValidationError(
                 f"Certificate name {spec.name!r} is not valid; use 1-128 letters, digits, "
                 "'.', '_' or '-', starting with a letter or digit."
@@ -106,6 +173,10 @@ class Lifecycle:
         and whether a new revision was planned.
         """
         spec = self.validate(spec)
+        with self.holding(spec.name):
+            return self._plan(spec)
+
+    def _plan(self, spec: IssueSpec) -> tuple[ManagedCertificate, bool]:
         now = self.runtime.clock.now()
         with self.runtime.session() as session:
             cert = find_certificate(session, spec.name)
@@ -121,14 +192,23 @@ class Lifecycle:
                         f"Certificate {spec.name!r} already exists; use `certman renew "
                         f"{spec.name}` to renew it, or pick another name."
                     )
+            new = cert is None
             if cert is None:
-                cert = ManagedCertificate(name=spec.name, created_at=now)
+                # Leased in the commit that creates it: no other process can take it between.
+                cert = ManagedCertificate(
+                    name=spec.name,
+                    created_at=now,
+                    claimed_by=self.holder.holder,
+                    claimed_until=now + self.holder.duration,
+                )
             # New, or its first issuance failed: start over with what was asked now.
             apply_spec(cert, spec)
             cert.updated_at = now
             session.add(cert)
             session.flush()
             rev = self._new_revision(session, cert, reason="issue", now=now)
+            if not new:
+                self._fence(session, cert)
             session.commit()
         self._notify(spec.name, rev.number, S.PLANNED)
         return cert, True
@@ -155,10 +235,11 @@ class Lifecycle:
 
     def advance(self, name: str) -> Outcome:
         """Walk the certificate's unfinished revision to active; resumable after any crash."""
-        with self.runtime.session() as session:
-            cert = get_certificate(session, name)
-        check_master_key(self.runtime, cert)
-        return self._walk(name)
+        with self.holding(name):
+            with self.runtime.session() as session:
+                cert = get_certificate(session, name)
+            check_master_key(self.runtime, cert)
+            return self._walk(name)
 
     def _walk(self, name: str) -> Outcome:
         """advance, once the master key was checked."""
@@ -181,7 +262,7 @@ class Lifecycle:
                     from certman.service.revocation import compromised_public_keys
 
                     work.compromised_keys = compromised_public_keys(session, cert)
-                work.checkpoint = _committer(session, work)
+                work.checkpoint = self._committer(session, work)
                 state = S(rev.state)
                 try:
                     self._run_step(work, state)
@@ -195,6 +276,7 @@ class Lifecycle:
                 session.add_all([cert, rev] + ([work.previous] if work.previous else []))
                 if rev.state == S.ACTIVE:
                     _audit_activation(session, now, cert, rev)
+                self._fence(session, cert)
                 session.commit()
                 notes += work.notes
             self._notify(name, rev.number, S(rev.state))
@@ -221,10 +303,19 @@ class Lifecycle:
                 rev.state = S.ORDERED
                 rev.updated_at = self.runtime.clock.now()
                 session.add(rev)
+                self._fence(session, cert)
                 session.commit()
             self._notify(name, number, S.ORDERED)
 
         return checkpoint
+
+    def _committer(self, session: Session, work: steps.Work) -> Callable[[], None]:
+        def commit() -> None:
+            session.add_all([work.cert, work.rev])
+            self._fence(session, work.cert)
+            session.commit()
+
+        return commit
 
     def _notify(self, name: str, number: int, state: RevisionState) -> None:
         for observer in self.observers:
@@ -237,7 +328,16 @@ class Lifecycle:
     # --- renewal ------------------------------------------------------------------------
 
     def renew(self, name: str, *, force: bool = False) -> Outcome:
-        """Finish an unfinished revision, or start a new one when due (or forced)."""
+        """Finish an unfinished revision, or start a new one when due (or forced).
+
+        Under the certificate's lease: CertificateBusy when another process holds it. Not
+        due any more (another process renewed it meanwhile): the outcome's ``message``
+        says until when, and nothing was done.
+        """
+        with self.holding(name):
+            return self._renew(name, force=force)
+
+    def _renew(self, name: str, *, force: bool) -> Outcome:
         now = self.runtime.clock.now()
         with self.runtime.session() as session:
             cert = get_certificate(session, name)
@@ -276,6 +376,7 @@ class Lifecycle:
                 reason = "force" if force else "renew"
                 planned = self._new_revision(session, cert, reason=reason, now=now)
                 cert.updated_at = now
+                self._fence(session, cert)
                 session.commit()
                 self._notify(name, planned.number, S.PLANNED)
         return self._walk(name)
@@ -313,14 +414,6 @@ def _refuse_before_retry_after(work: steps.Work, now: datetime) -> None:
             retryable=True,
             retry_after=until,
         )
-
-
-def _committer(session: Session, work: steps.Work) -> Callable[[], None]:
-    def commit() -> None:
-        session.add_all([work.cert, work.rev])
-        session.commit()
-
-    return commit
 
 
 def apply_spec(cert: ManagedCertificate, spec: IssueSpec) -> None:

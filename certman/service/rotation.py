@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from certman.errors import ConfigError
+from certman.errors import ConfigError, OperationError
 from certman.interfaces import KeyWrapper, SupportsKeyCreation, SupportsRewrap, SupportsVersions
 from certman.inventory.audit import append_event
 from certman.inventory.audit_seal import audit_key_context
@@ -21,6 +23,7 @@ from certman.inventory.tables import (
 from certman.models import EncryptionContext, WrappedKey
 from certman.service.authorities import key_context as ca_key_context
 from certman.service.ca_keys import RESIDENT
+from certman.service.leases import Lease, claim_ids, lease_for, release_ids
 from certman.service.prechecks import check_master_key
 from certman.service.runtime import Runtime
 from certman.service.steps import key_context
@@ -117,40 +120,86 @@ def rewrap_everything(rt: Runtime, source: KeyWrapper, target: KeyWrapper) -> in
                 session.add(audit_key)
                 count += 1
         session.commit()
+    lease = lease_for(rt, "rotate")
+    waiting: set[int] = set()
     last_id = 0
     while True:
         with rt.session() as session:
-            rows = session.exec(
-                select(Revision, ManagedCertificate.name)
-                .join(
-                    ManagedCertificate, col(ManagedCertificate.id) == col(Revision.certificate_id)
-                )
-                .where(col(Revision.id) > last_id)
-                .order_by(col(Revision.id))
-                .limit(BATCH)
-            ).all()
-            if not rows:
-                return count
-            for rev, name in rows:
-                assert rev.id is not None
-                last_id = rev.id
-                if rev.sealed_key:
-                    new = moved(rev.sealed_key, key_context(name, rev.number))
-                    if new is not None:
-                        rev.sealed_key = new
-                        count += 1
-                extra = json.loads(rev.archive_extra) if rev.archive_extra else {}
-                if extra.get("sse_c_key"):
-                    context = EncryptionContext(
-                        certificate=name, revision=rev.number, purpose="archive-sse-c"
-                    )
-                    new = moved(extra["sse_c_key"], context)
-                    if new is not None:
-                        extra["sse_c_key"] = new
-                        rev.archive_extra = json.dumps(extra)
-                        count += 1
-                session.add(rev)
-            session.commit()
+            ids = [
+                cert_id
+                for cert_id in session.exec(
+                    select(ManagedCertificate.id)
+                    .where(col(ManagedCertificate.id) > last_id)
+                    .order_by(col(ManagedCertificate.id))
+                    .limit(BATCH)
+                ).all()
+                if cert_id is not None
+            ]
+            if not ids:
+                break
+            last_id = ids[-1]
+            count += _rewrap_certificates(rt, session, ids, lease, moved, waiting)
+    # Certificates another process was working on: re-wrapped once it is done, for as long
+    # as a lease lasts (a process that stopped writing longer than that has lost its lease).
+    deadline = time.monotonic() + lease.duration.total_seconds()
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with rt.session() as session:
+            count += _rewrap_certificates(rt, session, sorted(waiting), lease, moved, waiting)
+    if waiting:
+        raise OperationError(
+            f"{len(waiting)} certificates stayed in use by another process for a whole lease "
+            f"and were not re-sealed ({count} secrets were); run the same command again "
+            "once that process is done."
+        )
+    return count
+
+
+def _rewrap_certificates(
+    rt: Runtime,
+    session: Session,
+    ids: list[int],
+    lease: Lease,
+    moved: Callable[[str, EncryptionContext], str | None],
+    waiting: set[int],
+) -> int:
+    """Re-seal the revisions of the certificates ``ids`` that nobody else holds, under their
+    leases, in one transaction; those held elsewhere are left in ``waiting``."""
+    now = rt.clock.now()
+    mine = claim_ids(session, ids, lease, now)
+    waiting.difference_update(mine)
+    waiting.update(set(ids) - mine)
+    if not mine:
+        session.rollback()
+        return 0
+    count = 0
+    rows = session.exec(
+        select(Revision, ManagedCertificate.name)
+        .join(ManagedCertificate, col(ManagedCertificate.id) == col(Revision.certificate_id))
+        .where(col(Revision.certificate_id).in_(sorted(mine)))
+        .order_by(col(Revision.id))
+    ).all()
+    for rev, name in rows:
+        if rev.sealed_key:
+            new = moved(rev.sealed_key, key_context(name, rev.number))
+            if new is not None:
+                rev.sealed_key = new
+                count += 1
+        extra = json.loads(rev.archive_extra) if rev.archive_extra else {}
+        if extra.get("sse_c_key"):
+            context = EncryptionContext(
+                certificate=name, revision=rev.number, purpose="archive-sse-c"
+            )
+            new = moved(extra["sse_c_key"], context)
+            if new is not None:
+                extra["sse_c_key"] = new
+                rev.archive_extra = json.dumps(extra)
+                count += 1
+        session.add(rev)
+    session.flush()
+    release_ids(session, mine, lease)
+    session.commit()
+    return count
 
 
 @dataclass(frozen=True, kw_only=True)

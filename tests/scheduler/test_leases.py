@@ -10,7 +10,7 @@ from typing import Any
 
 from certman.clock import SystemClock
 from certman.interfaces import Issuer, IssueRequest, IssueResponse
-from scheduler.claims import claim, holder_of
+from certman.service.leases import Lease, claim, holder_of
 from scheduler.notify import Notifier
 from scheduler.reconcile import Reconciler, TickReport
 from tests.scheduler.conftest import make_home, runtime_for
@@ -51,7 +51,7 @@ def test_a_step_longer_than_the_lease_keeps_its_claim(tmp_path: Path) -> None:
     worker = Reconciler(rt, holder="first", notifier=Notifier(rt), lease=LEASE)
     from sqlalchemy import update
 
-    from scheduler.claims import TABLE
+    from certman.service.leases import TABLE
 
     with rt.session() as session:  # due now
         session.execute(update(TABLE).values(renewal_due_at=rt.clock.now() - timedelta(hours=1)))
@@ -70,7 +70,9 @@ def test_a_step_longer_than_the_lease_keeps_its_claim(tmp_path: Path) -> None:
             "two leases to pass",
             every=0.2,
         )
-        assert not claim(rt, "web", "second", LEASE), "a second instance took a live renewal"
+        assert not claim(rt, "web", Lease(holder="second", duration=LEASE)), (
+            "a second instance took a live renewal"
+        )
         current = holder_of(rt, "web")
         assert current is not None and current[0] == "first"
         assert current[1] > first[1], "the lease was extended while the step ran"  # type: ignore[operator]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from certman.service.leases import TABLE, Lease, claim, holder_of
 from certman.service.runtime import Runtime
-from scheduler.claims import TABLE, claim, holder_of
 from scheduler.events import DEPLOY_FAILED
 from tests.scheduler.conftest import Webhook
 
@@ -22,12 +22,12 @@ def revision(cli, name: str) -> int:  # type: ignore[no-untyped-def]
 
 def test_renew_refuses_a_certificate_the_service_is_renewing(cli, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
     cli.ok("issue", "web", "-d", "web.example.com")
-    assert claim(runtime, "web", "serve:other-host:1", timedelta(minutes=10))
+    assert claim(runtime, "web", Lease(holder="serve:other-host:1", duration=timedelta(minutes=10)))
 
     result = cli("renew", "web", "--force")
 
     assert result.exit_code == 1
-    assert "being renewed by serve:other-host:1" in result.stderr
+    assert "being worked on by serve:other-host:1" in result.stderr
     assert "Traceback" not in result.stderr
     assert revision(cli, "web") == 1
     current = holder_of(runtime, "web")
@@ -38,7 +38,7 @@ def test_renew_proceeds_once_the_other_lease_has_expired_and_gives_it_back(
     cli, runtime: Runtime
 ) -> None:  # type: ignore[no-untyped-def]
     cli.ok("issue", "web", "-d", "web.example.com")
-    assert claim(runtime, "web", "serve:crashed:1", timedelta(minutes=10))
+    assert claim(runtime, "web", Lease(holder="serve:crashed:1", duration=timedelta(minutes=10)))
     with runtime.session() as session:
         session.execute(
             update(TABLE)
@@ -61,12 +61,15 @@ def test_renew_due_skips_held_certificates_and_renews_the_rest(cli, runtime: Run
             update(TABLE).values(renewal_due_at=runtime.clock.now() - timedelta(hours=1))
         )
         session.commit()
-    assert claim(runtime, "held", "serve:other-host:1", timedelta(minutes=10))
+    assert claim(
+        runtime, "held", Lease(holder="serve:other-host:1", duration=timedelta(minutes=10))
+    )
 
     result = cli.ok("renew", "--due")
 
     assert (
-        "held: skipped" in result.stdout and "being renewed by serve:other-host:1" in result.stdout
+        "held: skipped" in result.stdout
+        and "being worked on by serve:other-host:1" in result.stdout
     )
     assert "free: revision 2 active." in result.stdout
     assert revision(cli, "held") == 1 and revision(cli, "free") == 2

@@ -11,8 +11,8 @@ from sqlmodel import select
 from certman.clock import FrozenClock
 from certman.inventory.tables import ManagedCertificate
 from certman.models import KeyType, RevisionState
+from certman.service.leases import Lease, claim
 from certman.service.lifecycle import IssueSpec, Lifecycle
-from scheduler.claims import claim
 from scheduler.events import DEPLOY_FAILED, EXPIRING, RENEWAL_FAILED, RENEWAL_RECOVERED
 from scheduler.notify import Notifier
 from scheduler.reconcile import Reconciler
@@ -216,7 +216,7 @@ def test_a_certificate_held_by_another_instance_is_left_alone_until_its_lease_ex
     rt = runtime_for(make_home(tmp_path / "h"), clock)
     issue(rt, "web", validity=3)
     clock.advance(timedelta(days=2, hours=1))
-    assert claim(rt, "web", "crashed-instance", timedelta(minutes=10))
+    assert claim(rt, "web", Lease(holder="crashed-instance", duration=timedelta(minutes=10)))
     report = reconciler(rt).tick()
     assert report.skipped == ["web"] and report.renewed == []
     clock.advance(timedelta(minutes=11))  # its holder died: the lease ran out

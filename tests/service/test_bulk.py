@@ -16,7 +16,7 @@ from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.models import KeyType
 from certman.pki import certificate_facts, load_private_key_der, public_key_der
 from certman.service import steps
-from certman.service.bulk import issue_many
+from certman.service.bulk import issue_many, validate_all
 from certman.service.checks import verify_archive
 from certman.service.lifecycle import IssueSpec, Lifecycle
 from certman.service.runtime import Runtime
@@ -68,21 +68,38 @@ def test_bulk_issue_refuses_a_name_given_twice_and_writes_nothing(runtime: Runti
     assert count(runtime, ManagedCertificate) == 0
 
 
-def test_bulk_issue_refuses_an_existing_name_and_writes_nothing(runtime: Runtime) -> None:
+def test_bulk_issue_refuses_an_existing_name_with_other_settings_and_writes_nothing(
+    runtime: Runtime,
+) -> None:
     issue_many(runtime, [spec("a")])
-    with pytest.raises(AlreadyExistsError):
-        issue_many(runtime, [spec("b"), spec("a")])
+    with pytest.raises(AlreadyExistsError, match="'a' already exists with other settings"):
+        issue_many(runtime, [spec("b"), spec("a", "other.example.com")])
     assert count(runtime, ManagedCertificate) == 1
     assert count(runtime, Revision) == 1
+
+
+def test_bulk_issue_again_skips_what_it_issued_with_the_same_settings(runtime: Runtime) -> None:
+    first = issue_many(runtime, [spec("a"), spec("b")])
+    again = issue_many(runtime, [spec("a"), spec("b"), spec("c")])
+    assert sorted(first.issued) == ["a", "b"]
+    assert again.issued == ["c"] and sorted(again.skipped) == ["a", "b"] and not again.failed
+    assert count(runtime, Revision) == 3  # nothing issued twice
+    with runtime.session() as session:
+        issues = session.exec(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "certificate.issue")
+        ).one()
+    assert issues == 3
 
 
 def test_a_name_taken_after_validation_refuses_the_batch_and_writes_nothing(
     runtime: Runtime,
 ) -> None:
-    issue_many(runtime, [spec("a")])
-    # As if another process created "a" between the validation and the batch's insert.
+    plan = validate_all(runtime, [spec("b"), spec("a"), spec("c")])
+    issue_many(runtime, [spec("a")])  # as if another process created "a" meanwhile
     with pytest.raises(AlreadyExistsError, match="'a' already exists"):
-        issue_many(runtime, [spec("b"), spec("a"), spec("c")], prevalidated=True)
+        issue_many(runtime, plan)
     assert count(runtime, ManagedCertificate) == 1
     assert count(runtime, Revision) == 1
     assert count(runtime, AuditEvent) == 1 + 1
