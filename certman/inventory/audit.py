@@ -144,8 +144,15 @@ def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -
     specs = list(events)
     if not specs:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+    elif dialect == "sqlite":
+        # The driver begins a transaction only at the first write: a session whose first
+        # statement is this append would read the last event outside it, and two processes
+        # would both take the next seq. A write that changes nothing takes the write lock
+        # (waiting for the other writer) before the last event is read.
+        session.execute(text("UPDATE audit_event SET seq = seq WHERE 0"))
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     key = seal.stored_key(session) or seal.create_key(session, seq + 1, at)

@@ -46,6 +46,7 @@ class Canned:
 class AriLog:
     renewal_info_paths: list[str] = field(default_factory=list)
     new_orders: list[dict[str, Any]] = field(default_factory=list)
+    finalized: list[str] = field(default_factory=list)  # orders the CA issued a certificate for
 
 
 class AriServer:
@@ -119,6 +120,8 @@ class AriServer:
         if method == "POST" and request.path.endswith("/order-plz") and status == 201:
             # only orders the server created: a badNonce retry is not a second order
             self.log.new_orders.append(_jws_payload(body))
+        if method == "POST" and "/finalize-order/" in request.path and status == 200:
+            self.log.finalized.append(request.path)
         if method == "GET" and request.path == "/dir" and status == 200:
             directory = json.loads(answer)
             directory["renewalInfo"] = f"https://127.0.0.1:{self.port}/renewal-info"

@@ -241,3 +241,37 @@ def test_event_macs_cover_the_same_bytes_as_every_chain_appended_so_far() -> Non
     key = b"k" * 32
     assert event_mac(key, **fields) == hmac.new(key, body.encode(), hashlib.sha256).hexdigest()  # type: ignore[arg-type]
     assert event_hash(**fields) == hashlib.sha256(body.encode()).hexdigest()  # type: ignore[arg-type]
+
+
+def test_appends_from_processes_at_once_never_take_the_same_sequence_number(
+    initialised_home: Path,
+) -> None:
+    """An append that is a session's first statement still reads the last event under the
+    write lock (SQLite's driver begins a transaction only at the first write)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(3) as pool:
+        failures = pool.map(_append_many, [(str(initialised_home), i) for i in range(3)])
+    assert failures == [[], [], []]
+    rt = Runtime(config=load_config(initialised_home, initialised_home / "certman.toml"))
+    with rt.session() as session:
+        check = verify_chain(session)
+    rt.engine.dispose()
+    assert check.ok, check.message
+    assert check.events >= 3 * 40
+
+
+def _append_many(job: tuple[str, int]) -> list[str]:
+    home, worker = Path(job[0]), job[1]
+    rt = Runtime(config=load_config(home, home / "certman.toml"))
+    failures = []
+    for n in range(40):
+        try:
+            with rt.session() as session:
+                append_event(session, rt.clock.now(), "test.append", f"w{worker}", n=n)
+                session.commit()
+        except Exception as e:  # what the test is about: none may fail
+            failures.append(type(e).__name__)
+    rt.engine.dispose()
+    return failures
