@@ -161,6 +161,9 @@ def test_new_arn_moves_the_canary_first_then_each_wave_and_deletes_the_old_arn(
     assert set(holds(aws, balancer).values()) == {new}
     assert web_arns(aws, balancer) == [new], "the replaced ARN is deleted"
     assert f"web: deleted the replaced {old} (no listener uses it)" in result.stderr
+    # deploying the active revision again: ACM's new ARN holds it already, nothing moves
+    aws_cli.ok("deploy", "web")
+    assert web_arns(aws, balancer) == [new] and set(holds(aws, balancer).values()) == {new}
 
 
 def test_a_failed_verify_moves_the_switched_listeners_back_and_keeps_the_old_arn(
@@ -284,3 +287,26 @@ def test_an_import_whose_record_was_lost_is_adopted_not_imported_twice(
     assert not again.changed
     assert dict(again.state) == {**first.state, "created": "yes"}
     assert len(target.acm.list_certificates()["CertificateSummaryList"]) == 2
+
+
+def test_the_replaced_arn_is_kept_while_a_listener_outside_the_rollout_names_it(
+    aws_cli: Cli, aws: Aws, balancer: Balancer, issued: str
+) -> None:
+    old = issued
+    elb = aws.client("elbv2")
+    (listener,) = elb.describe_listeners(ListenerArns=[balancer.sni_listener])["Listeners"]
+    stranger = elb.create_listener(
+        LoadBalancerArn=listener["LoadBalancerArn"],
+        Protocol="HTTPS",
+        Port=11443,
+        Certificates=[{"CertificateArn": old}],
+        DefaultActions=listener["DefaultActions"],
+    )["Listeners"][0]["ListenerArn"]
+
+    result = aws_cli.ok("renew", "web", "--force")
+
+    new = show(aws_cli, "web")["acm_arn"]
+    assert set(holds(aws, balancer).values()) == {new}
+    assert default(aws, stranger) == old
+    assert sorted(web_arns(aws, balancer)) == sorted([old, new]), "kept: still in use"
+    assert f"kept the replaced {old}: still used by {stranger}" in result.stderr
