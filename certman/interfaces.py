@@ -29,6 +29,7 @@ from certman.interfaces_deploy import (  # noqa: F401
     PlanResponse,
     RollbackRequest,
     RolloutPrecheckRequest,
+    SupportsAcmStrategy,
     SupportsArnCheck,
     SupportsCleanup,
     SupportsForget,

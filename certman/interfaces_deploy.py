@@ -17,7 +17,8 @@ class DeployRequest:
     """One revision to roll out to one unit of a target (a listener; or the whole target).
 
     ``private_key_pem`` lives only in memory. ``previous_state`` is what an earlier,
-    interrupted attempt at the same unit recorded.
+    interrupted attempt at the same unit recorded. ``replaces_acm_arn`` (acm_strategy
+    "new-arn"): the ARN ``acm_arn`` takes the place of on this unit.
     """
 
     name: str
@@ -28,6 +29,7 @@ class DeployRequest:
     unit: str = ""
     acm_arn: str | None = None
     previous_state: Mapping[str, str] = field(default_factory=dict)
+    replaces_acm_arn: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,10 +79,14 @@ class RollbackRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class PlanRequest:
+    """``acm_arn`` is what the unit's region holds now; ``acm_strategy`` how a renewal reaches
+    it ("reimport": the same ARN; "new-arn": a new ARN the unit is moved to)."""
+
     name: str
     certificate_pem: bytes
     unit: str = ""
     acm_arn: str | None = None
+    acm_strategy: str = "reimport"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +186,13 @@ class SupportsRegion(Protocol):
     """A target in one AWS region: the certificate's ACM ARN it uses is that region's."""
 
     region: str  # "" when the target follows [aws] region
+
+
+@runtime_checkable
+class SupportsAcmStrategy(Protocol):
+    """An acm target: how a renewal reaches ACM ("reimport" to the same ARN, or "new-arn")."""
+
+    strategy: str
 
 
 @runtime_checkable

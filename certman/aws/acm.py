@@ -1,4 +1,5 @@
-"""The `acm` target: import on first deployment, re-import to the same ARN on every renewal."""
+"""The `acm` target: import on first deployment; on renewal re-import to the same ARN, or
+(``acm_strategy = "new-arn"``) import under a new ARN the listeners move to wave by wave."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from certman.aws.acm_certs import (
 from certman.aws.clients import region_of
 from certman.aws.errors import Hints, aws_call
 from certman.deploy.settings import check_keys
-from certman.errors import DeployError
+from certman.errors import ConfigError, DeployError
 from certman.interfaces import (
+    CleanupRequest,
     DeployRequest,
     DeployResponse,
     PlanRequest,
@@ -34,7 +36,23 @@ from certman.interfaces import (
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime
 
-KNOWN_KEYS = {"type", "name", "region"}
+KNOWN_KEYS = {"type", "name", "region", "acm_strategy"}
+# acm_strategy: how a renewal reaches ACM. "reimport" (ACM's convention, the default): to the
+# same ARN, so every listener naming it switches at once. "new-arn": under a new ARN, which
+# the rollout's listeners move to wave by wave; the replaced ARN is deleted afterwards.
+REIMPORT = "reimport"
+NEW_ARN = "new-arn"
+STRATEGIES = (REIMPORT, NEW_ARN)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Destination:
+    """Where a deployment imports: ``arn`` (None: a new ARN), whether that ARN was created for
+    this very revision, and (new-arn) the ARN it replaces."""
+
+    arn: str | None
+    created: str = "no"
+    replaces: str = ""
 
 
 @dataclass
@@ -53,6 +71,10 @@ class AcmDeployer:
     acm: Any
     name: str
     region: str = ""
+    strategy: str = REIMPORT
+    # The region's ELBv2 client (new-arn): a replaced ARN is deleted only once no listener
+    # names it, and the new one on a rollback only if none does.
+    elb: Any = None
     target_type: str = "acm"
     # What a deploy changed before it failed half-way (imported, then tagging failed):
     # the rollout only has the state of deploys that returned.
@@ -65,13 +87,20 @@ class AcmDeployer:
         leaf, chain = split_for_acm(request.certificate_pem, request.chain_pem)
         check_bundle(leaf, chain, request.private_key_pem)
         facts = certificate_facts(leaf)
-        arn, adopted = self._arn_for(request, facts.serial, leaf)
+        if self.strategy == NEW_ARN:
+            where = self._new_arn_for(request, facts.serial, leaf)
+        else:
+            arn, adopted = self._arn_for(request, facts.serial, leaf)
+            where = _Destination(arn=arn, created=adopted)
+        arn = where.arn
+        new_arn = self.strategy == NEW_ARN
+        marks = {"strategy": NEW_ARN, "replaces": where.replaces} if new_arn else {}
         if arn and self._describe(arn, request.name).get("serial") == facts.serial:
             self._tag(arn, request.name, request.revision)  # cheap, and heals removed tags
             # An ARN adopted after a crash was created for this revision: a rollback deletes it.
             return DeployResponse(
                 changed=False,
-                state={"acm_arn": arn, "serial": facts.serial, "created": adopted},
+                state={"acm_arn": arn, "serial": facts.serial, "created": where.created, **marks},
                 message=f"{arn} already holds revision {request.revision}.",
             )
         args: dict[str, Any] = {"Certificate": leaf, "PrivateKey": request.private_key_pem}
@@ -93,6 +122,7 @@ class AcmDeployer:
             "acm_arn": arn,
             "serial": facts.serial,
             "created": "no" if "CertificateArn" in args else "yes",
+            **marks,
         }
         with self._lock:
             self._partial[(request.name, request.revision)] = state
@@ -134,6 +164,9 @@ class AcmDeployer:
         arn = state.get("acm_arn")
         if not arn:
             return  # nothing reached ACM
+        if state.get("strategy") == NEW_ARN:
+            self._roll_back_new_arn(arn, state)
+            return
         previous = request.previous
         if previous is not None:
             leaf, chain = split_for_acm(previous.certificate_pem, previous.chain_pem)
@@ -154,6 +187,52 @@ class AcmDeployer:
             with aws_call("acm:DeleteCertificate", arn, DeployError, _NOTHING_TO_UNDO):
                 self.acm.delete_certificate(CertificateArn=arn)
 
+    def _roll_back_new_arn(self, arn: str, state: Mapping[str, str]) -> None:
+        """The replaced ARN was never touched, and the listeners went back to it before this
+        (rollbacks run in reverse): delete the ARN made for this revision, so that a retry
+        imports anew and no ARN is left behind. One a listener still names is kept (its
+        rollback failed) and the rollback reported incomplete; a retry of the same revision
+        adopts it by its tag and serial instead of importing again."""
+        if state.get("created") != "yes" or arn == state.get("replaces"):
+            return  # the ARN held this revision before the rollout: nothing was changed
+        users = self._users(arn)
+        if users:
+            raise DeployError(
+                f"{arn} (imported for this rollout) was kept: still used by {', '.join(users)}."
+            )
+        with aws_call("acm:DeleteCertificate", arn, DeployError, _NOTHING_TO_UNDO):
+            self.acm.delete_certificate(CertificateArn=arn)
+
+    def clean_up(self, request: CleanupRequest) -> str:
+        """new-arn, once every unit verified: delete the replaced ARN when nothing uses it.
+
+        Listeners are asked (DescribeListeners, DescribeListenerCertificates) rather than
+        InUseBy; a user InUseBy names outside ELB (CloudFront, API Gateway) keeps it too.
+        """
+        old, new = request.state.get("replaces", ""), request.state.get("acm_arn", "")
+        if request.state.get("strategy") != NEW_ARN or not old or old == new:
+            return ""
+        if not self._in_region(old) or not self.exists(old):
+            return ""  # gone already (an earlier run of this clean-up deleted it)
+        users = self._users(old)
+        if users:
+            return f"kept the replaced {old}: still used by {', '.join(users)}"
+        with aws_call("acm:DeleteCertificate", old, DeployError, _NOTHING_TO_UNDO):
+            self.acm.delete_certificate(CertificateArn=old)
+        return f"deleted the replaced {old} (no listener uses it)"
+
+    def _users(self, arn: str) -> list[str]:
+        """Listeners naming ``arn`` now, and InUseBy entries outside Elastic Load Balancing."""
+        from certman.aws.elb_usage import listeners_using
+
+        with aws_call("acm:DescribeCertificate", arn, DeployError, _NOTHING_TO_UNDO):
+            in_use = self.acm.describe_certificate(CertificateArn=arn)["Certificate"].get(
+                "InUseBy", []
+            )
+        others = [str(u) for u in in_use if ":elasticloadbalancing:" not in str(u)]
+        listeners = listeners_using(self.elb, arn) if self.elb is not None else []
+        return listeners + others
+
     def forget(self, name: str, revision: int) -> None:
         """The rollout is over (done or rolled back): drop what rollback might have needed."""
         with self._lock:
@@ -164,10 +243,15 @@ class AcmDeployer:
         if not arn:
             return PlanResponse(description="import as a new ACM certificate")
         seen = self._describe(arn, request.name)
+        description = (
+            f"import under a new ARN; {arn} is deleted once no listener uses it"
+            if self.strategy == NEW_ARN
+            else f"re-import to {arn}"
+        )
         return PlanResponse(
             current_serial=seen.get("serial", ""),
             current_not_after=seen.get("not_after", "").replace("+00:00", "Z"),
-            description=f"re-import to {arn}",
+            description=description,
         )
 
     def exists(self, arn: str) -> bool:
@@ -205,6 +289,37 @@ class AcmDeployer:
         # whose ARN a crash lost before it was recorded).
         found = self._find_tagged(request.name, leaf, serial=serial)
         return found, "yes" if found else "no"
+
+    def _new_arn_for(self, request: DeployRequest, serial: str, leaf: bytes) -> _Destination:
+        """new-arn: the ARN this rollout recorded; the region's ARN when it holds this very
+        revision already; an ARN imported for this revision whose record a crash lost (found
+        by tag and serial); otherwise a new ARN, replacing the region's current one."""
+        recorded = request.previous_state.get("acm_arn")
+        if recorded:
+            return _Destination(
+                arn=recorded,
+                created=request.previous_state.get("created", "no"),
+                replaces=request.previous_state.get("replaces", ""),
+            )
+        if request.acm_arn and self._in_region(request.acm_arn):
+            current: str | None = request.acm_arn
+        elif request.acm_arn:  # a second region: its ARN is found by its tag
+            current = self._find_tagged(request.name, leaf, serial=None)
+        else:
+            current = None
+        if current and self._serial_at(current, request.name) == serial:
+            return _Destination(arn=current)
+        adopted = self._find_tagged(request.name, leaf, serial=serial)
+        if adopted:
+            return _Destination(arn=adopted, created="yes", replaces=current or "")
+        return _Destination(arn=None, replaces=current or "")
+
+    def _serial_at(self, arn: str, name: str) -> str | None:
+        """The serial ACM holds under ``arn``; None when it was deleted (new-arn imports anew
+        anyway, so a deleted ARN is not an error there)."""
+        if not self.exists(arn):
+            return None
+        return self._describe(arn, name).get("serial")
 
     def _in_region(self, arn: str) -> bool:
         return not self.region or region_of(arn) == self.region
@@ -274,6 +389,15 @@ _NOTHING_TO_UNDO = Hints(missing="nothing to undo")
 def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> AcmDeployer:
     where = f"[targets.{settings['name']}] of {runtime.config.path}"
     check_keys(settings, KNOWN_KEYS, where, "an acm target")
+    strategy = settings.get("acm_strategy", REIMPORT)
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            f'acm_strategy = {strategy!r} in {where}; use "reimport" (the default: renewals go '
+            'to the same ARN) or "new-arn" (listeners move to a new ARN wave by wave).'
+        )
     region = str(settings.get("region") or "") or runtime.aws.region
     acm = runtime.aws.client("acm", region, setting=f"targets.{settings['name']}.region")
-    return AcmDeployer(acm=acm, name=str(settings["name"]), region=region)
+    elb = runtime.aws.client("elbv2", region) if strategy == NEW_ARN else None
+    return AcmDeployer(
+        acm=acm, name=str(settings["name"]), region=region, strategy=str(strategy), elb=elb
+    )

@@ -11,6 +11,15 @@ def register(app: typer.Typer) -> None:
     app.command("deploy")(deploy)
 
 
+_STRATEGY_LINES = {
+    "reimport": 'acm_strategy "reimport": re-imported to the same ARN in its wave; every '
+    "listener naming that ARN serves the new revision from then on.",
+    "new-arn": 'acm_strategy "new-arn": imported under a new ARN in its wave; the listeners '
+    "move to it wave by wave, each verified, and the old ARN is deleted once no listener "
+    "uses it.",
+}
+
+
 @handles_errors
 def deploy(
     ctx: typer.Context,
@@ -39,6 +48,9 @@ def deploy(
             emit_json(plan)
             return
         typer.echo(f"{plan['name']} revision {plan['revision']}:")
+        for step in plan["steps"]:
+            if step["type"] == "acm":
+                typer.echo(f"  {step['target']}: {_STRATEGY_LINES[step['acm_strategy']]}")
         for step in plan["steps"]:
             where = f"{step['target']} ({step['unit']})" if step["unit"] else step["target"]
             current = step["current_serial"] or "nothing"

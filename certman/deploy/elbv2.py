@@ -138,25 +138,42 @@ class Elbv2Deployer:
             )
         listener = request.unit
         if self.role == "sni":
-            if arn in self._sni_arns(listener):
-                return DeployResponse(changed=False, state={"listener": listener, "acm_arn": arn})
-            self._check_quota(str(self._listener(listener)["LoadBalancerArn"]), 1)
-            with aws_call("elasticloadbalancing:AddListenerCertificates", listener, DeployError):
-                self.elb.add_listener_certificates(
-                    ListenerArn=listener, Certificates=[{"CertificateArn": arn}]
-                )
-            return DeployResponse(
-                changed=True, state={"listener": listener, "acm_arn": arn, "added": "yes"}
-            )
+            return self._deploy_sni(listener, arn, request)
         previous_default = self._default_arn(listener)
         if previous_default == arn:
-            return DeployResponse(changed=False, state={"listener": listener, "acm_arn": arn})
+            return DeployResponse(
+                changed=False, state=_kept(request, {"listener": listener, "acm_arn": arn})
+            )
         sni = self._sni_arns(listener)
         self._set_default(listener, arn, keep_sni=sni)
         return DeployResponse(
             changed=True,
             state={"listener": listener, "acm_arn": arn, "previous_default": previous_default},
         )
+
+    def _deploy_sni(self, listener: str, arn: str, request: DeployRequest) -> DeployResponse:
+        """Add ``arn`` to the SNI list; with acm_strategy "new-arn", then take the replaced
+        ARN out, so this listener (and only it) has moved: the new one goes in first, so the
+        listener is never without a certificate for the name."""
+        old = request.replaces_acm_arn if request.replaces_acm_arn != arn else None
+        held = self._sni_arns(listener)
+        state = _kept(request, {"listener": listener, "acm_arn": arn})
+        if arn in held and (not old or old not in held):
+            return DeployResponse(changed=False, state=state)
+        if arn not in held:
+            self._check_quota(str(self._listener(listener)["LoadBalancerArn"]), 1)
+            with aws_call("elasticloadbalancing:AddListenerCertificates", listener, DeployError):
+                self.elb.add_listener_certificates(
+                    ListenerArn=listener, Certificates=[{"CertificateArn": arn}]
+                )
+            state["added"] = "yes"
+        if old and old in held:
+            with aws_call("elasticloadbalancing:RemoveListenerCertificates", listener, DeployError):
+                self.elb.remove_listener_certificates(
+                    ListenerArn=listener, Certificates=[{"CertificateArn": old}]
+                )
+            state["removed"] = old
+        return DeployResponse(changed=True, state=state)
 
     def _set_default(self, listener: str, arn: str, *, keep_sni: list[str]) -> None:
         with aws_call("elasticloadbalancing:ModifyListener", listener, DeployError):
@@ -175,6 +192,11 @@ class Elbv2Deployer:
         held = self._sni_arns(listener) if self.role == "sni" else [self._default_arn(listener)]
         if arn not in held:
             return VerifyResponse(ok=False, message=f"listener {listener} does not report {arn}.")
+        replaced = request.state.get("removed", "")
+        if replaced and replaced in held:
+            return VerifyResponse(
+                ok=False, message=f"listener {listener} still holds the replaced {replaced}."
+            )
         if self.probe is not None:
             ok, seen = self.probe.sees(request.certificate_pem)
             if not ok:
@@ -184,6 +206,13 @@ class Elbv2Deployer:
     def rollback(self, request: RollbackRequest) -> None:
         listener = request.unit
         state = request.state
+        replaced = state.get("removed", "")
+        # new-arn: the replaced ARN goes back in before the new one comes out.
+        if self.role == "sni" and replaced and replaced not in self._sni_arns(listener):
+            with aws_call("elasticloadbalancing:AddListenerCertificates", listener, DeployError):
+                self.elb.add_listener_certificates(
+                    ListenerArn=listener, Certificates=[{"CertificateArn": replaced}]
+                )
         if self.role == "sni" and state.get("added") == "yes":
             if state["acm_arn"] not in self._sni_arns(listener):
                 return  # already removed: rollback is idempotent
@@ -212,11 +241,21 @@ class Elbv2Deployer:
 
     def plan(self, request: PlanRequest) -> PlanResponse:
         listener = request.unit
+        new_arn = request.acm_strategy == "new-arn"
         if self.role == "sni":
             present = bool(request.acm_arn) and request.acm_arn in self._sni_arns(listener)
             held = request.acm_arn if present else None
-            what = "already in the SNI list" if present else "add to the SNI list"
-            description = f"{what} of {listener}"
+            if new_arn:
+                what = f"swap {held} for the new ARN in" if present else "add the new ARN to"
+                description = f"{what} the SNI list of {listener}"
+            else:
+                what = "already in the SNI list" if present else "add to the SNI list"
+                description = f"{what} of {listener}"
+        elif new_arn:
+            held = self._default_arn(listener) or None
+            description = (
+                f"make the new ARN the default certificate of {listener} (now {held or 'none'})"
+            )
         else:
             held = self._default_arn(listener) or None
             description = f"make the default certificate of {listener} (now {held or 'none'})"
@@ -237,6 +276,16 @@ class Elbv2Deployer:
             )
         except DeployError:
             return PlanResponse()  # deleted, or in another account: the plan shows "nothing"
+
+
+def _kept(request: DeployRequest, state: dict[str, str]) -> dict[str, str]:
+    """A listener an interrupted attempt already switched keeps what its rollback needs."""
+    prior = request.previous_state
+    if prior.get("acm_arn") == state["acm_arn"] and prior.get("listener") == state["listener"]:
+        for key in ("added", "removed", "previous_default"):
+            if prior.get(key):
+                state[key] = prior[key]
+    return state
 
 
 def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> Elbv2Deployer:

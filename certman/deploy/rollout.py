@@ -16,6 +16,7 @@ from certman.interfaces import (
     Material,
     RollbackRequest,
     RolloutPrecheckRequest,
+    SupportsAcmStrategy,
     SupportsCleanup,
     SupportsForget,
     SupportsRegion,
@@ -99,6 +100,17 @@ def target_order(rt: Runtime, targets: list[str]) -> list[str]:
 def target_region(deployer: Deployer) -> str:
     """The AWS region of a target ("" for one outside AWS, or following [aws] region)."""
     return deployer.region if isinstance(deployer, SupportsRegion) else ""
+
+
+def acm_strategies(rt: Runtime, targets: list[str]) -> dict[str, str]:
+    """Per AWS region, how the rollout's acm target there takes a renewal ("reimport" or
+    "new-arn"); a region without an acm target among ``targets`` is absent."""
+    strategies: dict[str, str] = {}
+    for target in targets:
+        deployer = rt.deployer(target)
+        if deployer.target_type == "acm" and isinstance(deployer, SupportsAcmStrategy):
+            strategies.setdefault(target_region(deployer), deployer.strategy)
+    return strategies
 
 
 def known_arns(
@@ -188,6 +200,11 @@ def roll_out(
         earlier = json.loads(work.previous.deploy_state or "{}") if work.previous else {}
         done = recorded
     arns = known_arns(rt, cert, {**earlier, **done})
+    # acm_strategy "new-arn": the new ARN per region, recorded by this rollout's acm unit
+    # (the certificate's acm_arn changes only once every unit verified), and the one it
+    # replaces on the listeners.
+    new_arns, replacing = _new_arns(rt, all_units, done)
+    arns.update(new_arns)
     precheck_targets(
         rt,
         targets,
@@ -219,6 +236,9 @@ def roll_out(
                         if unit.target_type == "acm"
                         else arns.get(target_region(deployer)),
                         previous_state=prior,
+                        replaces_acm_arn=None
+                        if unit.target_type == "acm"
+                        else replacing.get(target_region(deployer)),
                     )
                 )
                 # What a rollback of this unit needs, and whether there is anything to undo:
@@ -228,8 +248,12 @@ def roll_out(
                 done[unit.key] = {**response.state, "changed": "yes" if changed else "no"}
                 attempted = None
                 if unit.target_type == "acm" and response.state.get("acm_arn"):
-                    arns[target_region(deployer)] = response.state["acm_arn"]
-                    if target_region(deployer) == rt.aws.region:
+                    region = target_region(deployer)
+                    arns[region] = response.state["acm_arn"]
+                    if _is_new_arn(response.state):
+                        new_arns[region] = response.state["acm_arn"]
+                        replacing[region] = response.state.get("replaces", "")
+                    elif region == rt.aws.region:
                         cert.acm_arn = response.state["acm_arn"]  # the primary region's ARN
                 # Persisted before the next step: a crash now must not forget the change.
                 rev.deploy_state = json.dumps(done, sort_keys=True)
@@ -267,7 +291,29 @@ def roll_out(
         ) from error
     finally:
         _forget(rt, targets, cert.name, rev.number)
+    if rt.aws.region in new_arns:
+        cert.acm_arn = new_arns[rt.aws.region]  # every unit verified on the new ARN
     return _clean_up(rt, work, all_units, done, earlier)
+
+
+def _is_new_arn(state: Mapping[str, str]) -> bool:
+    return state.get("strategy") == "new-arn"
+
+
+def _new_arns(
+    rt: Runtime, units: list[Unit], done: States
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Per region, the ARN a new-arn acm unit of this rollout imported to, and the ARN it
+    replaces, as recorded before a resume."""
+    new_arns: dict[str, str] = {}
+    replacing: dict[str, str] = {}
+    for unit in units:
+        state = done.get(unit.key, {})
+        if unit.target_type == "acm" and _is_new_arn(state) and state.get("acm_arn"):
+            region = target_region(rt.deployer(unit.target))
+            new_arns[region] = state["acm_arn"]
+            replacing[region] = state.get("replaces", "")
+    return new_arns, replacing
 
 
 def _changed(state: Mapping[str, str]) -> bool:
@@ -279,11 +325,15 @@ def _clean_up(
     rt: Runtime, work: Work, units: list[Unit], done: States, earlier: States
 ) -> list[str]:
     """remove_old and the like, after a fully verified rollout. A failure here leaves the
-    rollout standing (the new revision serves everywhere) and is reported as a note."""
+    rollout standing (the new revision serves everywhere) and is reported as a note. ACM
+    comes last: a replaced ARN is deleted only once the listeners let go of it."""
     notes = []
-    for unit in units:
+    for unit in sorted(units, key=lambda u: u.target_type == "acm"):
         deployer = rt.deployer(unit.target)
-        if not isinstance(deployer, SupportsCleanup) or not earlier.get(unit.key):
+        state = done.get(unit.key, {})
+        if not isinstance(deployer, SupportsCleanup):
+            continue
+        if not earlier.get(unit.key) and not _is_new_arn(state):
             continue
         try:
             note = deployer.clean_up(
@@ -291,8 +341,8 @@ def _clean_up(
                     name=work.cert.name,
                     revision=work.rev.number,
                     unit=unit.unit,
-                    state=done.get(unit.key, {}),
-                    earlier=earlier[unit.key],
+                    state=state,
+                    earlier=earlier.get(unit.key, {}),
                 )
             )
         except CertmanError as e:

@@ -56,7 +56,13 @@ def deploy_plan(
     rt: Runtime, name: str, only: list[str] | None = None, canary: str | None = None
 ) -> dict[str, Any]:
     """What a deployment would change, wave by wave; touches nothing."""
-    from certman.deploy.rollout import known_arns, target_order, target_region, waves
+    from certman.deploy.rollout import (
+        acm_strategies,
+        known_arns,
+        target_order,
+        target_region,
+        waves,
+    )
     from certman.pki import certificate_facts
 
     cert, rev, _ = _active(rt, name)
@@ -64,9 +70,17 @@ def deploy_plan(
     facts = certificate_facts(rev.certificate_pem.encode())
     plan = []
     arns = known_arns(rt, cert, json.loads(rev.deploy_state or "{}"))
-    for number, wave in enumerate(waves(rt, target_order(rt, _targets(cert, only)), canary), 1):
+    targets = target_order(rt, _targets(cert, only))
+    strategies = acm_strategies(rt, targets)
+    for number, wave in enumerate(waves(rt, targets, canary), 1):
         for unit in wave:
             deployer = rt.deployer(unit.target)
+            # The strategy of the acm target in this unit's region (None outside AWS).
+            strategy = (
+                strategies.get(target_region(deployer), "reimport")
+                if unit.target_type in ("acm", "elbv2")
+                else None
+            )
             current = (
                 deployer.plan(
                     PlanRequest(
@@ -75,6 +89,7 @@ def deploy_plan(
                         unit=unit.unit,
                         # What the unit's region holds: each region has its own ARN.
                         acm_arn=arns.get(target_region(deployer)) or cert.acm_arn,
+                        acm_strategy=strategy or "reimport",
                     )
                 )
                 if isinstance(deployer, SupportsPlan)
@@ -87,6 +102,7 @@ def deploy_plan(
                     "target": unit.target,
                     "type": unit.target_type,
                     "unit": unit.unit,
+                    "acm_strategy": strategy,
                     "current_serial": current_serial or None,
                     "current_not_after": (current.current_not_after if current else "") or None,
                     "new_serial": facts.serial,

@@ -242,7 +242,8 @@ def deploy(rt: Runtime, work: Work) -> None:
     if targets:
         from certman.deploy.rollout import roll_out
 
-        roll_out(rt, work, targets)
+        # What was cleaned up afterwards (a replaced ARN deleted): told to the operator.
+        work.notes.extend(f"{work.cert.name}: {note}" for note in roll_out(rt, work, targets))
     work.rev.state = S.DEPLOYED
 
 

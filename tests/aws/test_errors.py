@@ -278,7 +278,7 @@ def test_an_unknown_key_in_an_acm_target_is_named(aws_cli: Cli) -> None:
     result = aws_cli("issue", "web", "-d", "www.example.com", "--target", "west")
     assert result.exit_code == 2
     assert "Unknown key 'regoin' in [targets.west]" in result.stderr
-    assert "an acm target takes: region" in result.stderr
+    assert "an acm target takes: acm_strategy, region." in result.stderr
     assert json.loads(aws_cli.ok("list", "--json").stdout) == []
 
 
