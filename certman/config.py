@@ -178,6 +178,12 @@ def load_config(home: Path, path: Path) -> Config:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"The configuration file {path} is not valid TOML: {e}.") from None
+        except UnicodeDecodeError as e:
+            # TOML is UTF-8 (toml.io, "Spec").
+            raise ConfigError(
+                f"The configuration file {path} is not UTF-8 text (byte {e.start + 1} cannot be "
+                "read); save it as UTF-8."
+            ) from None
         except OSError as e:
             raise ConfigError(
                 f"The configuration file {path} cannot be read: {e.strerror}."

@@ -363,3 +363,84 @@ def test_durations_in_messages_are_written_as_operators_write_them(
     args = ("--validity", "100d", "--renew-before", "2400h", "-d", "x.example.com")
     message = refused(cli, populated, *ISSUE, *args)
     assert "--renew-before (100d) must be shorter than --validity (100d)" in message
+
+
+HUGE = "99999999999999999999d"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        pytest.param((*ISSUE, "--validity", HUGE, "-d", "x.example.com"), "--validity", id="issue"),
+        pytest.param(
+            (*ISSUE, "--renew-before", HUGE, "-d", "x.example.com"), "--renew-before", id="renew"
+        ),
+        pytest.param(("list", "--expiring", HUGE), "--expiring", id="list"),
+        pytest.param(("ca", "create", "x", "--max-validity", HUGE), "--max-validity", id="ca"),
+    ],
+)
+def test_a_duration_too_large_for_a_date_is_refused(
+    populated: Path, cli: Cli, args: tuple[str, ...], option: str
+) -> None:
+    message = refused(cli, populated, *args)
+    assert f"{option} '{HUGE}' is longer than certman accepts" in message
+    assert "36525d" in message
+
+
+def test_a_duration_too_large_in_the_defaults_is_refused_naming_the_file(
+    populated: Path, cli: Cli
+) -> None:
+    config = populated / "certman.toml"
+    config.write_text(f'[defaults]\nvalidity = "{HUGE}"\n')
+    message = refused(cli, populated, *ISSUE, "-d", "x.example.com")
+    assert "defaults.validity" in message and "longer than certman accepts" in message
+    assert str(config) in message
+
+
+def test_simulate_refuses_more_days_than_a_date_can_hold(populated: Path, cli: Cli) -> None:
+    message = refused(cli, populated, "simulate", "--days", "99999999")
+    assert "--days 99999999" in message and "36525" in message
+
+
+def bulk_refused(cli: Cli, home: Path, csv: Path) -> str:
+    message = refused(cli, home, "bulk-issue", str(csv))
+    with sqlite3.connect(home / "certman.db") as db:
+        names = {row[0] for row in db.execute("SELECT name FROM certificate")}
+    assert names == {"web"}
+    return message
+
+
+def test_bulk_issue_refuses_a_validity_too_large_for_a_date(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_text(f"a,a.example.com\nb,b.example.com,ec-p256,{HUGE}\n")
+    message = bulk_refused(cli, populated, csv)
+    assert f"{csv} line 2" in message and "longer than certman accepts" in message
+
+
+def test_bulk_issue_refuses_a_file_that_is_not_utf8_naming_it(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_bytes(b"a,a.example.com\nb\xff,b.example.com\n")
+    message = bulk_refused(cli, populated, csv)
+    assert str(csv) in message and "not UTF-8" in message
+
+
+def test_bulk_issue_refuses_a_field_over_the_csv_limit_naming_the_line(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_text("a,a.example.com\nb," + "x" * 200_000 + "\n")
+    message = bulk_refused(cli, populated, csv)
+    assert f"{csv} line 2" in message and "field limit" in message
+
+
+def test_bulk_issue_refuses_a_fifth_column_naming_the_line(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_text("a,a.example.com\nb,b.example.com,ec-p256,30d,extra\n")
+    message = bulk_refused(cli, populated, csv)
+    assert f"{csv} line 2 has 5 columns" in message
