@@ -13,6 +13,7 @@ from typing import Any
 from certman.durations import parse_duration
 from certman.errors import ConfigError, ValidationError
 from certman.models import KeyType
+from certman.names import name_problem
 
 CONFIG_FILENAME = "certman.toml"
 
@@ -79,6 +80,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
 }
 NAMED_SECTIONS = ("issuers", "targets")
+# An issuer's name is its private CA's by default, so both follow the rule for CA names.
+MAX_SECTION_NAME = 63
 # Duration keys where 0 makes sense (no jitter).
 ZERO_OK = frozenset({"jitter"})
 # Sections whose keys are checked where they are read (none today).
@@ -251,6 +254,11 @@ def _named_section(path: Path, name: str, value: Any) -> dict[str, dict[str, Any
     if not isinstance(value, dict) or any(not isinstance(v, dict) for v in value.values()):
         raise ConfigError(f"[{name}] in {path} must hold named tables like [{name}.NAME].")
     for entry, body in value.items():
+        problem = name_problem(entry, max_length=MAX_SECTION_NAME)
+        if problem:
+            raise ConfigError(
+                f"The {name[:-1]} name {entry!r} in {path} is not valid ([{name}.NAME]); {problem}."
+            )
         if "type" not in body:
             raise ConfigError(f'{name}.{entry} in {path} has no type; set type = "...".')
     return {entry: dict(body) for entry, body in value.items()}

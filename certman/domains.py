@@ -10,7 +10,7 @@ from functools import lru_cache
 from certman.errors import ValidationError
 
 # RFC 1035 section 2.3.1 (letters, digits, hyphen), applied after IDNA encoding.
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _IPV4_CHARS = frozenset("0123456789.")
 
 
@@ -78,7 +78,11 @@ def _normalized(text: str) -> Identifier:
     for label in labels:
         if label.startswith("xn--"):
             _check_a_label(label, text)
-    if len(labels) < 2 or any(not _LABEL.match(label) for label in labels) or len(ascii_body) > 253:
+    if (
+        len(labels) < 2
+        or any(not _LABEL.fullmatch(label) for label in labels)
+        or len(ascii_body) > 253
+    ):
         raise ValidationError(
             f"Domain {text!r} is not a valid DNS name; use letters, digits and hyphens in "
             "dot-separated labels, for example www.example.com."

@@ -444,3 +444,36 @@ def test_bulk_issue_refuses_a_fifth_column_naming_the_line(
     csv.write_text("a,a.example.com\nb,b.example.com,ec-p256,30d,extra\n")
     message = bulk_refused(cli, populated, csv)
     assert f"{csv} line 2 has 5 columns" in message
+
+
+def certificate_names(home: Path) -> set[str]:
+    with sqlite3.connect(home / "certman.db") as db:
+        return {row[0] for row in db.execute("SELECT name FROM certificate")}
+
+
+@pytest.mark.parametrize("name", ["web\n", "new\n", "web\r\n"])
+def test_issue_refuses_a_certificate_name_ending_in_a_newline(
+    populated: Path, cli: Cli, name: str
+) -> None:
+    message = refused(cli, populated, "issue", name, "-d", "ok.example.com")
+    assert f"Certificate name {name!r} is not valid" in message
+    assert certificate_names(populated) == {"web"}
+
+
+def test_ca_create_refuses_a_name_ending_in_a_newline(populated: Path, cli: Cli) -> None:
+    assert "CA name 'ca2\\n' is not valid" in refused(cli, populated, "ca", "create", "ca2\n")
+
+
+def test_issue_refuses_a_domain_label_ending_in_a_newline(populated: Path, cli: Cli) -> None:
+    message = refused(cli, populated, *ISSUE, "-d", "a\n.example.com")
+    assert "'a\\n.example.com' is not a valid DNS name" in message
+
+
+@pytest.mark.parametrize("section", ["issuers", "targets"])
+def test_an_issuer_or_target_name_ending_in_a_newline_is_refused(
+    populated: Path, cli: Cli, section: str
+) -> None:
+    config = populated / "certman.toml"
+    config.write_text(f'[{section}."corp\\n"]\ntype = "private-ca"\n')
+    message = refused(cli, populated, "list")
+    assert f"name 'corp\\n' in {config} is not valid" in message
