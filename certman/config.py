@@ -307,6 +307,17 @@ def _check_values(config: Config) -> None:
     config.key_type("defaults", "key_type")
     config.key_type("ca", "key_type")
     config.key_types("ca", "allowed_key_types")
+    _check_named_tables(config)
+
+
+def _check_named_tables(config: Config) -> None:
+    """Each [issuers.NAME] and [targets.NAME] table against the keys its backend declares."""
+    from certman.registry import BackendRegistry
+
+    registry = BackendRegistry()
+    for kind, tables in (("issuers", config.issuers), ("targets", config.targets)):
+        for name, table in tables.items():
+            registry.check_table(kind, name, table, str(config.path))
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -25,6 +25,9 @@ from certman.service.runtime import Runtime
 
 S = RevisionState
 MAX_CERTIFICATE_NAME = 128
+# A private CA backdates notBefore by an hour (ca.hierarchy.BACKDATE) for clock skew; a
+# validity under an hour past issuance is a certificate that lapses before it is in use.
+MIN_VALIDITY = timedelta(hours=1)
 
 StepObserver = Callable[[str, int, RevisionState], None]
 
@@ -68,6 +71,12 @@ class Lifecycle:
         identifiers = tuple(i.value for i in normalize_names(list(spec.domains)))
         if spec.validity <= timedelta(0):
             raise ValidationError("--validity must be longer than zero.")
+        if spec.validity < MIN_VALIDITY:
+            raise ValidationError(
+                f"--validity {format_duration(spec.validity)} is shorter than the minimum of "
+                f"{format_duration(MIN_VALIDITY)}; the certificate would expire before it could "
+                "be deployed and renewed."
+            )
         if spec.renew_before is not None and spec.renew_before <= timedelta(0):
             raise ValidationError("--renew-before must be longer than zero.")
         if spec.renew_before is not None and spec.renew_before >= spec.validity:

@@ -477,3 +477,80 @@ def test_an_issuer_or_target_name_ending_in_a_newline_is_refused(
     config.write_text(f'[{section}."corp\\n"]\ntype = "private-ca"\n')
     message = refused(cli, populated, "list")
     assert f"name 'corp\\n' in {config} is not valid" in message
+
+
+def test_issue_refuses_a_wildcard_name_over_253_characters(populated: Path, cli: Cli) -> None:
+    body = ".".join(["a" * 63] * 3) + "."
+    name = "*." + body + "b" * (254 - 2 - len(body))
+    assert len(name) == 254
+    assert "not a valid DNS name" in refused(cli, populated, *ISSUE, "-d", name)
+
+
+@pytest.mark.parametrize("name", ["[::1", "::1]"])
+def test_issue_refuses_an_ip_address_with_an_unmatched_bracket(
+    populated: Path, cli: Cli, name: str
+) -> None:
+    message = refused(cli, populated, *ISSUE, "-d", name)
+    assert f"{name!r} has an unmatched bracket" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "named"),
+    [("ab\u00adc.example.com", "U+00AD SOFT HYPHEN"), ("ab\u200bc.example.com", "U+200B")],
+)
+def test_issue_refuses_a_name_idna_mapping_would_change_silently(
+    populated: Path, cli: Cli, name: str, named: str
+) -> None:
+    message = refused(cli, populated, *ISSUE, "-d", name)
+    assert named in message and "'abc.example.com'" in message
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param((*ISSUE, "-d", "x.example.com"), id="issue"),
+        pytest.param(("ca", "create", "other"), id="ca-create"),
+    ],
+)
+def test_an_empty_key_type_is_refused_not_taken_as_the_default(
+    populated: Path, cli: Cli, args: tuple[str, ...]
+) -> None:
+    message = refused(cli, populated, *args, "--key-type", "")
+    assert "Unknown --key-type ''" in message and "ec-p256" in message
+
+
+@pytest.mark.parametrize("validity", ["1s", "59m59s"])
+def test_issue_refuses_a_validity_under_an_hour(populated: Path, cli: Cli, validity: str) -> None:
+    message = refused(cli, populated, *ISSUE, "--validity", validity, "-d", "x.example.com")
+    assert f"--validity {validity} is shorter than the minimum of 1h" in message
+    assert certificate_names(populated) == {"web"}
+
+
+def test_issue_accepts_a_validity_of_an_hour(populated: Path, cli: Cli) -> None:
+    cli.ok(*ISSUE, "--validity", "1h", "-d", "x.example.com")
+    assert certificate_names(populated) == {"web", "new"}
+
+
+def test_bulk_issue_refuses_a_validity_under_an_hour_naming_nothing_issued(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_text("a,a.example.com\nb,b.example.com,ec-p256,1s\n")
+    assert "shorter than the minimum of 1h" in bulk_refused(cli, populated, csv)
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_audit_list_refuses_a_limit_that_is_not_positive(
+    populated: Path, cli: Cli, limit: str
+) -> None:
+    message = refused(cli, populated, "audit", "list", "--limit", limit)
+    assert f"--limit must be a positive number of events, not {limit}" in message
+
+
+def test_an_unknown_key_in_an_issuer_table_is_refused_before_that_issuer_is_used(
+    populated: Path, cli: Cli
+) -> None:
+    config = populated / "certman.toml"
+    config.write_text('[issuers.corp2]\ntype = "private-ca"\nca = "corp"\nmax_validty = "30d"\n')
+    message = refused(cli, populated, *ISSUE, "--issuer", "default", "-d", "x.example.com")
+    assert f"Unknown key issuers.corp2.max_validty in {config}" in message
