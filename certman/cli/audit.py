@@ -36,7 +36,8 @@ def list_(
     with rt.session() as session:
         query = select(AuditEvent).order_by(col(AuditEvent.seq).desc())
         if limit is not None:
-            query = query.limit(limit)
+            # More than the database's 64-bit integers can hold is "all" too.
+            query = query.limit(min(limit, 2**63 - 1))
         rows = list(reversed(session.exec(query).all()))
     events = [
         {

@@ -554,3 +554,22 @@ def test_an_unknown_key_in_an_issuer_table_is_refused_before_that_issuer_is_used
     config.write_text('[issuers.corp2]\ntype = "private-ca"\nca = "corp"\nmax_validty = "30d"\n')
     message = refused(cli, populated, *ISSUE, "--issuer", "default", "-d", "x.example.com")
     assert f"Unknown key issuers.corp2.max_validty in {config}" in message
+
+
+def test_audit_list_takes_a_limit_beyond_what_the_database_holds_as_all(
+    populated: Path, cli: Cli
+) -> None:
+    everything = cli.ok("audit", "list").stdout
+    assert cli.ok("audit", "list", "--limit", "99999999999999999999").stdout == everything
+
+
+def test_archive_get_refuses_a_revision_beyond_what_the_database_holds(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    before = snapshot_home(populated)
+    args = ("archive", "get", "web", "--revision", "99999999999999999999")
+    result = cli(*args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "--revision" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert_unchanged(before, populated)
+    assert not (tmp_path / "out").exists()
