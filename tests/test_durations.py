@@ -92,8 +92,3 @@ def test_parse_duration_takes_a_century() -> None:
 def test_parse_duration_refuses_digits_that_are_not_ascii(text: str) -> None:
     with pytest.raises(ValidationError, match="is not a duration"):
         parse_duration(text, field="--validity")
-
-
-def test_parse_duration_refuses_a_trailing_newline_inside_the_text() -> None:
-    with pytest.raises(ValidationError, match="is not a duration"):
-        parse_duration("90d\nx", field="--validity")
