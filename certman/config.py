@@ -13,6 +13,7 @@ from typing import Any
 from certman.durations import parse_duration
 from certman.errors import ConfigError, ValidationError
 from certman.models import KeyType
+from certman.names import name_problem
 
 CONFIG_FILENAME = "certman.toml"
 
@@ -79,6 +80,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
 }
 NAMED_SECTIONS = ("issuers", "targets")
+# An issuer's name is its private CA's by default, so both follow the rule for CA names.
+MAX_SECTION_NAME = 63
 # Duration keys where 0 makes sense (no jitter).
 ZERO_OK = frozenset({"jitter"})
 # Sections whose keys are checked where they are read (none today).
@@ -178,6 +181,12 @@ def load_config(home: Path, path: Path) -> Config:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"The configuration file {path} is not valid TOML: {e}.") from None
+        except UnicodeDecodeError as e:
+            # TOML is UTF-8 (toml.io, "Spec").
+            raise ConfigError(
+                f"The configuration file {path} is not UTF-8 text (byte {e.start + 1} cannot be "
+                "read); save it as UTF-8."
+            ) from None
         except OSError as e:
             raise ConfigError(
                 f"The configuration file {path} cannot be read: {e.strerror}."
@@ -245,6 +254,11 @@ def _named_section(path: Path, name: str, value: Any) -> dict[str, dict[str, Any
     if not isinstance(value, dict) or any(not isinstance(v, dict) for v in value.values()):
         raise ConfigError(f"[{name}] in {path} must hold named tables like [{name}.NAME].")
     for entry, body in value.items():
+        problem = name_problem(entry, max_length=MAX_SECTION_NAME)
+        if problem:
+            raise ConfigError(
+                f"The {name[:-1]} name {entry!r} in {path} is not valid ([{name}.NAME]); {problem}."
+            )
         if "type" not in body:
             raise ConfigError(f'{name}.{entry} in {path} has no type; set type = "...".')
     return {entry: dict(body) for entry, body in value.items()}
@@ -293,6 +307,17 @@ def _check_values(config: Config) -> None:
     config.key_type("defaults", "key_type")
     config.key_type("ca", "key_type")
     config.key_types("ca", "allowed_key_types")
+    _check_named_tables(config)
+
+
+def _check_named_tables(config: Config) -> None:
+    """Each [issuers.NAME] and [targets.NAME] table against the keys its backend declares."""
+    from certman.registry import BackendRegistry
+
+    registry = BackendRegistry()
+    for kind, tables in (("issuers", config.issuers), ("targets", config.targets)):
+        for name, table in tables.items():
+            registry.check_table(kind, name, table, str(config.path))
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

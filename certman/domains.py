@@ -10,7 +10,7 @@ from functools import lru_cache
 from certman.errors import ValidationError
 
 # RFC 1035 section 2.3.1 (letters, digits, hyphen), applied after IDNA encoding.
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _IPV4_CHARS = frozenset("0123456789.")
 
 
@@ -48,7 +48,13 @@ def _normalized(text: str) -> Identifier:
     raw = text.strip()
     if not raw:
         raise ValidationError("A domain name is empty; give names like example.com.")
-    literal = raw.strip("[]")
+    # RFC 3986 3.2.2: an IPv6 literal may come in brackets, both of them; one alone is a typo.
+    literal = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    if "[" in literal or "]" in literal:
+        raise ValidationError(
+            f"Name {text!r} has an unmatched bracket; give an IPv6 address as 2001:db8::1 "
+            "or [2001:db8::1], or a DNS name without brackets."
+        )
     # Only a text with a colon (IPv6) or of digits and dots (IPv4) can be an address; asking
     # ipaddress about every DNS name costs two exceptions each.
     if ":" in literal or _IPV4_CHARS.issuperset(literal):
@@ -78,7 +84,12 @@ def _normalized(text: str) -> Identifier:
     for label in labels:
         if label.startswith("xn--"):
             _check_a_label(label, text)
-    if len(labels) < 2 or any(not _LABEL.match(label) for label in labels) or len(ascii_body) > 253:
+    if (
+        len(labels) < 2
+        or any(not _LABEL.fullmatch(label) for label in labels)
+        # RFC 1035 2.3.4: at most 253 characters as text, the "*." of a wildcard included.
+        or len(ascii_body) + (2 if wildcard else 0) > 253
+    ):
         raise ValidationError(
             f"Domain {text!r} is not a valid DNS name; use letters, digits and hyphens in "
             "dot-separated labels, for example www.example.com."
@@ -93,12 +104,40 @@ def _to_a_labels(body: str, text: str) -> str:
     ``fass`` (IDNA2003 and transitional processing map ß to ss, another domain)."""
     import idna
 
+    _refuse_removed_characters(body, text)
     try:
         return idna.encode(body, uts46=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError) as e:
         raise ValidationError(
             f"Domain {text!r} is not a valid internationalised name: {e}."
         ) from None
+
+
+def _refuse_removed_characters(body: str, text: str) -> None:
+    """UTS 46 section 4 step 1 maps "ignored" code points (U+00AD soft hyphen, U+200B zero
+    width space, variation selectors) to nothing: the certificate would be for a name that
+    looks the same but is not the one given, so say so instead of dropping them.
+
+    Width and case mappings (full-width letters, U+3002 as a dot) change only how a name is
+    written and are kept."""
+    import unicodedata
+
+    import idna
+
+    removed = []
+    for char in dict.fromkeys(c for c in body if not c.isascii()):
+        try:
+            if idna.uts46_remap(char, std3_rules=False, transitional=False) == "":
+                removed.append(char)
+        except idna.IDNAError:
+            continue  # disallowed: idna.encode refuses it with its own reason
+    if removed:
+        named = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, '')}".strip() for c in removed)
+        kept = "".join(c for c in body if c not in removed)
+        raise ValidationError(
+            f"Domain {text!r} holds {named}, which IDNA mapping removes without a trace "
+            f"(it would become {kept!r}); give the name without it."
+        )
 
 
 def _check_a_label(label: str, text: str) -> None:

@@ -40,6 +40,24 @@ def _default_targets() -> dict[str, str]:
     }
 
 
+# Where each backend declares the keys its table takes ("module:ATTR", a set or a mapping of
+# key -> default), read when the configuration is loaded: an unknown key is refused then,
+# not when the issuer or target is first used. The modules are light (no SDK imports).
+def _default_issuer_settings() -> dict[str, str]:
+    return {
+        "private-ca": "certman.service.authority_settings:ISSUER_KEYS",
+        "acme": "acme_client.settings:DEFAULTS",
+    }
+
+
+def _default_target_settings() -> dict[str, str]:
+    return {
+        "acm": "certman.aws.acm:KNOWN_KEYS",
+        "elbv2": "certman.deploy.elbv2:KNOWN_KEYS",
+        "file": "certman.deploy.files:KNOWN_KEYS",
+    }
+
+
 @dataclass
 class BackendRegistry:
     """Maps a configured ``type`` to the factory that builds it.
@@ -53,6 +71,33 @@ class BackendRegistry:
     archive_stores: dict[str, str] = field(default_factory=_default_archive_stores)
     issuers: dict[str, str] = field(default_factory=_default_issuers)
     targets: dict[str, str] = field(default_factory=_default_targets)
+    issuer_settings: dict[str, str] = field(default_factory=_default_issuer_settings)
+    target_settings: dict[str, str] = field(default_factory=_default_target_settings)
+
+    def settings_keys(self, kind: str, type_name: str) -> frozenset[str] | None:
+        """The keys a ``kind`` ("issuers", "targets") table of ``type_name`` takes, "type" and
+        "name" included; None when the backend declares none (it checks its table when built)."""
+        table: Mapping[str, str] = {
+            "issuers": self.issuer_settings,
+            "targets": self.target_settings,
+        }[kind]
+        if type_name not in table:
+            return None
+        module_name, _, attr = table[type_name].partition(":")
+        declared = getattr(importlib.import_module(module_name), attr)
+        return frozenset({"type", "name", *declared})
+
+    def check_table(self, kind: str, name: str, table: Mapping[str, Any], source: str) -> None:
+        """Refuse a key the backend of ``table`` does not take, naming KIND.NAME.KEY and file."""
+        type_name = str(table.get("type", ""))
+        known = self.settings_keys(kind, type_name)
+        unknown = sorted(set(table) - known) if known is not None else []
+        if unknown:
+            noun = f"{'an' if type_name[:1] in 'aeiou' else 'a'} {type_name} {kind[:-1]}"
+            takes = ", ".join(sorted(known - {"type", "name"})) if known else ""
+            raise ConfigError(
+                f"Unknown key {kind}.{name}.{unknown[0]} in {source}; {noun} takes: {takes}."
+            )
 
     def factory(self, kind: str, type_name: str, where: str) -> Callable[..., Any]:
         table: Mapping[str, str] = getattr(self, kind)

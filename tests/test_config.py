@@ -251,3 +251,69 @@ def test_an_empty_ca_validity_is_refused_by_init_naming_the_key(tmp_path: Path) 
     assert "ca.max_validity must be set" in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in home.iterdir()) == ["certman.toml"]  # nothing was created
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            '[issuers.le]\ntype = "acme"\ndirectory = "https://acme.test/dir"\nemial = "x"\n',
+            "Unknown key issuers.le.emial in {path}; an acme issuer takes: account_key_type",
+            id="acme",
+        ),
+        pytest.param(
+            '[issuers.corp]\ntype = "private-ca"\ncaa = "corp"\n',
+            "Unknown key issuers.corp.caa in {path}; a private-ca issuer takes: ca.",
+            id="private-ca",
+        ),
+        pytest.param(
+            '[targets.west]\ntype = "acm"\nregoin = "us-west-2"\n',
+            "Unknown key targets.west.regoin in {path}; an acm target takes: region.",
+            id="acm",
+        ),
+        pytest.param(
+            '[targets.lb]\ntype = "elbv2"\nlistener_arn = "arn:x"\n',
+            "Unknown key targets.lb.listener_arn in {path}; an elbv2 target takes:",
+            id="elbv2",
+        ),
+        pytest.param(
+            '[targets.web]\ntype = "file"\nkey_path = "/k"\nreload = "true"\n',
+            "Unknown key targets.web.reload in {path}; a file target takes:",
+            id="file",
+        ),
+    ],
+)
+def test_an_unknown_key_in_a_named_table_is_refused_when_the_config_is_loaded(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """Refused at load, though no command has used that issuer or target yet."""
+    assert expected.format(path=tmp_path / "certman.toml") in refusal(tmp_path, text)
+
+
+def test_every_key_a_backend_declares_is_accepted_when_the_config_is_loaded(
+    tmp_path: Path,
+) -> None:
+    from acme_client.settings import DEFAULTS
+
+    acme = "".join(f'{k} = "{v}"\n' for k, v in DEFAULTS.items() if k != "directory")
+    config = load_config_text(
+        tmp_path,
+        f'[issuers.le]\ndirectory = "https://acme.test/dir"\n{acme}'
+        '[issuers.corp]\ntype = "private-ca"\nca = "default"\n'
+        '[targets.west]\ntype = "acm"\nregion = "us-west-2"\n',
+    )
+    assert set(config.issuers) == {"le", "corp"}
+
+
+def test_a_table_of_a_type_registered_at_run_time_is_checked_when_built(tmp_path: Path) -> None:
+    """The load-time check knows the registry's own backends; others check their tables."""
+    config = load_config_text(tmp_path, '[issuers.flaky]\ntype = "fake"\nfailure = "retryable"\n')
+    assert config.issuers["flaky"]["failure"] == "retryable"
+
+
+def test_a_config_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "certman.toml"
+    path.write_bytes(b'[ca]\ncommon_name = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        load_config(tmp_path, path)
+    assert str(path) in info.value.message

@@ -184,3 +184,42 @@ def test_a_scoped_ipv6_address_is_refused(text: str) -> None:
     with pytest.raises(ValidationError, match="zone index") as refused:
         normalize_name(text)
     assert "fe80::1" in str(refused.value)
+
+
+def test_a_wildcard_name_of_253_characters_is_accepted_and_of_254_refused() -> None:
+    body = ".".join(["a" * 63] * 3) + "."
+    fits = "*." + body + "b" * (253 - 2 - len(body))
+    assert len(fits) == 253 and normalize_name(fits).value == fits
+    with pytest.raises(ValidationError, match="not a valid DNS name"):
+        normalize_name(fits[:-1] + "bb")
+
+
+@pytest.mark.parametrize("text", ["[::1", "::1]", "[[::1]]", "[192.0.2.1", "www.example.com]"])
+def test_an_unmatched_bracket_is_refused_not_dropped(text: str) -> None:
+    with pytest.raises(ValidationError, match="unmatched bracket"):
+        normalize_name(text)
+
+
+def test_an_ipv6_address_in_brackets_is_accepted() -> None:
+    assert normalize_name("[2001:db8::1]") == normalize_name("2001:db8::1")
+
+
+@pytest.mark.parametrize(
+    ("text", "named", "becomes"),
+    [
+        pytest.param("a\u00adb.example", "U+00AD SOFT HYPHEN", "'ab.example'", id="soft-hyphen"),
+        pytest.param(
+            "a\u200bb.example", "U+200B ZERO WIDTH SPACE", "'ab.example'", id="zero-width-space"
+        ),
+        pytest.param(
+            "b\u00fccher\u00ad.example", "U+00AD SOFT HYPHEN", "'bücher.example'", id="with-idn"
+        ),
+    ],
+)
+def test_a_character_idna_mapping_removes_is_refused_naming_it(
+    text: str, named: str, becomes: str
+) -> None:
+    """UTS 46 maps these to nothing: the certificate would be for another name than given."""
+    with pytest.raises(ValidationError) as info:
+        normalize_name(text)
+    assert named in info.value.message and f"it would become {becomes}" in info.value.message

@@ -72,3 +72,23 @@ def test_format_duration_gives_the_shortest_exact_spelling(delta: timedelta, tex
 def test_format_duration_round_trips_through_parse(seconds: int) -> None:
     delta = timedelta(seconds=seconds)
     assert parse_duration(format_duration(delta)) == delta
+
+
+@pytest.mark.parametrize(
+    "text", ["99999999999999999999d", "36526d", "5219w", "876601h", "9" * 5000 + "s"]
+)
+def test_parse_duration_refuses_more_than_a_century(text: str) -> None:
+    with pytest.raises(ValidationError, match="longer than certman accepts") as info:
+        parse_duration(text, field="--validity")
+    assert "36525d" in info.value.message
+
+
+def test_parse_duration_takes_a_century() -> None:
+    assert parse_duration("36525d") == timedelta(days=36525)
+    assert parse_duration("000000000000000000090d") == timedelta(days=90)
+
+
+@pytest.mark.parametrize("text", ["\uff19\uff10d", "\u0669\u0660d", "9\uff10d", "90\uff44"])
+def test_parse_duration_refuses_digits_that_are_not_ascii(text: str) -> None:
+    with pytest.raises(ValidationError, match="is not a duration"):
+        parse_duration(text, field="--validity")

@@ -17,11 +17,11 @@ log = logging.getLogger("certman.acme")
 
 PREFIX = "/.well-known/acme-challenge/"
 # RFC 8555 section 8.3: the token is base64url; anything else must never reach a path.
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def _checked(token: str) -> str:
-    if not _TOKEN.match(token):
+    if not _TOKEN.fullmatch(token):
         raise IssuanceError(f"The ACME server sent a malformed challenge token {token[:40]!r}.")
     return token
 
@@ -173,7 +173,7 @@ class WebrootSolver:
 
     def cleanup(self, requests: list[ChallengeRequest]) -> None:
         for request in requests:
-            if _TOKEN.match(request.token):
+            if _TOKEN.fullmatch(request.token):
                 (self.directory / request.token).unlink(missing_ok=True)
         # Leave no trace: remove the folders too when certman's files were all they held.
         for folder in (self.directory, self.directory.parent):

@@ -27,8 +27,8 @@ SUFFIX = ".bundle"
 # them; a million bundles are 62,500 per directory, which ext4 indexes). Homes from before
 # keep <root>/<name>/<revision>.bundle, read, listed and verified as it is; nothing is moved.
 SHARDS = "shards"
-_BUNDLE_FILE = re.compile(r"^\d{6,}\.bundle$")
-_SHARDED_FILE = re.compile(r"^(?P<name>.+)\.(?P<revision>\d{6,})\.bundle$")
+_BUNDLE_FILE = re.compile(r"[0-9]{6,}\.bundle")
+_SHARDED_FILE = re.compile(r"(?P<name>.+)\.(?P<revision>[0-9]{6,})\.bundle")
 # Out of space or a flaky disk may clear up; a permission problem will not.
 _RETRYABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN})
 
@@ -188,7 +188,7 @@ class LocalArchiveStore:
     def _paths(self, location: str) -> tuple[str, str]:
         """(sharded path, path in the layout before) of a location."""
         name, _, file_name = location.partition("/")
-        if not (_valid_name(name) and _BUNDLE_FILE.match(file_name)):
+        if not (_valid_name(name) and _BUNDLE_FILE.fullmatch(file_name)):
             raise IntegrityError(
                 f"Archive location {location!r} is not a bundle in a local archive; the "
                 "reference was altered or belongs to another store."
@@ -257,7 +257,7 @@ class LocalArchiveStore:
             return set()
         found = set()
         for file_name in files:
-            match = _SHARDED_FILE.match(file_name)
+            match = _SHARDED_FILE.fullmatch(file_name)
             if not match:
                 continue
             name = match["name"]
@@ -275,7 +275,7 @@ class LocalArchiveStore:
             files = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
             return set()
-        return {f"{directory.name}/{f}" for f in files if _BUNDLE_FILE.match(f)}
+        return {f"{directory.name}/{f}" for f in files if _BUNDLE_FILE.fullmatch(f)}
 
     def _write(
         self,

@@ -14,7 +14,7 @@ from certman.errors import ConfigError, OperationError, ValidationError
 # _validate_region_name): letters, digits and hyphens, 1-63, no hyphen at either end, not
 # all digits. Deliberately no stricter: S3-compatible stores behind endpoint_url use names
 # such as "garage".
-_REGION = re.compile(r"^(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)$")
+_REGION = re.compile(r"(?![0-9]+\Z)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 
 
 def check_region(value: str, setting: str, source: str = "") -> str:
@@ -24,7 +24,7 @@ def check_region(value: str, setting: str, source: str = "") -> str:
     ConfigError naming ``source``, the file) or the command-line flag ("--region"; a
     ValidationError).
     """
-    if _REGION.match(value):
+    if _REGION.fullmatch(value):
         return value
     if setting.startswith("--"):
         raise ValidationError(

@@ -6,10 +6,10 @@ import re
 
 # 3-63 characters as S3 names buckets today; up to 255 with capitals and underscores for
 # buckets made in us-east-1 before 2018 (botocore's own check is the same set, 1-255).
-_BUCKET_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,253}[a-zA-Z0-9]$")
+_BUCKET_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,253}[a-zA-Z0-9]")
 _ACCESS_POINT = re.compile(
-    r"^arn:aws[a-z-]*:s3(-object-lambda|-outposts)?:[a-z0-9-]*:[0-9]{12}:"
-    r"(accesspoint|outpost)[/:][a-zA-Z0-9./:-]{1,255}$"
+    r"arn:aws[a-z-]*:s3(-object-lambda|-outposts)?:[a-z0-9-]*:[0-9]{12}:"
+    r"(accesspoint|outpost)[/:][a-zA-Z0-9./:-]{1,255}"
 )
 # S3 keys are at most 1,024 bytes: leave room for NAME/NNNNNN.bundle.
 PREFIX_MAX_BYTES = 512
@@ -22,8 +22,8 @@ def bucket_problem(bucket: str) -> str:
     us-east-1 may hold capitals and underscores, and access point ARNs are accepted.
     """
     if bucket.startswith("arn:"):
-        return "" if _ACCESS_POINT.match(bucket) else "it is not an S3 access point ARN"
-    if not _BUCKET_NAME.match(bucket):
+        return "" if _ACCESS_POINT.fullmatch(bucket) else "it is not an S3 access point ARN"
+    if not _BUCKET_NAME.fullmatch(bucket):
         return "a bucket name has 3-63 lowercase letters, digits, dots and hyphens"
     return ""
 

@@ -16,20 +16,28 @@ app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 def list_(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    limit: Annotated[int, typer.Option(help="Show the last N events (0: all).")] = 0,
+    limit: Annotated[
+        int | None, typer.Option(help="Show the last N events [default: all].")
+    ] = None,
 ) -> None:
     """List audit events, oldest first."""
     import json
 
     from sqlmodel import col, select
 
+    from certman.errors import ValidationError
     from certman.inventory.tables import AuditEvent
 
+    if limit is not None and limit < 1:
+        raise ValidationError(
+            f"--limit must be a positive number of events, not {limit}; leave it out to list all."
+        )
     rt = state(ctx).runtime()
     with rt.session() as session:
         query = select(AuditEvent).order_by(col(AuditEvent.seq).desc())
-        if limit:
-            query = query.limit(limit)
+        if limit is not None:
+            # More than the database's 64-bit integers can hold is "all" too.
+            query = query.limit(min(limit, 2**63 - 1))
         rows = list(reversed(session.exec(query).all()))
     events = [
         {

@@ -71,7 +71,7 @@ def create(
     spec = AuthoritySpec.from_config(
         rt.config,
         name,
-        key_type=KeyType.parse(key_type, field="--key-type") if key_type else None,
+        key_type=KeyType.parse(key_type, field="--key-type") if key_type is not None else None,
         common_name=common_name or f"certman {name} CA",
         max_validity=parse_duration_option(max_validity, "--max-validity"),
         permitted_domains=tuple(permitted_domain or ()),

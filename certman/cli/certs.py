@@ -60,7 +60,7 @@ def issue(
         domains=tuple(domain),
         issuer=issuer,
         key_type=KeyType.parse(key_type, field="--key-type")
-        if key_type
+        if key_type is not None
         else cfg.key_type("defaults", "key_type"),
         validity=lifetime,
         renew_before=parse_duration_option(renew_before, "--renew-before")

@@ -58,7 +58,9 @@ class CliState:
             config = self.load_config()
             if (
                 config.database_url.startswith("sqlite:///")
-                and not Path(config.database_url.removeprefix("sqlite:///")).exists()
+                and not Path(
+                    config.database_url.removeprefix("sqlite:///").partition("?")[0]
+                ).exists()
             ):
                 raise InventoryError(
                     f"No certman home at {config.home} (no database); run `certman init` first, "

@@ -28,7 +28,9 @@ def init(
     from certman.models import KeyType
     from certman.service.home import init_home
 
-    key_type = KeyType.parse(ca_key_type, field="--ca-key-type") if ca_key_type else None
+    key_type = (
+        KeyType.parse(ca_key_type, field="--ca-key-type") if ca_key_type is not None else None
+    )
     config = state(ctx).load_config(creating=True)
     report = init_home(config, ca_key_type=key_type)
     for warning in report.warnings:
@@ -87,7 +89,9 @@ def archive_get(
     name: str,
     out: Annotated[Path, typer.Option(help="Directory to write the files to.")],
     revision: Annotated[
-        int | None, typer.Option(help="The revision [default: the active one].", min=1)
+        int | None,
+        # max: the database's 64-bit integer; beyond it SQLite raises instead of finding none.
+        typer.Option(help="The revision [default: the active one].", min=1, max=2**63 - 1),
     ] = None,
     with_key: Annotated[
         bool, typer.Option("--with-key", help="Also write privkey.pem (0600), unsealed.")

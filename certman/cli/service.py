@@ -49,11 +49,17 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Replay the renewal service over the coming days on a copy of the inventory."""
+    from certman.durations import MAX_DURATION
     from certman.errors import ValidationError
     from scheduler.simulate import simulate as run_simulation
 
     if days <= 0:
         raise ValidationError("--days must be a positive number of days.")
+    if days > MAX_DURATION.days:
+        raise ValidationError(
+            f"--days {days} is more than certman simulates; give at most {MAX_DURATION.days} "
+            "(100 years)."
+        )
     result = run_simulation(state(ctx).runtime(), days=days)
     if as_json:
         emit_json(result)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import create_engine
 
@@ -32,25 +32,70 @@ def make_engine(url: str, *, config_path: Path | None = None) -> Engine:
     ConfigError naming ``database.url`` and the file it came from; the URL itself is not
     repeated, since it may hold a password.
     """
+    where = f"database.url in {config_path}" if config_path else "database.url"
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     try:
+        _check_sqlite_options(make_url(url), where)
         engine = create_engine(url, **kwargs)
     except (SQLAlchemyError, ImportError, ValueError) as e:
-        where = f" in {config_path}" if config_path else ""
         reason = (
             f"its driver is not installed ({e.name})"
             if isinstance(e, ImportError)
             else ("it is malformed or names an unknown database")
         )
         raise ConfigError(
-            f"database.url{where} cannot be used: {reason}. Use sqlite:///PATH or "
+            f"{where} cannot be used: {reason}. Use sqlite:///PATH or "
             "postgresql+psycopg://USER@HOST/DB (pip install 'certman[postgres]')."
         ) from None
+    _check_driver_options(engine, where)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# What pysqlite takes from the URL's query (SQLAlchemy's pysqlite dialect, "URI Connections");
+# anything else it ignores with a warning, unless uri=true hands it to SQLite.
+_PYSQLITE_OPTIONS = frozenset(
+    {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri"}
+)
+
+
+def _check_sqlite_options(url: URL, where: str) -> None:
+    """Refuse a query option pysqlite would ignore (SQLAlchemy only warns)."""
+    if url.get_backend_name() != "sqlite" or url.query.get("uri") in ("true", ("true",)):
+        return
+    unknown = sorted(set(url.query) - _PYSQLITE_OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"{where} has the option {unknown[0]!r}, which SQLite does not take; "
+            f"remove it (the options are: {', '.join(sorted(_PYSQLITE_OPTIONS))})."
+        )
+
+
+def _check_driver_options(engine: Engine, where: str) -> None:
+    """Refuse a URL query option psycopg would reject at the first connection.
+
+    The message names the option, never the URL (it may hold a password).
+    """
+    url = engine.url
+    if engine.dialect.driver == "psycopg":
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo, timeout_from_conninfo
+
+        _, params = engine.dialect.create_connect_args(url)
+        params = {k: v for k, v in params.items() if isinstance(v, str | int)}
+        try:
+            timeout_from_conninfo(conninfo_to_dict(make_conninfo(**params)))
+        except ProgrammingError as e:
+            problem = str(e).strip().splitlines()[0] if str(e).strip() else "invalid option"
+            if url.password:
+                problem = problem.replace(str(url.password), "***")
+            raise ConfigError(
+                f"{where} has an option psycopg refuses ({problem}); fix or remove it "
+                "(see libpq's connection parameters)."
+            ) from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from certman.errors import AlreadyExistsError, NotFoundError, ValidationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import Authority, Revocation
 from certman.models import EncryptionContext, KeyType, RevocationReason
+from certman.names import check_name
 from certman.service.prechecks import check_master_key
 
 if TYPE_CHECKING:
@@ -23,15 +23,8 @@ if TYPE_CHECKING:
     from certman.interfaces import Issuer
     from certman.service.runtime import Runtime
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-
-
-def check_name(name: str, what: str) -> None:
-    if not _NAME.match(name):
-        raise ValidationError(
-            f"{what} name {name!r} is not valid; use 1-63 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit."
-        )
+# A CA's name is also its default issuer's name, and goes into "ca:NAME" key contexts.
+MAX_CA_NAME = 63
 
 
 def key_context(ca_name: str, role: str) -> EncryptionContext:
@@ -117,7 +110,7 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
     from certman.domains import normalize_name
     from certman.pki import private_key_to_der
 
-    check_name(spec.name, "CA")
+    check_name(spec.name, "CA", max_length=MAX_CA_NAME)
     if spec.max_validity <= timedelta(0):
         raise ValidationError("--max-validity must be longer than zero.")
     domains = tuple(normalize_name(d).value for d in spec.permitted_domains)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -457,8 +457,6 @@ def read_bulk_csv(
 
     ``validity`` is for rows without one (default: ``[defaults] validity``).
     """
-    import csv
-
     from certman.durations import parse_duration
     from certman.models import KeyType
 
@@ -466,12 +464,21 @@ def read_bulk_csv(
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ValidationError(f"Cannot read {path}: {e.strerror}.") from None
+    except UnicodeDecodeError as e:
+        raise ValidationError(
+            f"{path} is not UTF-8 text (byte {e.start + 1} cannot be read); save it as UTF-8."
+        ) from None
     specs = []
-    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+    for number, row in _csv_rows(path, text):
         if not row or not "".join(row).strip() or (number == 1 and row[0].strip() == "name"):
             continue
         if len(row) < 2:
             raise ValidationError(f"{path} line {number}: give at least name,domains.")
+        if len(row) > 4:
+            raise ValidationError(
+                f"{path} line {number} has {len(row)} columns; give name,domains[,key_type,"
+                "validity] (quote a field that holds a comma)."
+            )
         where = f"{path} line {number}"
         specs.append(
             IssueSpec(
@@ -491,3 +498,22 @@ def read_bulk_csv(
     if not specs:
         raise ValidationError(f"{path} holds no certificate rows.")
     return specs
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row; csv's errors (a field over csv.field_size_limit(),
+    128 KiB by default; a NUL byte) refused naming the line."""
+    import csv
+
+    reader = csv.reader(text.splitlines())
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise ValidationError(
+                f"{path} line {reader.line_num} cannot be read as CSV ({e}); "
+                "give one row name,domains[,key_type,validity] per line."
+            ) from None
+        yield reader.line_num, row

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from certman.errors import AlreadyExistsError, CertmanError, IssuanceError, Vali
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import KeyType, RevisionState
+from certman.names import check_name
 from certman.service import due as due_queries
 from certman.service import steps
 from certman.service.certificates import find_certificate, get_certificate, revision_of
@@ -35,7 +35,10 @@ from certman.service.prechecks import check_master_key, issuer_precheck
 from certman.service.runtime import Runtime
 
 S = RevisionState
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_CERTIFICATE_NAME = 128
+# A private CA backdates notBefore by an hour (ca.hierarchy.BACKDATE) for clock skew; a
+# validity under an hour past issuance is a certificate that lapses before it is in use.
+MIN_VALIDITY = timedelta(hours=1)
 
 StepObserver = Callable[[str, int, RevisionState], None]
 
@@ -131,14 +134,16 @@ class Lifecycle:
         """Check everything an issuance needs before anything is written; return it normalised."""
         from certman.domains import normalize_names
 
-        if not _NAME.fullmatch(spec.name):
-            raise ValidationError(
-                f"Certificate name {spec.name!r} is not valid; use 1-128 letters, digits, "
-                "'.', '_' or '-', starting with a letter or digit."
-            )
+        check_name(spec.name, "Certificate", max_length=MAX_CERTIFICATE_NAME)
         identifiers = tuple(i.value for i in normalize_names(list(spec.domains)))
         if spec.validity <= timedelta(0):
             raise ValidationError("--validity must be longer than zero.")
+        if spec.validity < MIN_VALIDITY:
+            raise ValidationError(
+                f"--validity {format_duration(spec.validity)} is shorter than the minimum of "
+                f"{format_duration(MIN_VALIDITY)}; the certificate would expire before it could "
+                "be deployed and renewed."
+            )
         if spec.renew_before is not None and spec.renew_before <= timedelta(0):
             raise ValidationError("--renew-before must be longer than zero.")
         if spec.renew_before is not None and spec.renew_before >= spec.validity:

@@ -115,3 +115,46 @@ def test_init_refuses_a_config_file_in_a_missing_directory(tmp_path: Path) -> No
     message = assert_error(Cli(home)("--config", str(config), "init"), 2)
     assert str(config) in message
     assert not home.exists()
+
+
+def test_a_config_file_that_is_not_utf8_is_refused_naming_it(
+    initialised_home: Path, cli: Cli
+) -> None:
+    config = initialised_home / "certman.toml"
+    config.write_bytes(config.read_bytes() + b'\n[ca]\ncommon_name = "caf\xe9"\n')
+    message = refused(cli, initialised_home, "list")
+    assert str(config) in message and "not UTF-8" in message
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("bogus=1", "'bogus'", id="unknown-option"),
+        pytest.param("timeout=30&bogus=1", "'bogus'", id="unknown-among-known"),
+    ],
+)
+def test_a_sqlite_url_option_sqlite_does_not_take_is_refused(
+    initialised_home: Path, cli: Cli, query: str, expected: str
+) -> None:
+    url = f"sqlite:///{initialised_home / 'certman.db'}?{query}"
+    config = with_config(initialised_home, f'[database]\nurl = "{url}"\n')
+    message = refused(cli, initialised_home, "list")
+    assert "database.url" in message and str(config) in message and expected in message
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("bogus=1", 'invalid connection option "bogus"', id="unknown-option"),
+        pytest.param("connect_timeout=abc", "connect_timeout", id="bad-value"),
+    ],
+)
+def test_a_postgresql_url_option_psycopg_refuses_is_a_config_error_without_the_password(
+    initialised_home: Path, cli: Cli, query: str, expected: str
+) -> None:
+    pytest.importorskip("psycopg")
+    url = f"postgresql+psycopg://ops:s3cret@127.0.0.1:1/certman?{query}"
+    config = with_config(initialised_home, f'[database]\nurl = "{url}"\n')
+    message = refused(cli, initialised_home, "list")
+    assert "database.url" in message and str(config) in message and expected in message
+    assert "s3cret" not in message

@@ -176,3 +176,11 @@ def test_init_again_with_another_ca_key_type_says_the_existing_ca_keeps_its_own(
     assert "ca create NAME --key-type rsa-3072" in result.stderr
     view = json.loads(cli.ok("ca", "show", "default", "--json").stdout)
     assert view["key_type"] == "ec-p256"
+
+
+def test_init_refuses_an_empty_ca_key_type_instead_of_taking_the_default(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = Cli(home)("init", "--ca-key-type", "")
+    message = assert_error(result, 2)
+    assert "Unknown --ca-key-type ''" in message
+    assert not (home / "certman.db").exists()

@@ -363,3 +363,213 @@ def test_durations_in_messages_are_written_as_operators_write_them(
     args = ("--validity", "100d", "--renew-before", "2400h", "-d", "x.example.com")
     message = refused(cli, populated, *ISSUE, *args)
     assert "--renew-before (100d) must be shorter than --validity (100d)" in message
+
+
+HUGE = "99999999999999999999d"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        pytest.param((*ISSUE, "--validity", HUGE, "-d", "x.example.com"), "--validity", id="issue"),
+        pytest.param(
+            (*ISSUE, "--renew-before", HUGE, "-d", "x.example.com"), "--renew-before", id="renew"
+        ),
+        pytest.param(("list", "--expiring", HUGE), "--expiring", id="list"),
+        pytest.param(("ca", "create", "x", "--max-validity", HUGE), "--max-validity", id="ca"),
+    ],
+)
+def test_a_duration_too_large_for_a_date_is_refused(
+    populated: Path, cli: Cli, args: tuple[str, ...], option: str
+) -> None:
+    message = refused(cli, populated, *args)
+    assert f"{option} '{HUGE}' is longer than certman accepts" in message
+    assert "36525d" in message
+
+
+def test_a_duration_too_large_in_the_defaults_is_refused_naming_the_file(
+    populated: Path, cli: Cli
+) -> None:
+    config = populated / "certman.toml"
+    config.write_text(f'[defaults]\nvalidity = "{HUGE}"\n')
+    message = refused(cli, populated, *ISSUE, "-d", "x.example.com")
+    assert "defaults.validity" in message and "longer than certman accepts" in message
+    assert str(config) in message
+
+
+def test_simulate_refuses_more_days_than_a_date_can_hold(populated: Path, cli: Cli) -> None:
+    message = refused(cli, populated, "simulate", "--days", "99999999")
+    assert "--days 99999999" in message and "36525" in message
+
+
+def bulk_refused(cli: Cli, home: Path, csv: Path) -> str:
+    message = refused(cli, home, "bulk-issue", str(csv))
+    with sqlite3.connect(home / "certman.db") as db:
+        names = {row[0] for row in db.execute("SELECT name FROM certificate")}
+    assert names == {"web"}
+    return message
+
+
+def test_bulk_issue_refuses_a_validity_too_large_for_a_date(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_text(f"a,a.example.com\nb,b.example.com,ec-p256,{HUGE}\n")
+    message = bulk_refused(cli, populated, csv)
+    assert f"{csv} line 2" in message and "longer than certman accepts" in message
+
+
+def test_bulk_issue_refuses_a_file_that_is_not_utf8_naming_it(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_bytes(b"a,a.example.com\nb\xff,b.example.com\n")
+    message = bulk_refused(cli, populated, csv)
+    assert str(csv) in message and "not UTF-8" in message
+
+
+def test_bulk_issue_refuses_a_field_over_the_csv_limit_naming_the_line(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_text("a,a.example.com\nb," + "x" * 200_000 + "\n")
+    message = bulk_refused(cli, populated, csv)
+    assert f"{csv} line 2" in message and "field limit" in message
+
+
+def test_bulk_issue_refuses_a_fifth_column_naming_the_line(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_text("a,a.example.com\nb,b.example.com,ec-p256,30d,extra\n")
+    message = bulk_refused(cli, populated, csv)
+    assert f"{csv} line 2 has 5 columns" in message
+
+
+def certificate_names(home: Path) -> set[str]:
+    with sqlite3.connect(home / "certman.db") as db:
+        return {row[0] for row in db.execute("SELECT name FROM certificate")}
+
+
+@pytest.mark.parametrize("name", ["web\n", "new\n", "web\r\n"])
+def test_issue_refuses_a_certificate_name_ending_in_a_newline(
+    populated: Path, cli: Cli, name: str
+) -> None:
+    message = refused(cli, populated, "issue", name, "-d", "ok.example.com")
+    assert f"Certificate name {name!r} is not valid" in message
+    assert certificate_names(populated) == {"web"}
+
+
+def test_ca_create_refuses_a_name_ending_in_a_newline(populated: Path, cli: Cli) -> None:
+    assert "CA name 'ca2\\n' is not valid" in refused(cli, populated, "ca", "create", "ca2\n")
+
+
+def test_issue_refuses_a_domain_label_ending_in_a_newline(populated: Path, cli: Cli) -> None:
+    message = refused(cli, populated, *ISSUE, "-d", "a\n.example.com")
+    assert "'a\\n.example.com' is not a valid DNS name" in message
+
+
+@pytest.mark.parametrize("section", ["issuers", "targets"])
+def test_an_issuer_or_target_name_ending_in_a_newline_is_refused(
+    populated: Path, cli: Cli, section: str
+) -> None:
+    config = populated / "certman.toml"
+    config.write_text(f'[{section}."corp\\n"]\ntype = "private-ca"\n')
+    message = refused(cli, populated, "list")
+    assert f"name 'corp\\n' in {config} is not valid" in message
+
+
+def test_issue_refuses_a_wildcard_name_over_253_characters(populated: Path, cli: Cli) -> None:
+    body = ".".join(["a" * 63] * 3) + "."
+    name = "*." + body + "b" * (254 - 2 - len(body))
+    assert len(name) == 254
+    assert "not a valid DNS name" in refused(cli, populated, *ISSUE, "-d", name)
+
+
+@pytest.mark.parametrize("name", ["[::1", "::1]"])
+def test_issue_refuses_an_ip_address_with_an_unmatched_bracket(
+    populated: Path, cli: Cli, name: str
+) -> None:
+    message = refused(cli, populated, *ISSUE, "-d", name)
+    assert f"{name!r} has an unmatched bracket" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "named"),
+    [("ab\u00adc.example.com", "U+00AD SOFT HYPHEN"), ("ab\u200bc.example.com", "U+200B")],
+)
+def test_issue_refuses_a_name_idna_mapping_would_change_silently(
+    populated: Path, cli: Cli, name: str, named: str
+) -> None:
+    message = refused(cli, populated, *ISSUE, "-d", name)
+    assert named in message and "'abc.example.com'" in message
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param((*ISSUE, "-d", "x.example.com"), id="issue"),
+        pytest.param(("ca", "create", "other"), id="ca-create"),
+    ],
+)
+def test_an_empty_key_type_is_refused_not_taken_as_the_default(
+    populated: Path, cli: Cli, args: tuple[str, ...]
+) -> None:
+    message = refused(cli, populated, *args, "--key-type", "")
+    assert "Unknown --key-type ''" in message and "ec-p256" in message
+
+
+@pytest.mark.parametrize("validity", ["1s", "59m59s"])
+def test_issue_refuses_a_validity_under_an_hour(populated: Path, cli: Cli, validity: str) -> None:
+    message = refused(cli, populated, *ISSUE, "--validity", validity, "-d", "x.example.com")
+    assert f"--validity {validity} is shorter than the minimum of 1h" in message
+    assert certificate_names(populated) == {"web"}
+
+
+def test_issue_accepts_a_validity_of_an_hour(populated: Path, cli: Cli) -> None:
+    cli.ok(*ISSUE, "--validity", "1h", "-d", "x.example.com")
+    assert certificate_names(populated) == {"web", "new"}
+
+
+def test_bulk_issue_refuses_a_validity_under_an_hour_naming_nothing_issued(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    csv = tmp_path / "certs.csv"
+    csv.write_text("a,a.example.com\nb,b.example.com,ec-p256,1s\n")
+    assert "shorter than the minimum of 1h" in bulk_refused(cli, populated, csv)
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_audit_list_refuses_a_limit_that_is_not_positive(
+    populated: Path, cli: Cli, limit: str
+) -> None:
+    message = refused(cli, populated, "audit", "list", "--limit", limit)
+    assert f"--limit must be a positive number of events, not {limit}" in message
+
+
+def test_an_unknown_key_in_an_issuer_table_is_refused_before_that_issuer_is_used(
+    populated: Path, cli: Cli
+) -> None:
+    config = populated / "certman.toml"
+    config.write_text('[issuers.corp2]\ntype = "private-ca"\nca = "corp"\nmax_validty = "30d"\n')
+    message = refused(cli, populated, *ISSUE, "--issuer", "default", "-d", "x.example.com")
+    assert f"Unknown key issuers.corp2.max_validty in {config}" in message
+
+
+def test_audit_list_takes_a_limit_beyond_what_the_database_holds_as_all(
+    populated: Path, cli: Cli
+) -> None:
+    everything = cli.ok("audit", "list").stdout
+    assert cli.ok("audit", "list", "--limit", "99999999999999999999").stdout == everything
+
+
+def test_archive_get_refuses_a_revision_beyond_what_the_database_holds(
+    populated: Path, cli: Cli, tmp_path: Path
+) -> None:
+    before = snapshot_home(populated)
+    args = ("archive", "get", "web", "--revision", "99999999999999999999")
+    result = cli(*args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "--revision" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert_unchanged(before, populated)
+    assert not (tmp_path / "out").exists()
