@@ -268,7 +268,7 @@ def test_an_empty_ca_validity_is_refused_by_init_naming_the_key(tmp_path: Path) 
         ),
         pytest.param(
             '[targets.west]\ntype = "acm"\nregoin = "us-west-2"\n',
-            "Unknown key targets.west.regoin in {path}; an acm target takes: region.",
+            "Unknown key targets.west.regoin in {path}; an acm target takes: acm_strategy, region.",
             id="acm",
         ),
         pytest.param(

@@ -3,6 +3,9 @@
 The concurrency tests run every command through this module, so the log tells how many
 times the CA signed each revision across all the processes of a run
 (``CERTMAN_TEST_SIGNED``: the log file; one short O_APPEND write per signature).
+``CERTMAN_TEST_SIGN_DELAY`` (seconds) makes each signature that much slower, as a busy HSM
+would: the window in which a revision is in flight, wide enough for another command to
+start inside it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +21,7 @@ from typing import Any
 def _logged(sign: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(sign)
     def wrapper(self: object, request: Any) -> Any:
+        time.sleep(float(os.environ.get("CERTMAN_TEST_SIGN_DELAY") or 0))
         response = sign(self, request)
         line = f"{request.name} {request.revision}\n".encode()
         fd = os.open(os.environ["CERTMAN_TEST_SIGNED"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)

@@ -27,6 +27,9 @@ from certman.service.runtime import Runtime
 REPO = Path(__file__).resolve().parents[2]
 RENEWED = [f"r{i}" for i in range(12)]  # made due before every round
 BULK_ROWS = 200
+# Seconds per CA signature in the first command of a round: its revisions stay in flight
+# long enough (a bulk batch ~1.6 s, one issuance 1.5 s) for the second to start meanwhile.
+SIGN_DELAY = {"bulk": 0.008, "issue": 1.5}
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +42,17 @@ class Home:
     signed: Path
     started: list[tuple[tuple[str, ...], subprocess.Popen[str]]] = field(default_factory=list)
 
-    def env(self) -> dict[str, str]:
+    def env(self, sign_delay: float = 0.0) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAN_")}
         env.update(CERTMAN_HOME=str(self.path), CERTMAN_TEST_SIGNED=str(self.signed))
+        env["CERTMAN_TEST_SIGN_DELAY"] = str(sign_delay)
         return env
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, sign_delay: float = 0.0) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.service.certman_counting", *args],
             cwd=REPO,
-            env=self.env(),
+            env=self.env(sign_delay),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -169,7 +173,7 @@ def test_commands_and_the_service_at_once_issue_each_revision_once(tmp_path: Pat
     home.ok("bulk-issue", str(fleet))
     for number, (first, second, delay) in enumerate(ROUNDS):
         home.make_due(RENEWED)
-        home.start(*command(home, first, f"a{number}"))
+        home.start(*command(home, first, f"a{number}"), sign_delay=SIGN_DELAY.get(first, 0.0))
         time.sleep(delay)
         home.start(*command(home, second, f"b{number}"))
         if number % 4 == 0:  # now and then a third: the service and an operator renewing too
