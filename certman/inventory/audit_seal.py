@@ -5,10 +5,22 @@ inventory, so write access to the database alone cannot recompute a MAC. The anc
 (``<home>/audit.head``) records the last event this home appended, so deleting the newest
 events, which leaves a shorter but consistent chain, is noticed too. With several instances
 on one PostgreSQL database, each home anchors the events it appended.
+
+The anchor carries its own MAC, under a key derived from the audit key, over the sequence
+number and hash of the head: copying an older event's sequence and hash from the database
+into it does not make a valid anchor. A home whose database is its own (SQLite in the home,
+the default) appends every event of the chain, so once the chain holds keyed events its
+anchor must exist: a missing one is reported, not taken for a home that never appended. On a
+shared database, a home that never appended has no anchor; there the anchor lives outside
+the reach of whoever holds only the database. Anchors written before the MAC (``{"seq",
+"mac"}`` with the event's hash) are still read, and rewritten in the new form at the next
+append.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -46,12 +58,32 @@ class ChainKey:
     secret: bytes = field(repr=False)
 
 
+ANCHOR_FORMAT = 2
+_ANCHOR_LABEL = b"certman audit head anchor v2"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Anchor:
-    """The head of the chain as this home last appended it."""
+    """The head of the chain as this home last appended it.
+
+    ``mac`` is the anchor's own HMAC (see :func:`anchor_mac`); None for an anchor written
+    before it had one, which holds only the head's hash.
+    """
 
     seq: int
-    mac: str
+    hash: str
+    mac: str | None = None
+
+
+def anchor_mac(key: ChainKey, seq: int, head_hash: str) -> str:
+    """HMAC-SHA256 over (seq, head hash) under a key derived from the audit key.
+
+    A separate derived key (RFC 2104 HMAC as the PRF, with a fixed label) so that an anchor
+    MAC can never be taken for an event's MAC or the other way round.
+    """
+    derived = hmac.digest(key.secret, _ANCHOR_LABEL, "sha256")
+    message = json.dumps([ANCHOR_FORMAT, seq, head_hash], separators=(",", ":")).encode()
+    return hmac.digest(derived, message, hashlib.sha256).hex()
 
 
 class AuditSeal:
@@ -61,9 +93,18 @@ class AuditSeal:
     nothing never builds the key wrapper. Safe to share between threads.
     """
 
-    def __init__(self, wrapper: Callable[[], KeyWrapper], anchor_path: Path | None) -> None:
+    def __init__(
+        self,
+        wrapper: Callable[[], KeyWrapper],
+        anchor_path: Path | None,
+        *,
+        anchor_required: bool = False,
+    ) -> None:
         self._wrapper = wrapper
         self.anchor_path = anchor_path
+        # True when this home appends every event of its database (SQLite in the home): a
+        # keyed chain without an anchor then means the anchor was deleted.
+        self.anchor_required = anchor_required
         self._lock = threading.Lock()
         self._keys: dict[tuple[int, str], bytes] = {}
 
@@ -106,10 +147,14 @@ class AuditSeal:
             return None
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-            return Anchor(seq=int(doc["seq"]), mac=str(doc["mac"]))
+            if "v" not in doc:  # written before the anchor had a MAC: {"seq", "mac": hash}
+                return Anchor(seq=int(doc["seq"]), hash=str(doc["mac"]))
+            if doc["v"] != ANCHOR_FORMAT:
+                raise ValueError(f"unknown format {doc['v']!r}")
+            return Anchor(seq=int(doc["seq"]), hash=str(doc["hash"]), mac=str(doc["mac"]))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise IntegrityError(
                 f"The audit head anchor {path} cannot be read ({e}); it was altered or "
                 "damaged. Compare it with your backups before trusting the audit trail."
@@ -132,7 +177,7 @@ class AuditSeal:
             found = session.exec(
                 select(AuditEvent.hash).where(AuditEvent.seq == anchored.seq)
             ).first()
-            if found != anchored.mac:
+            if found != anchored.hash:
                 log.warning(
                     "The audit chain no longer holds event %d as %s recorded it; the anchor is "
                     "kept as evidence. Run `certman audit verify`.",
@@ -152,17 +197,25 @@ class AuditSeal:
             self.write_anchor(head)
 
     def write_anchor(self, head: Anchor) -> None:
-        """Atomically replace the anchor with ``head`` unless it already holds a later one."""
+        """Atomically replace the anchor with ``head`` unless it already holds a later one.
+
+        An anchor in the older form (no MAC) is replaced even at the same head: upgraded.
+        """
         from certman.fileio import exclusive_lock, write_private
 
         path = self.anchor_path
         assert path is not None
-        doc = json.dumps({"seq": head.seq, "mac": head.mac}, separators=(",", ":"))
+        doc = json.dumps(
+            {"v": ANCHOR_FORMAT, "seq": head.seq, "hash": head.hash, "mac": head.mac},
+            separators=(",", ":"),
+        )
         try:
             # Threads of one process, then processes sharing the home (flock is per process).
             with self._lock, exclusive_lock(path.with_name(path.name + ".lock")):
                 current = self.read_anchor()
-                if current is not None and current.seq >= head.seq:
+                if current is not None and (
+                    current.seq > head.seq or (current.seq == head.seq and current.mac)
+                ):
                     return
                 write_private(path, doc.encode() + b"\n")
         except (OSError, IntegrityError) as e:

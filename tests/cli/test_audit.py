@@ -171,7 +171,12 @@ def test_the_anchor_records_the_newest_event_and_is_private(
     anchor = initialised_home / "audit.head"
     assert anchor.stat().st_mode & 0o777 == 0o600
     head = json.loads(anchor.read_text())
-    assert head == {"seq": 7, "mac": events(cli)[-1]["hash"]}
+    assert {k: head[k] for k in ("v", "seq", "hash")} == {
+        "v": 2,
+        "seq": 7,
+        "hash": events(cli)[-1]["hash"],
+    }
+    assert len(head["mac"]) == 64 and head["mac"] != head["hash"]  # its own MAC
     assert "event 7 anchored in" in cli.ok("audit", "verify").stdout
 
 
@@ -227,3 +232,57 @@ def test_doctor_reports_a_broken_audit_chain(
     result = cli("doctor")
     assert result.exit_code == 1
     assert "Audit event 2 is missing" in result.stdout
+
+
+def test_deleting_the_newest_events_and_the_anchor_is_detected(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq >= 6")
+    (initialised_home / "audit.head").unlink()
+    message = assert_error(cli("audit", "verify"), 1)
+    assert f"The audit head anchor {initialised_home / 'audit.head'} is missing" in message
+    assert "appended events 1-5 under the audit key" in message
+    doctor = cli("doctor")
+    assert doctor.exit_code == 1
+    assert "is missing although this home appended" in doctor.stdout + doctor.stderr
+
+
+def test_an_anchor_rewritten_from_the_database_is_detected(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """The head set back to event 5 with the sequence and hash the database holds: without
+    the audit key, the anchor's MAC cannot be made."""
+    everything(cli, tmp_path)
+    fifth = events(cli)[4]
+    anchor = initialised_home / "audit.head"
+    stale_mac = json.loads(anchor.read_text())["mac"]
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq >= 6")
+    for forged_mac in (fifth["hash"], stale_mac, "0" * 64):
+        forged = {"v": 2, "seq": 5, "hash": fifth["hash"], "mac": forged_mac}
+        anchor.write_text(json.dumps(forged))
+        message = assert_error(cli("audit", "verify"), 1)
+        assert "does not carry a valid MAC under the audit key" in message
+        assert cli("doctor").exit_code == 1
+
+
+def test_a_home_with_an_anchor_of_the_older_form_verifies_and_is_upgraded(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    anchor = initialised_home / "audit.head"
+    last = events(cli)[-1]
+    anchor.write_text(json.dumps({"seq": 7, "mac": last["hash"]}, separators=(",", ":")) + "\n")
+    assert "event 7 anchored in" in cli.ok("audit", "verify").stdout
+    cli.ok("issue", "api", "-d", "api.example.com")  # the next append writes the new form
+    head = json.loads(anchor.read_text())
+    assert head["v"] == 2 and head["seq"] == len(events(cli)) and head["mac"] != head["hash"]
+    assert "anchored in" in cli.ok("audit", "verify").stdout
+
+
+def test_an_intact_home_passes_audit_verify_and_doctor(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    assert "7 audit events, chain intact" in cli.ok("audit", "verify").stdout
+    assert "chain intact" in cli.ok("doctor").stdout
