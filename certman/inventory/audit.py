@@ -149,6 +149,8 @@ def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     key = seal.stored_key(session) or seal.create_key(session, seq + 1, at)
+    if key.anchors_from is None:  # a key from before anchors had a MAC: from now on
+        key = seal.start_anchor_macs(session, key, seq + 1)
     actor = current_actor()
     rows = []
     for spec in specs:
@@ -240,6 +242,11 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainCheck:
             f"event {count}: the newest events were deleted."
         )
     where = seal.anchor_path
+    if key is not None and key.anchors_from is not None and key.anchors_from > count:
+        return broken(
+            f"The audit key records anchors from event {key.anchors_from} on but the chain "
+            f"ends at event {count}: the newest events were deleted."
+        )
     if anchor is None and seal.anchor_required and key is not None and count >= key.first_seq:
         # This home appended every keyed event, and each append wrote the anchor.
         return broken(
@@ -257,6 +264,14 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainCheck:
             return broken(
                 f"Audit event {anchor.seq} is not the one {where} recorded as its head: "
                 "the chain was rewritten."
+            )
+        anchors_from = key.anchors_from if key is not None else None
+        if anchor.mac is None and anchors_from is not None and anchor.seq >= anchors_from:
+            return broken(
+                f"The audit head anchor {where} is in the older form, without a MAC, but "
+                f"records event {anchor.seq}, appended when every anchor carried one "
+                f"(from event {anchors_from} on): it was forged, perhaps to hide the "
+                "deletion of the newest events."
             )
         if anchor.mac is not None and (
             key is None

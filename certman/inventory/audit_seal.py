@@ -26,7 +26,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -47,15 +47,43 @@ _LISTENING = "certman.audit_listening"
 ANCHOR_NAME = "audit.head"
 
 
-def audit_key_context(first_seq: int) -> EncryptionContext:
-    """The sealed key is bound to the first event it covers (see AuditKey)."""
-    return EncryptionContext(certificate="audit", revision=first_seq, purpose="audit-key")
+# WrappedKey.extra field of a sealed audit key: the first event from which every anchor
+# carries a MAC. It is part of the sealing context too, so it cannot be removed or moved.
+ANCHORS_FROM = "anchors_from"
+
+
+def audit_key_context(first_seq: int, anchors_from: int | None = None) -> EncryptionContext:
+    """The sealed key is bound to the first event it covers (see AuditKey) and, once set, to
+    the first event whose anchors carry a MAC."""
+    certificate = "audit" if anchors_from is None else f"audit anchors-from {anchors_from}"
+    return EncryptionContext(certificate=certificate, revision=first_seq, purpose="audit-key")
+
+
+def sealed_audit_key_context(sealed: WrappedKey, first_seq: int) -> EncryptionContext:
+    """The context ``sealed`` (an audit_key row's key) was sealed under."""
+    recorded = sealed.extra.get(ANCHORS_FROM)
+    try:
+        anchors_from = None if recorded is None else int(recorded)
+    except ValueError:
+        raise IntegrityError(
+            f"The sealed audit key records {ANCHORS_FROM}={recorded!r}, which certman never "
+            "writes: audit_key was altered; investigate before trusting the audit trail."
+        ) from None
+    return audit_key_context(first_seq, anchors_from)
+
+
+def with_anchors_from(sealed: WrappedKey, anchors_from: int | None) -> WrappedKey:
+    if anchors_from is None:
+        return sealed
+    return replace(sealed, extra={**sealed.extra, ANCHORS_FROM: str(anchors_from)})
 
 
 @dataclass(frozen=True, kw_only=True)
 class ChainKey:
     first_seq: int
     secret: bytes = field(repr=False)
+    # From this event on every anchor carries a MAC; None for a key sealed before that.
+    anchors_from: int | None = None
 
 
 ANCHOR_FORMAT = 2
@@ -121,23 +149,48 @@ class AuditSeal:
                 "rows were added to audit_key: investigate before trusting the audit trail."
             )
         row = rows[0]
+        sealed = WrappedKey.from_json(row.sealed_key)
+        context = sealed_audit_key_context(sealed, row.first_seq)
         with self._lock:
             secret = self._keys.get((row.first_seq, row.sealed_key))
             if secret is None:
-                secret = self._wrapper().unwrap(
-                    WrappedKey.from_json(row.sealed_key), audit_key_context(row.first_seq)
-                )
+                secret = self._wrapper().unwrap(sealed, context)
                 self._keys[(row.first_seq, row.sealed_key)] = secret
-        return ChainKey(first_seq=row.first_seq, secret=secret)
+        anchors_from = sealed.extra.get(ANCHORS_FROM)
+        return ChainKey(
+            first_seq=row.first_seq,
+            secret=secret,
+            anchors_from=None if anchors_from is None else int(anchors_from),
+        )
 
     def create_key(self, session: Session, first_seq: int, at: datetime) -> ChainKey:
-        """A new random key covering events from ``first_seq`` on, added to the transaction."""
+        """A new random key covering events from ``first_seq`` on, added to the transaction;
+        every anchor of its chain carries a MAC."""
         secret = secrets.token_bytes(32)
-        sealed = self._wrapper().wrap(secret, audit_key_context(first_seq)).to_json()
-        session.add(AuditKey(first_seq=first_seq, sealed_key=sealed, created_at=at))
+        session.add(
+            AuditKey(
+                first_seq=first_seq,
+                sealed_key=self._seal(secret, first_seq, first_seq),
+                created_at=at,
+            )
+        )
+        return ChainKey(first_seq=first_seq, secret=secret, anchors_from=first_seq)
+
+    def start_anchor_macs(self, session: Session, key: ChainKey, from_seq: int) -> ChainKey:
+        """Seal ``key`` again, now bound to ``from_seq``: anchors in the older form, without
+        a MAC, are refused for any later event. In the transaction that appends ``from_seq``."""
+        row = session.get(AuditKey, key.first_seq)
+        assert row is not None
+        row.sealed_key = self._seal(key.secret, key.first_seq, from_seq)
+        session.add(row)
+        return replace(key, anchors_from=from_seq)
+
+    def _seal(self, secret: bytes, first_seq: int, anchors_from: int) -> str:
+        context = audit_key_context(first_seq, anchors_from)
+        sealed = with_anchors_from(self._wrapper().wrap(secret, context), anchors_from).to_json()
         with self._lock:
             self._keys[(first_seq, sealed)] = secret
-        return ChainKey(first_seq=first_seq, secret=secret)
+        return sealed
 
     # --- the anchor -----------------------------------------------------------------------
 

@@ -266,18 +266,71 @@ def test_an_anchor_rewritten_from_the_database_is_detected(
         assert cli("doctor").exit_code == 1
 
 
+def seal_the_audit_key_as_before_anchor_macs(home: Path) -> None:
+    """Make the home look like one from before anchors had a MAC: its audit key sealed
+    under the older context, its anchor in the older form."""
+    from certman.config import load_config
+    from certman.inventory.audit_seal import audit_key_context, sealed_audit_key_context
+    from certman.models import WrappedKey
+    from certman.service.runtime import Runtime
+
+    rt = Runtime(config=load_config(home, home / "certman.toml"))
+    with sqlite3.connect(home / "certman.db") as db:
+        ((first_seq, text),) = db.execute("SELECT first_seq, sealed_key FROM audit_key")
+        sealed = WrappedKey.from_json(text)
+        secret = rt.key_wrapper.unwrap(sealed, sealed_audit_key_context(sealed, first_seq))
+        older = rt.key_wrapper.wrap(secret, audit_key_context(first_seq)).to_json()
+        db.execute("UPDATE audit_key SET sealed_key = ?", (older,))
+    rt.engine.dispose()
+
+
 def test_a_home_with_an_anchor_of_the_older_form_verifies_and_is_upgraded(
     initialised_home: Path, cli: Cli, tmp_path: Path
 ) -> None:
     everything(cli, tmp_path)
+    seal_the_audit_key_as_before_anchor_macs(initialised_home)
     anchor = initialised_home / "audit.head"
     last = events(cli)[-1]
     anchor.write_text(json.dumps({"seq": 7, "mac": last["hash"]}, separators=(",", ":")) + "\n")
     assert "event 7 anchored in" in cli.ok("audit", "verify").stdout
+    assert "chain intact" in cli.ok("doctor").stdout
+
     cli.ok("issue", "api", "-d", "api.example.com")  # the next append writes the new form
     head = json.loads(anchor.read_text())
     assert head["v"] == 2 and head["seq"] == len(events(cli)) and head["mac"] != head["hash"]
     assert "anchored in" in cli.ok("audit", "verify").stdout
+    # From now on an anchor in the older form is refused for any later event.
+    eighth = events(cli)[7]
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq > 8")
+    anchor.write_text(json.dumps({"seq": 8, "mac": eighth["hash"]}))
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "is in the older form, without a MAC, but records event 8" in message
+
+
+def test_an_anchor_downgraded_to_the_older_form_is_detected(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """The head set back to event 5 in the form anchors had before they carried a MAC."""
+    everything(cli, tmp_path)
+    fifth = events(cli)[4]
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq >= 6")
+    (initialised_home / "audit.head").write_text(json.dumps({"seq": 5, "mac": fifth["hash"]}))
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "is in the older form, without a MAC, but records event 5" in message
+    assert cli("doctor").exit_code == 1
+
+
+def test_removing_the_anchor_macs_mark_from_the_audit_key_is_detected(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    with sqlite3.connect(initialised_home / "certman.db") as db:
+        ((text,),) = db.execute("SELECT sealed_key FROM audit_key")
+        doc = json.loads(text)
+        del doc["extra"]["anchors_from"]
+        db.execute("UPDATE audit_key SET sealed_key = ?", (json.dumps(doc),))
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "The sealed audit key (events from 1 on)" in message
 
 
 def test_an_intact_home_passes_audit_verify_and_doctor(
