@@ -24,7 +24,10 @@ def redact_url(url: str) -> str:
     """``url`` with its password, if any, replaced by ``***`` (the rest kept)."""
     if "://" not in url:
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: show nothing of it
+        return MASK
     netloc = _netloc_without_password(parts.netloc)
     if netloc == parts.netloc:
         return url
@@ -35,7 +38,10 @@ def redact_webhook_url(url: str) -> str:
     """``url`` with its password and its whole path and query (where tokens live) masked."""
     if not url or "://" not in url:
         return MASK if url else url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
     netloc = _netloc_without_password(parts.netloc)
     hidden = bool(parts.path not in ("", "/") or parts.query or parts.fragment)
     return urlunsplit((parts.scheme, netloc, f"/{MASK}" if hidden else parts.path, "", ""))

@@ -45,3 +45,8 @@ def test_every_certman_error_is_scrubbed_of_remembered_secrets() -> None:
 def test_a_remembered_secret_inside_a_longer_word_is_left_alone() -> None:
     assert scrub("see /home/certman.toml", ["/certman"]) == "see /home/certman.toml"
     assert scrub("POST https://h/certman: refused", ["/certman"]) == "POST https://h***: refused"
+
+
+def test_a_url_python_cannot_parse_is_masked_whole() -> None:
+    assert redact_url("postgresql://u:hunter22@[::1/db") == "***"
+    assert redact_webhook_url("https://[::1/T0/tok") == "***"
