@@ -14,6 +14,7 @@ from certman.durations import parse_duration
 from certman.errors import ConfigError, ValidationError
 from certman.models import KeyType
 from certman.names import name_problem
+from certman.redact import redact_webhook_url, remember_secrets, url_secrets
 
 CONFIG_FILENAME = "certman.toml"
 
@@ -146,6 +147,12 @@ class Config:
         value = Path(os.path.expanduser(str(self.get(section, key))))
         return value if value.is_absolute() else self.home / value
 
+    def secrets(self) -> list[str]:
+        """What no output may show: the database password, the webhook's path and query."""
+        webhook = self.get("notify", "webhook")
+        url = str(webhook.get("url", "")) if isinstance(webhook, dict) else ""
+        return [*url_secrets(str(self.get("database", "url"))), *url_secrets(url, webhook=True)]
+
     @property
     def database_url(self) -> str:
         url = str(self.get("database", "url"))
@@ -246,6 +253,7 @@ def _build(home: Path, path: Path, raw: Mapping[str, Any], exists: bool) -> Conf
         targets=named["targets"],
         file_exists=exists,
     )
+    remember_secrets(config.secrets())
     _check_values(config)
     return config
 
@@ -386,7 +394,9 @@ def _check_service(config: Config) -> None:
             raise ConfigError(f"{e} {where}") from None
     url = str(config.get("notify", "webhook")["url"])
     if url and not url.startswith(("https://", "http://")):
-        raise ConfigError(f"notify.webhook.url must be an http(s) URL, not {url!r} {where}.")
+        raise ConfigError(
+            f"notify.webhook.url must be an http(s) URL, not {redact_webhook_url(url)!r} {where}."
+        )
     arn = str(config.get("notify", "sns")["topic_arn"])
     if arn and (not arn.startswith("arn:") or arn.split(":")[2:3] != ["sns"]):
         raise ConfigError(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from certman.redact import scrub
+
 
 class CertmanError(Exception):
     """Root of every error certman raises on purpose.
@@ -24,6 +26,7 @@ class CertmanError(Exception):
         retryable: bool | None = None,
         retry_after: datetime | None = None,
     ) -> None:
+        message = scrub(message)  # the one gate every certman error passes: no secret in it
         super().__init__(message)
         self.message = message
         if retryable is not None:
@@ -97,5 +100,5 @@ class DeployError(OperationError):
 def one_line(error: BaseException) -> str:
     """Any exception as one line for a log (a database driver's first line, not its SQL)."""
     orig = getattr(error, "orig", None) or error
-    text = str(orig).strip().splitlines()
+    text = scrub(str(orig)).strip().splitlines()
     return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certman.errors import CertmanError
+from certman.redact import redact_webhook_url, scrub
 from certman.service.runtime import Runtime
 from scheduler import outbox
 
@@ -156,6 +157,7 @@ class Notifier:
         return self._publish(body, subject)
 
     def _post(self, body: bytes) -> str | None:
+        shown = redact_webhook_url(self.webhook_url)  # its path and query hold the token
         request = urllib.request.Request(
             self.webhook_url,
             data=body,
@@ -166,11 +168,11 @@ class Notifier:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 if 200 <= answer.status < 300:
                     return None
-                return f"{self.webhook_url} answered HTTP {answer.status}"
+                return f"{shown} answered HTTP {answer.status}"
         except urllib.error.HTTPError as e:
-            return f"{self.webhook_url} answered HTTP {e.code}"
-        except (urllib.error.URLError, OSError) as e:
-            return f"{self.webhook_url}: {getattr(e, 'reason', e)}"
+            return f"{shown} answered HTTP {e.code}"
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            return f"{shown}: {scrub(str(getattr(e, 'reason', e)))}"
 
     def _publish(self, body: str, subject: str) -> str | None:
         from certman.aws.errors import aws_call

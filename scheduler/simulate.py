@@ -1,14 +1,14 @@
 """`certman simulate`: the service's own reconcile tick, on a simulated clock and a copy.
 
-The copy is a throwaway home in a temporary directory: a SQLite inventory holding the
-managed certificates' rows, a new local master key and a local archive. Every issuer is
-replaced by an offline stand-in (scheduler.stand_in), targets and notifications are off.
+The copy is a throwaway home in a temporary directory (scheduler.simulate_home): a SQLite
+inventory holding the managed certificates' rows, a new local master key and a local
+archive. Every issuer is replaced by an offline stand-in (scheduler.stand_in), targets and
+notifications are off.
 The real inventory is only read; its keys, archive, issuers and the network are never used.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ from certman.service.runtime import Runtime
 from scheduler import stand_in
 from scheduler.notify import Notifier
 from scheduler.reconcile import Reconciler
+from scheduler.simulate_home import simulation_home
 
 MIN_STEP = timedelta(minutes=1)
 
@@ -52,8 +53,8 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
     start = real.clock.now()
     end = start + timedelta(days=days)
     timeline = Timeline(renewals={c.name: [] for c in certs})
-    with tempfile.TemporaryDirectory(prefix="certman-simulate-") as tmp:
-        config = _throwaway_config(real.config, Path(tmp), issuers)
+    with simulation_home() as tmp:
+        config = _throwaway_config(real.config, tmp, issuers)
         LocalMasterKey.create(config.master_key_path)
         engine = make_engine(config.database_url)
         migrate(engine)

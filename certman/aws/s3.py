@@ -232,15 +232,26 @@ class S3ArchiveStore:
         """Is the bucket there and can certman store bundles in it?
 
         HeadBucket, then a small probe object put under the prefix with the encryption
-        bundles get (so an SSE-KMS key certman may not use fails here too) and deleted
-        again; in a versioned bucket that leaves a delete marker on the probe's key.
+        bundles get (so an SSE-KMS key certman may not use fails here too) and removed
+        again, leaving the bucket as it was: in a versioned bucket (versioning enabled or
+        suspended) the probe's own version is deleted by its version id, so no delete
+        marker is left behind. A bucket whose object lock gives every new object a default
+        retention would keep each probe for that long: there the upload is not probed.
         """
         key = f"{self.prefix}{PROBE_NAME}"
+        where = f"s3://{self.bucket}"
         try:
-            with self._call("s3:HeadBucket", f"s3://{self.bucket}"):
+            with self._call("s3:HeadBucket", where):
                 self.s3.head_bucket(Bucket=self.bucket)
+            if self._retains_new_objects():
+                message = (
+                    f"bucket {self.bucket} exists; its object lock retains every new object, "
+                    "so no probe was uploaded (uploads are checked by the first bundle)."
+                )
+                return PreflightResult(ok=True, checks=((PROBE_CHECK, True, message),))
+            versioning = self._versioning()
             with self._put_call(key):
-                self.s3.put_object(
+                answer = self.s3.put_object(
                     Bucket=self.bucket,
                     Key=key,
                     Body=b"certman preflight probe\n",
@@ -251,17 +262,61 @@ class S3ArchiveStore:
                 )
         except ArchiveError as e:
             return PreflightResult(ok=False, checks=((PROBE_CHECK, False, e.message),))
-        left = ""
-        try:
-            with self._call("s3:DeleteObject", f"s3://{self.bucket}/{key}"):
-                self.s3.delete_object(Bucket=self.bucket, Key=key)
-        except ArchiveError as e:  # certman never needs to delete: still writable
-            left = f" The probe object stays ({e.message})"
+        left = self._remove_probe(key, versioning, answer.get("VersionId"))
         message = (
             f"bucket {self.bucket} exists and takes new bundles under "
             f"s3://{self.bucket}/{self.prefix} with SSE-{self.sse.upper()}.{left}"
         )
         return PreflightResult(ok=True, checks=((PROBE_CHECK, True, message),))
+
+    def _remove_probe(self, key: str, versioning: str | None, version_id: str | None) -> str:
+        """Delete the probe so that nothing of it stays; '' or a sentence saying what stays.
+
+        A plain DeleteObject in a versioned bucket only hides the object behind a new delete
+        marker; deleting a version by its id removes it for good and adds no marker. With
+        versioning suspended a put writes the "null" version (S3 User Guide, "Working with
+        objects in a versioning-suspended bucket").
+        """
+        if version_id is None and versioning == "Suspended":
+            version_id = "null"
+        if version_id is None and versioning == "Enabled":
+            return (
+                " The probe object's version stays: S3 did not say which version the probe wrote."
+            )
+        args = {"VersionId": version_id} if version_id else {}
+        try:
+            with self._call(
+                "s3:DeleteObjectVersion" if args else "s3:DeleteObject", f"s3://{self.bucket}/{key}"
+            ):
+                self.s3.delete_object(Bucket=self.bucket, Key=key, **args)
+        except ArchiveError as e:  # certman never needs to delete: still writable
+            return f" The probe object stays ({e.message})"
+        return ""
+
+    def _versioning(self) -> str | None:
+        """The bucket's versioning status ("Enabled", "Suspended"), None when never enabled
+        or when certman may not ask (the version id the put returns then decides)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            status = self.s3.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except (ClientError, BotoCoreError):
+            return None
+        return str(status) if status else None
+
+    def _retains_new_objects(self) -> bool:
+        """Whether object lock gives new objects a default retention (the probe could not be
+        deleted). No configuration, or no permission to read it: False."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self.s3.get_object_lock_configuration(Bucket=self.bucket)
+        except (ClientError, BotoCoreError):
+            return False
+        lock = answer.get("ObjectLockConfiguration", {})
+        return lock.get("ObjectLockEnabled") == "Enabled" and bool(
+            lock.get("Rule", {}).get("DefaultRetention")
+        )
 
     def _encryption(self, customer_key: bytes | None) -> dict[str, Any]:
         """The server-side encryption parameters of a PutObject under [archive] sse."""

@@ -112,15 +112,17 @@ def handles_errors(fn: F) -> F:
         except CertmanError as e:
             if _debug_enabled(args, kwargs):
                 _print_traceback()
-            typer.echo(f"error: {e.message}", err=True)
+            typer.echo(f"error: {e.message}", err=True)  # scrubbed when the error was made
             raise typer.Exit(e.exit_code) from None
         except Exception as e:  # a bug: say so plainly, keep the traceback behind --debug
             if _is_cli_flow(e):
                 raise
             if _debug_enabled(args, kwargs):
                 _print_traceback()
+            from certman.redact import scrub
+
             typer.echo(
-                f"error: certman failed unexpectedly ({type(e).__name__}: {e}); "
+                f"error: certman failed unexpectedly ({type(e).__name__}: {scrub(str(e))}); "
                 "rerun with --debug for the traceback and report it.",
                 err=True,
             )
@@ -132,7 +134,10 @@ def handles_errors(fn: F) -> F:
 def _print_traceback() -> None:
     import traceback
 
-    traceback.print_exc()
+    from certman.redact import scrub
+
+    # --debug: a driver's exception in the traceback may still hold the URL it was given.
+    sys.stderr.write(scrub(traceback.format_exc()))
 
 
 def emit_json(value: Any) -> None:

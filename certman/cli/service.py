@@ -20,12 +20,15 @@ def serve(
     """Run the renewal service: renew on time, notify, serve /healthz and /metrics."""
     import logging
 
+    from certman.redact import RedactingFormatter
     from scheduler.service import Service
 
     rt = state(ctx).runtime()
     # [logging] level (default info): one line per renewal, failure and notice batch.
     level = str(rt.config.get("logging", "level")).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("apscheduler").setLevel(max(logging.getLogger().level, logging.ERROR))
     service = Service(rt, debug=state(ctx).debug)
     if once:

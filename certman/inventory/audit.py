@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from certman.errors import CertmanError
-from certman.inventory.audit_seal import Anchor, ChainKey, seal_of
+from certman.inventory.audit_seal import Anchor, ChainKey, anchor_mac, seal_of
 from certman.inventory.bulkwrite import insert_many
 from certman.inventory.tables import AuditEvent
 
@@ -156,6 +156,8 @@ def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     key = seal.stored_key(session) or seal.create_key(session, seq + 1, at)
+    if key.anchors_from is None:  # a key from before anchors had a MAC: from now on
+        key = seal.start_anchor_macs(session, key, seq + 1)
     actor = current_actor()
     rows = []
     for spec in specs:
@@ -186,7 +188,7 @@ def append_events(session: Session, at: datetime, events: Iterable[EventSpec]) -
         prev = digest
     # One executemany: the bulk path appends a thousand events at once.
     insert_many(session, AuditEvent.__table__, rows)  # type: ignore[attr-defined]
-    seal.anchor_after_commit(session, Anchor(seq=seq, mac=prev))
+    seal.anchor_after_commit(session, Anchor(seq=seq, hash=prev, mac=anchor_mac(key, seq, prev)))
 
 
 def append_event(session: Session, at: datetime, action: str, subject: str, **details: Any) -> None:
@@ -246,17 +248,46 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainCheck:
             f"The audit key covers events from {key.first_seq} on but the chain ends at "
             f"event {count}: the newest events were deleted."
         )
+    where = seal.anchor_path
+    if key is not None and key.anchors_from is not None and key.anchors_from > count:
+        return broken(
+            f"The audit key records anchors from event {key.anchors_from} on but the chain "
+            f"ends at event {count}: the newest events were deleted."
+        )
+    if anchor is None and seal.anchor_required and key is not None and count >= key.first_seq:
+        # This home appended every keyed event, and each append wrote the anchor.
+        return broken(
+            f"The audit head anchor {where} is missing although this home appended events "
+            f"{key.first_seq}-{count} under the audit key: it was deleted, perhaps with the "
+            "newest events. Restore it from a backup before trusting the audit trail."
+        )
     if anchor is not None:
-        where = seal.anchor_path
         if anchor.seq > count:
             return broken(
                 f"The audit chain ends at event {count} but {where} records event "
                 f"{anchor.seq} as its head: the newest events were deleted."
             )
-        if at_anchor is None or not hmac.compare_digest(at_anchor, anchor.mac):
+        if at_anchor is None or not hmac.compare_digest(at_anchor, anchor.hash):
             return broken(
                 f"Audit event {anchor.seq} is not the one {where} recorded as its head: "
                 "the chain was rewritten."
+            )
+        anchors_from = key.anchors_from if key is not None else None
+        if anchor.mac is None and anchors_from is not None and anchor.seq >= anchors_from:
+            return broken(
+                f"The audit head anchor {where} is in the older form, without a MAC, but "
+                f"records event {anchor.seq}, appended when every anchor carried one "
+                f"(from event {anchors_from} on): it was forged, perhaps to hide the "
+                "deletion of the newest events."
+            )
+        if anchor.mac is not None and (
+            key is None
+            or not hmac.compare_digest(anchor_mac(key, anchor.seq, anchor.hash), anchor.mac)
+        ):
+            return broken(
+                f"The audit head anchor {where} does not carry a valid MAC under the audit "
+                "key: it was written by someone who does not hold the key, perhaps to hide "
+                "the deletion of the newest events."
             )
     return ChainCheck(
         ok=True,

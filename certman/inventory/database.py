@@ -10,7 +10,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import create_engine
 
-from certman.errors import ConfigError, InventoryError
+from certman.errors import ConfigError, InventoryError, one_line
+from certman.redact import scrub
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -121,7 +122,7 @@ def migrate(engine: Engine) -> bool:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except SQLAlchemyError as e:
-        raise InventoryError(f"Migrating the database failed: {e}.") from None
+        raise InventoryError(f"Migrating the database failed: {one_line(e)}.") from None
     return True
 
 
@@ -133,7 +134,8 @@ def current_revision(engine: Engine) -> str | None:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as e:
         raise InventoryError(
-            f"The database cannot be opened: {e.orig}. Check [database] url and permissions."
+            f"The database cannot be opened: {scrub(str(e.orig))}. Check [database] url and "
+            "permissions."
         ) from None
 
 

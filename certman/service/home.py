@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from certman.config import Config
 from certman.errors import KeyWrapError, ValidationError
 from certman.models import KeyType
+from certman.redact import redact_url
 
 if TYPE_CHECKING:
     from certman.keywrap.pkcs11 import Pkcs11KeyWrapper
@@ -89,7 +90,7 @@ def init_home(config: Config, *, ca_key_type: KeyType | None) -> InitReport:
         # private too: from now on it holds sealed keys and the audit trail.
         for path in sqlite_files(config):
             os.chmod(path, 0o600)
-    _note(report, applied, f"database {config.database_url} (migrated to head)")
+    _note(report, applied, f"database {redact_url(config.database_url)} (migrated to head)")
 
     if config.get("archive", "type") == "local":
         archive = config.archive_path

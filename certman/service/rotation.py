@@ -12,7 +12,11 @@ from sqlmodel import Session, col, select
 from certman.errors import ConfigError, OperationError
 from certman.interfaces import KeyWrapper, SupportsKeyCreation, SupportsRewrap, SupportsVersions
 from certman.inventory.audit import append_event
-from certman.inventory.audit_seal import audit_key_context
+from certman.inventory.audit_seal import (
+    ANCHORS_FROM,
+    sealed_audit_key_context,
+    with_anchors_from,
+)
 from certman.inventory.tables import (
     AcmeAccount,
     AuditKey,
@@ -114,8 +118,14 @@ def rewrap_everything(rt: Runtime, source: KeyWrapper, target: KeyWrapper) -> in
                 session.add(account)
                 count += 1
         for audit_key in session.exec(select(AuditKey)).all():
-            new = moved(audit_key.sealed_key, audit_key_context(audit_key.first_seq))
+            sealed = WrappedKey.from_json(audit_key.sealed_key)
+            new = moved(audit_key.sealed_key, sealed_audit_key_context(sealed, audit_key.first_seq))
             if new is not None:
+                # The context's anchors_from goes with the key (with_anchors_from).
+                anchors_from = sealed.extra.get(ANCHORS_FROM)
+                new = with_anchors_from(
+                    WrappedKey.from_json(new), None if anchors_from is None else int(anchors_from)
+                ).to_json()
                 audit_key.sealed_key = new
                 session.add(audit_key)
                 count += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,7 +56,19 @@ class Runtime:
         """The audit chain's key (unsealed on first use) and this home's head anchor."""
         from certman.inventory.audit_seal import ANCHOR_NAME, AuditSeal
 
-        return AuditSeal(lambda: self.key_wrapper, self.config.home / ANCHOR_NAME)
+        return AuditSeal(
+            lambda: self.key_wrapper,
+            self.config.home / ANCHOR_NAME,
+            anchor_required=self._database_is_the_homes_own(),
+        )
+
+    def _database_is_the_homes_own(self) -> bool:
+        """SQLite inside the home: one home appends every event, so it always has an anchor."""
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return False
+        database = os.path.realpath(url.database)
+        return os.path.dirname(database) == os.path.realpath(self.config.home)
 
     @cached_property
     def aws(self) -> AwsClients:

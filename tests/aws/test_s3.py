@@ -211,6 +211,53 @@ def test_preflight_probes_the_bucket_with_the_bundles_encryption_and_leaves_noth
     assert target.list() == [], "the probe is deleted again"
 
 
+def probe_versions(target: S3ArchiveStore) -> list[tuple[str, str]]:
+    """Every version and delete marker of the probe's key: (kind, version id)."""
+    listed = target.s3.list_object_versions(Bucket=BUCKET, Prefix="archive/.certman-preflight")
+    return [("version", v["VersionId"]) for v in listed.get("Versions", [])] + [
+        ("marker", m["VersionId"]) for m in listed.get("DeleteMarkers", [])
+    ]
+
+
+@pytest.mark.parametrize("sse", ["s3", "kms", "c"])
+def test_preflight_leaves_no_version_or_delete_marker_in_a_versioned_bucket(
+    aws: Aws, sse: str
+) -> None:
+    target = store(aws, sse, versioned=True)
+    ref = put(target)  # a bundle already there, which must stay as it is
+    for _ in range(3):
+        result = target.preflight(datetime.now(UTC))
+        assert result.ok, result.checks
+        assert "stays" not in result.checks[0][2]
+    assert probe_versions(target) == []
+    assert target.list() == ["archive/web/000001.bundle"]
+    assert target.get(ArchiveGetRequest(ref=ref)).body == b"bundle"
+
+
+def test_preflight_leaves_nothing_in_a_bucket_whose_versioning_is_suspended(aws: Aws) -> None:
+    target = store(aws, "s3", versioned=True)
+    target.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
+    assert target.preflight(datetime.now(UTC)).ok
+    assert probe_versions(target) == []
+
+
+def test_preflight_uploads_no_probe_where_object_lock_would_retain_it(aws: Aws) -> None:
+    aws.kms_key()
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket=BUCKET,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+        },
+    )
+    target = store(aws, "s3", setup=False)
+    result = target.preflight(datetime.now(UTC))
+    assert result.ok and "no probe was uploaded" in result.checks[0][2]
+    assert probe_versions(target) == []
+
+
 def test_preflight_fails_on_a_missing_bucket_or_a_refused_upload(aws: Aws) -> None:
     target = store(aws, "s3", setup=False)
     missing = target.preflight(datetime.now(UTC))

@@ -171,7 +171,12 @@ def test_the_anchor_records_the_newest_event_and_is_private(
     anchor = initialised_home / "audit.head"
     assert anchor.stat().st_mode & 0o777 == 0o600
     head = json.loads(anchor.read_text())
-    assert head == {"seq": 7, "mac": events(cli)[-1]["hash"]}
+    assert {k: head[k] for k in ("v", "seq", "hash")} == {
+        "v": 2,
+        "seq": 7,
+        "hash": events(cli)[-1]["hash"],
+    }
+    assert len(head["mac"]) == 64 and head["mac"] != head["hash"]  # its own MAC
     assert "event 7 anchored in" in cli.ok("audit", "verify").stdout
 
 
@@ -227,3 +232,110 @@ def test_doctor_reports_a_broken_audit_chain(
     result = cli("doctor")
     assert result.exit_code == 1
     assert "Audit event 2 is missing" in result.stdout
+
+
+def test_deleting_the_newest_events_and_the_anchor_is_detected(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq >= 6")
+    (initialised_home / "audit.head").unlink()
+    message = assert_error(cli("audit", "verify"), 1)
+    assert f"The audit head anchor {initialised_home / 'audit.head'} is missing" in message
+    assert "appended events 1-5 under the audit key" in message
+    doctor = cli("doctor")
+    assert doctor.exit_code == 1
+    assert "is missing although this home appended" in doctor.stdout + doctor.stderr
+
+
+def test_an_anchor_rewritten_from_the_database_is_detected(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """The head set back to event 5 with the sequence and hash the database holds: without
+    the audit key, the anchor's MAC cannot be made."""
+    everything(cli, tmp_path)
+    fifth = events(cli)[4]
+    anchor = initialised_home / "audit.head"
+    stale_mac = json.loads(anchor.read_text())["mac"]
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq >= 6")
+    for forged_mac in (fifth["hash"], stale_mac, "0" * 64):
+        forged = {"v": 2, "seq": 5, "hash": fifth["hash"], "mac": forged_mac}
+        anchor.write_text(json.dumps(forged))
+        message = assert_error(cli("audit", "verify"), 1)
+        assert "does not carry a valid MAC under the audit key" in message
+        assert cli("doctor").exit_code == 1
+
+
+def seal_the_audit_key_as_before_anchor_macs(home: Path) -> None:
+    """Make the home look like one from before anchors had a MAC: its audit key sealed
+    under the older context, its anchor in the older form."""
+    from certman.config import load_config
+    from certman.inventory.audit_seal import audit_key_context, sealed_audit_key_context
+    from certman.models import WrappedKey
+    from certman.service.runtime import Runtime
+
+    rt = Runtime(config=load_config(home, home / "certman.toml"))
+    with sqlite3.connect(home / "certman.db") as db:
+        ((first_seq, text),) = db.execute("SELECT first_seq, sealed_key FROM audit_key")
+        sealed = WrappedKey.from_json(text)
+        secret = rt.key_wrapper.unwrap(sealed, sealed_audit_key_context(sealed, first_seq))
+        older = rt.key_wrapper.wrap(secret, audit_key_context(first_seq)).to_json()
+        db.execute("UPDATE audit_key SET sealed_key = ?", (older,))
+    rt.engine.dispose()
+
+
+def test_a_home_with_an_anchor_of_the_older_form_verifies_and_is_upgraded(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    seal_the_audit_key_as_before_anchor_macs(initialised_home)
+    anchor = initialised_home / "audit.head"
+    last = events(cli)[-1]
+    anchor.write_text(json.dumps({"seq": 7, "mac": last["hash"]}, separators=(",", ":")) + "\n")
+    assert "event 7 anchored in" in cli.ok("audit", "verify").stdout
+    assert "chain intact" in cli.ok("doctor").stdout
+
+    cli.ok("issue", "api", "-d", "api.example.com")  # the next append writes the new form
+    head = json.loads(anchor.read_text())
+    assert head["v"] == 2 and head["seq"] == len(events(cli)) and head["mac"] != head["hash"]
+    assert "anchored in" in cli.ok("audit", "verify").stdout
+    # From now on an anchor in the older form is refused for any later event.
+    eighth = events(cli)[7]
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq > 8")
+    anchor.write_text(json.dumps({"seq": 8, "mac": eighth["hash"]}))
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "is in the older form, without a MAC, but records event 8" in message
+
+
+def test_an_anchor_downgraded_to_the_older_form_is_detected(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """The head set back to event 5 in the form anchors had before they carried a MAC."""
+    everything(cli, tmp_path)
+    fifth = events(cli)[4]
+    execute(initialised_home, "DELETE FROM audit_event WHERE seq >= 6")
+    (initialised_home / "audit.head").write_text(json.dumps({"seq": 5, "mac": fifth["hash"]}))
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "is in the older form, without a MAC, but records event 5" in message
+    assert cli("doctor").exit_code == 1
+
+
+def test_removing_the_anchor_macs_mark_from_the_audit_key_is_detected(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    with sqlite3.connect(initialised_home / "certman.db") as db:
+        ((text,),) = db.execute("SELECT sealed_key FROM audit_key")
+        doc = json.loads(text)
+        del doc["extra"]["anchors_from"]
+        db.execute("UPDATE audit_key SET sealed_key = ?", (json.dumps(doc),))
+    message = assert_error(cli("audit", "verify"), 1)
+    assert "The sealed audit key (events from 1 on)" in message
+
+
+def test_an_intact_home_passes_audit_verify_and_doctor(
+    initialised_home: Path, cli: Cli, tmp_path: Path
+) -> None:
+    everything(cli, tmp_path)
+    assert "7 audit events, chain intact" in cli.ok("audit", "verify").stdout
+    assert "chain intact" in cli.ok("doctor").stdout

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import socket
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +132,70 @@ def test_simulate_renews_acme_certificates_at_the_lifetime_the_ca_gave_and_conta
     # 6-day certificates renew at 2/3 of their life: about every 4 days, 7 times in 30
     # days (at the 90 days asked for it would not renew once)
     assert 6 <= len(web["renewals"]) <= 8
+
+
+def simulate_process(home: Path, tmpdir: Path, days: str) -> subprocess.Popen[str]:
+    from tests.e2e.conftest import installed_certman
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAN_")}
+    env["TMPDIR"] = str(tmpdir)  # where tempfile puts the simulation's home
+    return subprocess.Popen(
+        [installed_certman(), "--home", str(home), "simulate", "--days", days],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def simulation_homes(tmpdir: Path) -> list[Path]:
+    return sorted(tmpdir.glob("certman-simulate-*"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_simulation_stopped_by_a_signal_removes_its_home(
+    cli: Cli, initialised_home: Path, tmp_path: Path, signum: int
+) -> None:
+    cli.ok("issue", "hourly", "-d", "h.example.com", "--validity", "2h")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    run = simulate_process(initialised_home, tmpdir, "3650")  # ~40,000 renewals: long
+    deadline = time.monotonic() + 30
+    while not (
+        simulation_homes(tmpdir) and (simulation_homes(tmpdir)[0] / "simulation.db").exists()
+    ):
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the simulation never started"
+        time.sleep(0.05)
+    [home] = simulation_homes(tmpdir)
+    assert home.name.startswith(f"certman-simulate-{run.pid}-")
+    time.sleep(0.3)  # well into the reconcile loop
+    run.send_signal(signum)
+    _, stderr = run.communicate(timeout=30)
+    assert run.returncode != 0, "the signal arrived after the simulation had finished"
+    assert "Traceback" not in stderr
+    assert simulation_homes(tmpdir) == []
+
+
+def test_a_new_simulation_removes_homes_of_dead_runs_and_keeps_live_ones(
+    cli: Cli, initialised_home: Path, tmp_path: Path
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmpdir / f"certman-simulate-{gone.pid}-x1y2z3"
+    (dead / "archive").mkdir(parents=True)
+    (dead / "simulation.db").write_bytes(b"left by a killed run")
+    live = tmpdir / f"certman-simulate-{os.getpid()}-a1b2c3"
+    live.mkdir()
+    unrelated = tmpdir / "certman-simulate-notapid"
+    unrelated.mkdir()
+    run = simulate_process(initialised_home, tmpdir, "30")
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 0, stderr
+    assert "would lapse" in stdout
+    assert not dead.exists()
+    assert live.is_dir() and unrelated.is_dir()
+    assert simulation_homes(tmpdir) == [live, unrelated]  # its own home is gone too
