@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlmodel import col, func, select
 
@@ -20,6 +21,9 @@ from certman.interfaces import (
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
 from certman.keywrap.dispatch import sealing_wrapper
 from certman.service.runtime import Runtime
+
+if TYPE_CHECKING:
+    from certman.service.facts import FactDrift
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +114,8 @@ def run_doctor(rt: Runtime) -> CheckReport:
     check_backends(rt, report)
     verify_archive(rt, report)
     report.run("audit", lambda: verify_audit(rt))
+    check_facts(rt, report)
+    check_sealed_keys(rt, report)
     _check_certificates(rt, report)
     check_leases(rt, report)
     return report
@@ -282,6 +288,166 @@ def _check_certificates(rt: Runtime, report: CheckReport) -> None:
         report.add("certificates", True, "no certificate failed, expired or overdue.")
 
 
+# At most this many drifted certificates are named one by one; the rest are counted.
+SHOWN = 20
+
+
+def check_facts(rt: Runtime, report: CheckReport) -> list[FactDrift]:
+    """The inventory's serial, validity, fingerprint and renewal time of every certificate,
+    against its stored certificate and the audit trail (certman.service.facts)."""
+    from certman.service.facts import find_drift
+
+    drifts: list[FactDrift] = []
+    for drift in find_drift(rt):
+        if len(drifts) < SHOWN:
+            report.add(f"facts {drift.name}", False, drift.describe())
+        drifts.append(drift)
+    if len(drifts) > SHOWN:
+        report.add("facts", False, f"and {len(drifts) - SHOWN} more certificates drifted.")
+    if not drifts:
+        report.add(
+            "facts",
+            True,
+            "every certificate's serial, validity, fingerprint and renewal time match "
+            "its certificate.",
+        )
+    return drifts
+
+
+# Keys sealed by a remote wrapper (AWS KMS, an HSM) cost one call each to unseal: at most
+# this many are tried per check, a random sample of them; the local master key opens all.
+REMOTE_SAMPLE = 100
+
+
+def check_sealed_keys(rt: Runtime, report: CheckReport, *, page: int = 500) -> None:
+    """Each current revision's sealed key unseals with its context and is the key its
+    certificate certifies. Found here, a damaged or swapped key is fixed by a renewal with
+    a new key before a renewal that reuses it, an export or a rollback needs it.
+
+    The plaintext stays in memory, compared and dropped.
+    """
+    import random
+
+    from sqlalchemy import select as sa_select
+
+    from certman.models import WrappedKey
+    from certman.service.steps import key_context
+
+    cert = ManagedCertificate.__table__  # type: ignore[attr-defined]
+    rev = Revision.__table__  # type: ignore[attr-defined]
+    wrapper = rt.key_wrapper
+    checked = failed = 0
+    remote: list[tuple[str, int, str, str | None]] = []  # a reservoir sample
+    remote_seen = 0
+    after = 0
+    while True:
+        with rt.session() as session:
+            rows = session.execute(
+                sa_select(
+                    cert.c.id, cert.c.name, rev.c.number, rev.c.sealed_key, rev.c.certificate_pem
+                )
+                .select_from(
+                    cert.join(
+                        rev,
+                        (rev.c.certificate_id == cert.c.id)
+                        & (rev.c.number == cert.c.current_revision),
+                    )
+                )
+                .where(cert.c.id > after)
+                .where(cert.c.source == "managed")
+                .order_by(cert.c.id)
+                .limit(page)
+            ).all()
+        if not rows:
+            break
+        for cert_id, name, number, sealed, pem in rows:
+            assert cert_id is not None
+            after = cert_id
+            if sealed is None:
+                problem: str | None = f"revision {number} has no sealed key"
+            else:
+                try:
+                    kind = WrappedKey.from_json(sealed).wrapper
+                except (CertmanError, ValueError, KeyError, TypeError):
+                    kind = "local"  # unreadable: _sealed_key_problem says so
+                if kind != "local":
+                    remote_seen += 1
+                    if len(remote) < REMOTE_SAMPLE:
+                        remote.append((name, number, sealed, pem))
+                    elif (slot := random.randrange(remote_seen)) < REMOTE_SAMPLE:
+                        remote[slot] = (name, number, sealed, pem)
+                    continue
+                problem = _sealed_key_problem(wrapper, sealed, key_context(name, number), pem)
+            checked += 1
+            failed += _report_key(report, name, number, problem)
+    for name, number, sealed, pem in remote:
+        checked += 1
+        failed += _report_key(
+            report,
+            name,
+            number,
+            _sealed_key_problem(wrapper, sealed, key_context(name, number), pem),
+        )
+    if not failed:
+        sampled = (
+            f", {len(remote)} of the {remote_seen} sealed by a remote key wrapper "
+            "(one unseal call each) sampled"
+            if remote_seen > len(remote)
+            else ""
+        )
+        report.add(
+            "sealed keys",
+            True,
+            f"{checked} current sealed keys unseal and match their certificates{sampled}.",
+        )
+
+
+def _report_key(report: CheckReport, name: str, number: int, problem: str | None) -> int:
+    if problem is None:
+        return 0
+    report.add(
+        f"sealed key {name}",
+        False,
+        f"{name} revision {number}: {problem}; renew it with a new key "
+        f"(`certman renew {name} --force`, reuse_key off).",
+    )
+    return 1
+
+
+def _sealed_key_problem(
+    wrapper: object, sealed: str, context: object, certificate_pem: str | None
+) -> str | None:
+    """Why the sealed key cannot serve its certificate, or None when it can."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from certman.models import EncryptionContext, WrappedKey
+    from certman.pki import public_key_der
+
+    assert isinstance(context, EncryptionContext)
+    try:
+        der = wrapper.unwrap(WrappedKey.from_json(sealed), context)  # type: ignore[attr-defined]
+    except CertmanError as e:
+        return f"the sealed key cannot be unsealed ({e.message.rstrip('.')})"
+    except (ValueError, KeyError, TypeError):
+        return "the sealed key record is damaged and cannot be read"
+    try:
+        # Only its public half is compared: RSA's costly key validation is not needed.
+        key = serialization.load_der_private_key(
+            der, password=None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError):
+        return "the sealed key unseals to something that is not a private key"
+    finally:
+        del der
+    if not certificate_pem:
+        return None
+    certified = x509.load_pem_x509_certificate(certificate_pem.encode()).public_key()
+    if public_key_der(key.public_key()) != public_key_der(certified):  # type: ignore[arg-type]
+        return "the sealed key is not the key its certificate certifies"
+    return None
+
+
 def check_backends(rt: Runtime, report: CheckReport) -> None:
     """Preflight of every configured issuer and of the key wrapper ("can we still renew?").
 
@@ -320,6 +486,8 @@ def run_preflight(rt: Runtime) -> CheckReport:
     report = CheckReport()
     check_authorities(rt, report)
     check_backends(rt, report)
+    check_facts(rt, report)
+    check_sealed_keys(rt, report)
     return report
 
 

@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import select
 
 from certman.clock import FrozenClock
-from certman.errors import AlreadyExistsError, ArchiveError, IssuanceError
+from certman.errors import AlreadyExistsError, ArchiveError, IssuanceError, KeyWrapError
 from certman.interfaces import ArchivePutRequest, ArchiveRef, SupportsNameListing
-from certman.inventory.tables import AuditEvent
+from certman.inventory.tables import AuditEvent, Revision
 from certman.models import EncryptionContext, RevisionState, WrappedKey
 from certman.service.deletion import delete_certificate, refuse_archived_names
 from certman.service.lifecycle import Lifecycle
@@ -136,14 +136,8 @@ def test_no_order_is_placed_before_the_issuers_retry_after(
 # --- the master key: checked once per renewal -----------------------------------------------
 
 
-def test_a_renewal_unwraps_the_previous_key_once_to_check_the_master_key(
-    frozen_runtime: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """One unwrap (with KMS: one Decrypt) proves the key wrapper still opens what it
-    sealed; the walk after planning does not check again."""
-    lifecycle = issue(frozen_runtime)
-    past_renewal(frozen_runtime, clock, "web")
-    wrapper = frozen_runtime.key_wrapper
+def _count_unwraps(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    wrapper = rt.key_wrapper
     unwrap = wrapper.unwrap
     opened: list[tuple[str, int]] = []
 
@@ -152,5 +146,78 @@ def test_a_renewal_unwraps_the_previous_key_once_to_check_the_master_key(
         return unwrap(wrapped, context)
 
     monkeypatch.setattr(wrapper, "unwrap", counting)
+    return opened
+
+
+def test_a_renewal_with_a_new_key_checks_the_key_wrapper_with_a_probe_not_the_old_key(
+    frozen_runtime: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal that generates a key needs the key wrapper, not the key it replaces: one
+    probe sealed and unsealed proves the wrapper works; the walk does not check again."""
+    lifecycle = issue(frozen_runtime)
+    past_renewal(frozen_runtime, clock, "web")
+    opened = _count_unwraps(frozen_runtime, monkeypatch)
     assert lifecycle.renew("web").revision == 2
-    assert opened.count(("web", 1)) == 1
+    assert ("web", 1) not in opened
+    assert opened.count(("certman-precheck", 0)) == 1
+
+
+def test_a_renewal_that_reuses_the_key_unwraps_it_in_the_precheck(
+    frozen_runtime: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lifecycle = issue(frozen_runtime, reuse_key=True)
+    past_renewal(frozen_runtime, clock, "web")
+    opened = _count_unwraps(frozen_runtime, monkeypatch)
+    assert lifecycle.renew("web").revision == 2
+    assert opened[0] == ("web", 1), "the precheck opens the key before anything is planned"
+    assert ("certman-precheck", 0) not in opened
+
+
+def _damage_sealed_key(rt: Runtime, name: str, number: int) -> None:
+    import base64
+    import json
+
+    from tests.service.test_lifecycle import certificate as certificate_row
+
+    cert_id = certificate_row(rt, name).id
+    with rt.session() as session:
+        rev = session.exec(
+            select(Revision)
+            .where(Revision.certificate_id == cert_id)
+            .where(Revision.number == number)
+        ).one()
+        assert rev.sealed_key is not None
+        doc = json.loads(rev.sealed_key)
+        ct = bytearray(base64.b64decode(doc["ct"]))
+        ct[0] ^= 0x01
+        doc["ct"] = base64.b64encode(bytes(ct)).decode()
+        rev.sealed_key = json.dumps(doc)
+        session.add(rev)
+        session.commit()
+
+
+def test_a_forced_renewal_with_a_new_key_replaces_a_damaged_sealed_key(
+    frozen_runtime: Runtime,
+) -> None:
+    lifecycle = issue(frozen_runtime)
+    _damage_sealed_key(frozen_runtime, "web", 1)
+    outcome = lifecycle.renew("web", force=True)
+    assert (outcome.revision, outcome.state) == (2, RevisionState.ACTIVE)
+    new = revisions(frozen_runtime, "web")[-1]
+    assert new.sealed_key is not None
+    frozen_runtime.key_wrapper.unwrap(
+        WrappedKey.from_json(new.sealed_key),
+        EncryptionContext(certificate="web", revision=2, purpose="private-key"),
+    )
+
+
+def test_a_renewal_that_reuses_a_damaged_sealed_key_is_refused_before_planning(
+    frozen_runtime: Runtime,
+) -> None:
+    lifecycle = issue(frozen_runtime, reuse_key=True)
+    _damage_sealed_key(frozen_runtime, "web", 1)
+    with pytest.raises(KeyWrapError, match="reuses its key on renewal") as raised:
+        lifecycle.renew("web", force=True)
+    assert "revision 1 cannot be unsealed" in raised.value.message
+    assert "keyCompromise" in raised.value.message
+    assert [r.number for r in revisions(frozen_runtime, "web")] == [1], "nothing planned"
