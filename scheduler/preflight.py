@@ -17,15 +17,16 @@ log = logging.getLogger("certman.serve")
 @dataclass
 class Preflight:
     """Runs the checks `certman doctor` shows (issuers' own preflight, CA keys and
-    lifetimes, the KMS key) and alerts on each failing one, once a day while it fails,
-    long before a renewal would fail on it."""
+    lifetimes, the KMS key, certificate facts, sealed keys) and alerts on each failing one,
+    once a day while it fails, long before a renewal would fail on it."""
 
     rt: Runtime
     notifier: Notifier
     metrics: Metrics | None = None
 
     def run(self) -> CheckReport:
-        report = run_preflight(self.rt)
+        # The service renews by the inventory's facts: drifted ones are re-derived here.
+        report = run_preflight(self.rt, restore=True)
         now = self.rt.clock.now()
         areas: dict[str, bool] = {}
         recorded: list[int] = []

@@ -292,16 +292,23 @@ def _check_certificates(rt: Runtime, report: CheckReport) -> None:
 SHOWN = 20
 
 
-def check_facts(rt: Runtime, report: CheckReport) -> list[FactDrift]:
+def check_facts(rt: Runtime, report: CheckReport, *, restore: bool = False) -> list[FactDrift]:
     """The inventory's serial, validity, fingerprint and renewal time of every certificate,
-    against its stored certificate and the audit trail (certman.service.facts)."""
-    from certman.service.facts import find_drift
+    against its stored certificate and the audit trail (certman.service.facts).
+
+    ``restore`` (the service's preflight): re-derive the facts of those whose certificate
+    the audit trail vouches for, with an audit event; each still fails the check, so the
+    alert tells that the inventory was changed behind certman's back.
+    """
+    from certman.service.facts import find_drift, restore_facts
 
     drifts: list[FactDrift] = []
     for drift in find_drift(rt):
-        if len(drifts) < SHOWN:
-            report.add(f"facts {drift.name}", False, drift.describe())
         drifts.append(drift)
+    restored = set(restore_facts(rt, drifts)) if restore else set()
+    for drift in drifts[:SHOWN]:
+        done = " Restored from its certificate." if drift.name in restored else ""
+        report.add(f"facts {drift.name}", False, drift.describe() + done)
     if len(drifts) > SHOWN:
         report.add("facts", False, f"and {len(drifts) - SHOWN} more certificates drifted.")
     if not drifts:
@@ -481,12 +488,13 @@ def check_backends(rt: Runtime, report: CheckReport) -> None:
             report.add(area, ok, f"{check}: {message}")
 
 
-def run_preflight(rt: Runtime) -> CheckReport:
-    """What `certman serve` checks every preflight_interval, long before renewals are due."""
+def run_preflight(rt: Runtime, *, restore: bool = False) -> CheckReport:
+    """What `certman serve` checks every preflight_interval, long before renewals are due;
+    ``restore``: re-derive drifted certificate facts that can be (check_facts)."""
     report = CheckReport()
+    check_facts(rt, report, restore=restore)  # first: the CA check reads the renewal times
     check_authorities(rt, report)
     check_backends(rt, report)
-    check_facts(rt, report)
     check_sealed_keys(rt, report)
     return report
 

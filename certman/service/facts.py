@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlalchemy import select as core_select
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from certman.errors import CertmanError
@@ -194,59 +194,73 @@ def _audit_disagrees(
     return None
 
 
-def _rows(session: Session, after: int, size: int) -> list[Any]:
-    return list(
-        session.execute(
-            core_select(
-                CERT.c.id,
-                CERT.c.name,
-                CERT.c.issuer,
-                CERT.c.current_revision,
-                CERT.c.renew_before_seconds,
-                CERT.c.serial,
-                CERT.c.fingerprint_sha256,
-                CERT.c.not_before,
-                CERT.c.not_after,
-                CERT.c.renewal_due_at,
-                REV.c.serial.label("rev_serial"),
-                REV.c.fingerprint_sha256.label("rev_fingerprint_sha256"),
-                REV.c.not_before.label("rev_not_before"),
-                REV.c.not_after.label("rev_not_after"),
-                REV.c.certificate_pem,
-            )
-            .select_from(
-                CERT.outerjoin(
-                    REV,
-                    (REV.c.certificate_id == CERT.c.id) & (REV.c.number == CERT.c.current_revision),
-                )
-            )
-            .where(CERT.c.id > after)
-            .where(CERT.c.source == "managed")
-            .where(CERT.c.current_revision > 0)
-            .order_by(CERT.c.id)
-            .limit(size)
-        ).all()
+def _rows(session: Session, after: int, size: int, *, suspect_only: bool = False) -> list[Any]:
+    query = _ROWS.where(CERT.c.id > after).order_by(CERT.c.id).limit(size)
+    if suspect_only:
+        query = query.where(_SUSPECT).where(CERT.c.status == "active")
+    return list(session.execute(query).all())
+
+
+_ROWS = (
+    core_select(
+        CERT.c.id,
+        CERT.c.name,
+        CERT.c.issuer,
+        CERT.c.current_revision,
+        CERT.c.renew_before_seconds,
+        CERT.c.serial,
+        CERT.c.fingerprint_sha256,
+        CERT.c.not_before,
+        CERT.c.not_after,
+        CERT.c.renewal_due_at,
+        REV.c.serial.label("rev_serial"),
+        REV.c.fingerprint_sha256.label("rev_fingerprint_sha256"),
+        REV.c.not_before.label("rev_not_before"),
+        REV.c.not_after.label("rev_not_after"),
+        REV.c.certificate_pem,
     )
+    .select_from(
+        CERT.outerjoin(
+            REV,
+            (REV.c.certificate_id == CERT.c.id) & (REV.c.number == CERT.c.current_revision),
+        )
+    )
+    .where(CERT.c.source == "managed")
+    .where(CERT.c.current_revision > 0)
+)
+# What SQL alone can tell: the certificate row disagrees with its revision row, or renews
+# after the revision's expiry. Cheap enough for every `renew --due`; the full check (the
+# certificate parsed, the audit trail) is doctor's and the service preflight's.
+_SUSPECT = or_(
+    *(
+        CERT.c[name].is_distinct_from(REV.c[name])
+        for name in ("serial", "fingerprint_sha256", "not_before", "not_after")
+    ),
+    CERT.c.renewal_due_at.is_(None),
+    CERT.c.renewal_due_at > REV.c.not_after,
+)
 
 
 _COMPARED = ("serial", "fingerprint_sha256", "not_before", "not_after")
 
 
-def find_drift(rt: Runtime, *, page: int = PAGE) -> Iterator[FactDrift]:
+def find_drift(rt: Runtime, *, page: int = PAGE, suspect_only: bool = False) -> Iterator[FactDrift]:
     """Every managed certificate with a current revision whose stored facts drifted.
 
     Streams the certificates in keyset pages joined with their current revision; parses
     each stored certificate once (serial, validity, fingerprint only).
     """
     policy = _RenewalPolicy(rt)
-    with rt.session() as session:
-        audit = activation_records(session)
+    audit: dict[str, dict[str, Any]] | None = None
     after = 0
     while True:
         with rt.session() as session:
-            rows = _rows(session, after, page)
+            rows = _rows(session, after, page, suspect_only=suspect_only)
         if not rows:
             return
+        if audit is None:  # read once, and only when there is something to compare
+            with rt.session() as session:
+                audit = activation_records(session)
         for row in rows:
             after = row.id
             drift = _drift_of(row, audit.get(row.name), policy)
@@ -362,6 +376,24 @@ def restore_facts(rt: Runtime, drifts: Iterable[FactDrift]) -> list[str]:
             session.commit()
         restored.append(drift.name)
     return restored
+
+
+def due_by_their_certificates(rt: Runtime) -> list[str]:
+    """Active certificates whose rows SQL alone shows to have drifted (one indexed join,
+    only those parsed) and which their own certificate says are due now.
+
+    For every `renew --due` and service tick: the due query trusts ``renewal_due_at``, so
+    a row whose renewal time or expiry was moved out would never be offered. A stored
+    certificate the audit trail does not vouch for is left to doctor and the preflight.
+    """
+    now = rt.clock.now()
+    return [
+        drift.name
+        for drift in find_drift(rt, suspect_only=True)
+        if drift.untrusted is None
+        and drift.renewal_due_at is not None
+        and drift.renewal_due_at <= now
+    ]
 
 
 def checked_renewal_due(rt: Runtime, session: Session, cert: ManagedCertificate) -> datetime | None:

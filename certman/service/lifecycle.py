@@ -20,6 +20,7 @@ from certman.service import due as due_queries
 from certman.service import steps
 from certman.service.certificates import find_certificate, get_certificate, revision_of
 from certman.service.deletion import refuse_archived_names
+from certman.service.facts import checked_renewal_due
 from certman.service.failures import record_failure
 from certman.service.leases import (
     Lease,
@@ -41,6 +42,8 @@ MAX_CERTIFICATE_NAME = 128
 MIN_VALIDITY = timedelta(hours=1)
 
 StepObserver = Callable[[str, int, RevisionState], None]
+# How often a long-lived Lifecycle looks for drifted facts before the due query (due_pages).
+FACTS_EVERY = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +82,8 @@ class Lifecycle:
     lease: Lease | None = None
     _depth: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _keeper: LeaseKeeper | None = field(default=None, init=False, repr=False)
+    # When due_pages last looked for rows that drifted from their certificates.
+    _facts_checked_at: datetime | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.lease is None:
@@ -353,7 +358,7 @@ class Lifecycle:
                 )
             latest = revision_of(session, cert, cert.latest_revision)
             unfinished = latest is not None and S(latest.state).in_flight
-            due = cert.renewal_due_at
+            due = checked_renewal_due(self.runtime, session, cert)  # not the row alone
             if not unfinished and not force and cert.status == "active" and due and due > now:
                 return Outcome(
                     name=name,
@@ -399,8 +404,28 @@ class Lifecycle:
             return due_queries.unfinished_names(session, self.runtime.clock.now())
 
     def due_pages(self, *, page_size: int = 500) -> Iterator[list[str]]:
-        """Unfinished, then due certificates, a page at a time, each once (service.due)."""
-        return due_queries.due_pages(self.runtime, page_size=page_size)
+        """Unfinished, then due certificates, a page at a time, each once (service.due).
+
+        First, those whose inventory row drifted from their certificate, due by the
+        certificate's own validity (service.facts): the due query trusts the row. That
+        query joins every row (~0.1 s at 100,000), so a long-lived Lifecycle (the service's
+        reconciler) runs it at most every FACTS_EVERY; each `renew --due` runs it.
+        """
+        from certman.service.facts import due_by_their_certificates
+
+        now = self.runtime.clock.now()
+        last = self._facts_checked_at
+        drifted: list[str] = []
+        if last is None or now - last >= FACTS_EVERY:
+            drifted = due_by_their_certificates(self.runtime)
+            self._facts_checked_at = now
+        if drifted:
+            yield drifted
+        offered = set(drifted)
+        for page in due_queries.due_pages(self.runtime, page_size=page_size):
+            rest = [name for name in page if name not in offered]
+            if rest:
+                yield rest
 
 
 def _refuse_before_retry_after(work: steps.Work, now: datetime) -> None:

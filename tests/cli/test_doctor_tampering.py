@@ -6,6 +6,7 @@ import base64
 import json
 import sqlite3
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,34 @@ def test_the_sealed_key_check_of_a_thousand_certificates_takes_seconds(
         "1000 current sealed keys unseal and match their certificates."
     ]
     assert elapsed < 10, elapsed
+
+
+# --- renewal decisions use checked facts ----------------------------------------------------
+
+
+def test_renew_due_renews_a_due_certificate_whose_row_was_pushed_to_2099(
+    initialised_home: Path, cli: Cli, cli_clock: FrozenClock
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com", "--validity", "30d")
+    cli.ok("issue", "api", "-d", "api.example.com", "--validity", "90d")
+    sql(
+        initialised_home,
+        "UPDATE certificate SET not_after = ?, renewal_due_at = ? WHERE name = 'web'",
+        FAR,
+        FAR,
+    )
+    cli_clock.advance(timedelta(days=21))  # web's real renewal time (2/3 of 30 days) passed
+    assert cli.ok("renew", "--due", "--dry-run").stdout.strip() == "would renew web"
+    result = cli.ok("renew", "--due")
+    assert result.stdout.strip() == "web: revision 2 active."
+    assert one(initialised_home, "SELECT current_revision FROM certificate WHERE name='web'") == 2
+    assert "facts" in areas(cli.ok("doctor").stdout)
+
+
+def test_renew_name_is_not_told_not_due_by_a_renewal_time_pushed_out(
+    initialised_home: Path, cli: Cli, cli_clock: FrozenClock
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com", "--validity", "30d")
+    sql(initialised_home, "UPDATE certificate SET renewal_due_at = ?", FAR)
+    cli_clock.advance(timedelta(days=21))
+    assert "revision 2 active" in cli.ok("renew", "web").stdout
