@@ -39,6 +39,7 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
     """Run the reconcile tick from now to ``days`` ahead, jumping from event to event."""
     from certman.inventory.database import make_engine, migrate
     from certman.keywrap.local import LocalMasterKey
+    from certman.service.facts import corrected_rows
 
     with real.session() as session:
         certs = list(
@@ -48,6 +49,10 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
                 .order_by(col(ManagedCertificate.name))
             ).all()
         )
+    corrected = corrected_rows(real)  # rows that drifted: what their certificates say
+    for cert in certs:
+        if cert.name in corrected:
+            cert.sqlmodel_update(corrected[cert.name])
     issuers = {name: stand_in.describe(real, name) for name in {c.issuer for c in certs}}
     stand_in.add_given_lifetimes(issuers, certs)
     start = real.clock.now()

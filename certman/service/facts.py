@@ -197,7 +197,11 @@ def _audit_disagrees(
 def _rows(session: Session, after: int, size: int, *, suspect_only: bool = False) -> list[Any]:
     query = _ROWS.where(CERT.c.id > after).order_by(CERT.c.id).limit(size)
     if suspect_only:
-        query = query.where(_SUSPECT).where(CERT.c.status == "active")
+        query = (
+            query.where(_SUSPECT)
+            .where(CERT.c.status == "active")
+            .where(REV.c.certificate_pem.is_not(None))  # a copy without revisions (simulate)
+        )
     return list(session.execute(query).all())
 
 
@@ -316,6 +320,40 @@ def _drift_of(row: Any, record: dict[str, Any] | None, policy: _RenewalPolicy) -
     )
 
 
+def certified_values(drift: FactDrift) -> dict[str, Any]:
+    """The facts both rows should hold, as the certificate says them."""
+    facts = drift.facts
+    assert facts is not None
+    return {
+        "serial": facts.serial,
+        "fingerprint_sha256": facts.fingerprint_sha256,
+        "not_before": facts.not_before,
+        "not_after": facts.not_after,
+    }
+
+
+def _renewal_values(drift: FactDrift) -> dict[str, Any]:
+    """The renewal time to write: the policy's, when it or the validity it follows drifted."""
+    moved = any(
+        d.field == "renewal_due_at" or (d.where == "certificate" and d.field in _VALIDITY)
+        for d in drift.fields
+    )
+    return {"renewal_due_at": drift.renewal_due_at} if moved else {}
+
+
+_VALIDITY = ("not_before", "not_after")
+
+
+def corrected_rows(rt: Runtime) -> dict[str, dict[str, Any]]:
+    """Per certificate name, the certificate-row values its certificate vouches for, where
+    SQL alone shows the row to have drifted (`certman simulate` starts from these)."""
+    return {
+        drift.name: dict(certified_values(drift), **_renewal_values(drift))
+        for drift in find_drift(rt, suspect_only=True)
+        if drift.untrusted is None and drift.facts is not None and drift.fields
+    }
+
+
 def restore_facts(rt: Runtime, drifts: Iterable[FactDrift]) -> list[str]:
     """Re-derive the drifted facts from the certificate the audit trail vouches for.
 
@@ -333,19 +371,10 @@ def restore_facts(rt: Runtime, drifts: Iterable[FactDrift]) -> list[str]:
         if drift.untrusted is not None or facts is None or not drift.fields:
             continue
         now = rt.clock.now()
-        values: dict[str, Any] = {
-            "serial": facts.serial,
-            "fingerprint_sha256": facts.fingerprint_sha256,
-            "not_before": facts.not_before,
-            "not_after": facts.not_after,
-        }
+        values = certified_values(drift)
         with rt.session() as session:
-            cert_values = dict(values, updated_at=now)
-            if any(d.field == "renewal_due_at" for d in drift.fields) or any(
-                d.where == "certificate" and d.field in ("not_before", "not_after")
-                for d in drift.fields
-            ):
-                cert_values["renewal_due_at"] = drift.renewal_due_at
+            cert_values = dict(values, **_renewal_values(drift), updated_at=now)
+            if "renewal_due_at" in cert_values:
                 cert_values["ari_next_fetch_at"] = now  # ask the CA's window again, if any
             changed = session.execute(
                 update(CERT)

@@ -235,3 +235,17 @@ def test_renew_name_is_not_told_not_due_by_a_renewal_time_pushed_out(
     sql(initialised_home, "UPDATE certificate SET renewal_due_at = ?", FAR)
     cli_clock.advance(timedelta(days=21))
     assert "revision 2 active" in cli.ok("renew", "web").stdout
+
+
+def test_simulate_renews_by_the_certificate_not_by_a_row_pushed_to_2099(
+    initialised_home: Path, cli: Cli
+) -> None:
+    cli.ok("issue", "web", "-d", "www.example.com", "--validity", "30d")
+    sql(initialised_home, "UPDATE certificate SET not_after = ?, renewal_due_at = ?", FAR, FAR)
+    result = json.loads(cli.ok("simulate", "--days", "25", "--json").stdout)
+    (web,) = result["certificates"]
+    assert not web["not_after"].startswith("2099")
+    assert len(web["renewals"]) == 1, web
+    assert one(initialised_home, "SELECT not_after FROM certificate").startswith("2099"), (
+        "simulate only reads the real inventory"
+    )
