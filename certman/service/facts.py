@@ -131,16 +131,21 @@ def expected_renewal(facts: CertifiedFacts, renew_before_seconds: int | None) ->
 def _renewal_drift(
     stored: datetime | None, facts: CertifiedFacts, expected: datetime, follows_ari: bool
 ) -> FieldDrift | None:
-    if follows_ari:  # a random point in the CA's window, which lies inside the validity
-        if stored is not None and facts.not_before <= stored <= facts.not_after:
-            return None
-        certified = f"a time within {_iso(facts.not_before)} .. {_iso(facts.not_after)}"
-    else:
-        if stored == expected:
-            return None
-        certified = _iso(expected)
+    """A renewal time later than the certificate and the policy allow (or none at all).
+
+    Earlier is not drift: it renews sooner, which an operator may ask for (an UPDATE to
+    renew a batch now), and a renewal then writes the policy's time again. Later is what
+    lets a certificate lapse.
+    """
+    # With ARI, a random point in the CA's window, which lies inside the validity.
+    latest = facts.not_after if follows_ari else expected
+    if stored is not None and stored <= latest:
+        return None
     return FieldDrift(
-        where="certificate", field="renewal_due_at", stored=_iso(stored), certified=certified
+        where="certificate",
+        field="renewal_due_at",
+        stored=_iso(stored),
+        certified=f"{_iso(latest)} at the latest",
     )
 
 

@@ -35,7 +35,8 @@ def check_master_key(runtime: Runtime, certificate: ManagedCertificate | None = 
         with runtime.session() as session:
             needed = _key_the_renewal_unseals(session, certificate)
         if needed is None:
-            _probe(runtime)
+            if certificate.current_revision:  # a renewal: the wrapper must seal and open
+                _probe(runtime)
             return
         text, context, reused = needed
         try:

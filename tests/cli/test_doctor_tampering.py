@@ -189,7 +189,7 @@ def test_the_sealed_key_check_of_a_thousand_certificates_takes_seconds(
 ) -> None:
     """Unsealing with the local master key is cheap: 1,000 keys in well under 10 s."""
     from certman.config import load_config
-    from certman.service.checks import CheckReport, check_sealed_keys
+    from certman.service.checks import CheckReport, check_facts, check_sealed_keys
     from certman.service.runtime import Runtime
 
     rows = "\n".join(f"c{i},c{i}.example.com" for i in range(1000))
@@ -204,6 +204,9 @@ def test_the_sealed_key_check_of_a_thousand_certificates_takes_seconds(
         "1000 current sealed keys unseal and match their certificates."
     ]
     assert elapsed < 10, elapsed
+    facts = CheckReport()
+    check_facts(rt, facts)  # what the bulk path recorded agrees with its certificates
+    assert [(c.area, c.ok) for c in facts.checks] == [("facts", True)]
 
 
 # --- renewal decisions use checked facts ----------------------------------------------------

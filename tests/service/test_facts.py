@@ -78,3 +78,19 @@ def test_a_long_lived_lifecycle_looks_for_drift_at_most_every_facts_every(
     assert list(lifecycle.due_pages()) == [], "not looked again within FACTS_EVERY"
     clock.advance(FACTS_EVERY)
     assert list(lifecycle.due_pages()) == [["web"]]
+
+
+def test_a_renewal_time_moved_earlier_is_not_drift(
+    frozen_runtime: Runtime, clock: FrozenClock
+) -> None:
+    """Renewing sooner is safe (and how an operator renews a batch now); only a time later
+    than the certificate and the policy allow can let a certificate lapse."""
+    issue(frozen_runtime, "web")
+    push_out(frozen_runtime, "web", renewal_due_at=clock.now() - timedelta(hours=1))
+    assert list(find_drift(frozen_runtime)) == []
+    later = certificate(frozen_runtime, "web").not_after
+    assert later is not None
+    push_out(frozen_runtime, "web", renewal_due_at=later - timedelta(days=1))
+    (drift,) = find_drift(frozen_runtime)
+    assert [f.field for f in drift.fields] == ["renewal_due_at"]
+    assert drift.fields[0].certified.endswith("at the latest")
