@@ -9,6 +9,7 @@ The real inventory is only read; its keys, archive, issuers and the network are 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,7 +59,8 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
     start = real.clock.now()
     end = start + timedelta(days=days)
     timeline = Timeline(renewals={c.name: [] for c in certs})
-    with simulation_home() as tmp:
+    stopping = threading.Event()  # set by SIGTERM or SIGINT: stop at the next safe point
+    with simulation_home(stopping=stopping) as tmp:
         config = _throwaway_config(real.config, tmp, issuers)
         LocalMasterKey.create(config.master_key_path)
         engine = make_engine(config.database_url)
@@ -70,7 +72,7 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
         clock = FrozenClock(start)
         rt = Runtime(config=config, clock=clock)
         rt.registry.issuers[stand_in.TYPE] = stand_in.FACTORY
-        reconciler = Reconciler(rt, holder="simulation", notifier=Notifier(rt))
+        reconciler = Reconciler(rt, holder="simulation", notifier=Notifier(rt), stopping=stopping)
         try:
             _run(rt, reconciler, clock, end, timeline)
             errors = _last_errors(rt)
@@ -99,7 +101,7 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
 def _run(
     rt: Runtime, reconciler: Reconciler, clock: FrozenClock, end: datetime, timeline: Timeline
 ) -> None:
-    while clock.now() <= end:
+    while clock.now() <= end and not reconciler.stopping.is_set():
         _record_lapses(rt, timeline)
         for name in reconciler.tick().renewed:
             timeline.renewals[name].append(_iso(clock.now()))
