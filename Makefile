@@ -10,4 +10,4 @@ bench:
 	scripts/bench.sh
 
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && scripts/typecheck.sh

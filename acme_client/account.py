@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import josepy as jose
+from certman.acme_client.client import AcmeClient
+from certman.acme_client.jws import jwk_of
+from certman.acme_client.problems import ProblemError
+from certman.acme_client.settings import AcmeSettings
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlmodel import select
 
-from acme_client.client import AcmeClient
-from acme_client.jws import jwk_of
-from acme_client.problems import ProblemError
-from acme_client.settings import AcmeSettings
 from certman.errors import ConfigError, ValidationError
 from certman.inventory.tables import AcmeAccount
 from certman.models import EncryptionContext, WrappedKey

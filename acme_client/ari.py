@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timedelta
 
+from certman.acme_client.client import AcmeClient
+from certman.acme_client.problems import retry_after_from
 from cryptography import x509
 
-from acme_client.client import AcmeClient
-from acme_client.problems import retry_after_from
+from certman.contracts.issuer import RenewalInfoRequest, RenewalInfoResponse
 from certman.errors import CertmanError, IssuanceError, ValidationError
-from certman.interfaces import RenewalInfoRequest, RenewalInfoResponse
 
 # RFC 9773 section 4.3: without a Retry-After, ask again in a few hours; whatever the server
 # says, clamp it to a sane range (section 4.3.2: one minute to one day).

@@ -10,18 +10,16 @@ import josepy as jose
 import requests
 from acme import challenges, messages
 from acme import client as acme_client
-from cryptography import x509
-
-from acme_client.jws import algorithm_of
-from acme_client.network import Network
-from acme_client.problems import (
+from certman.acme_client.jws import algorithm_of
+from certman.acme_client.network import Network
+from certman.acme_client.problems import (
     AccountGone,
     AccountUnknown,
     Where,
     directory_problem,
     translated,
 )
-from acme_client.resources import (
+from certman.acme_client.resources import (
     AuthorizationState,
     ChallengeState,
     DirectoryInfo,
@@ -33,8 +31,10 @@ from acme_client.resources import (
     order_state,
     revocation,
 )
+from certman.acme_client.solvers.contract import ChallengeRequest
+from cryptography import x509
+
 from certman.errors import CertmanError, IssuanceError
-from certman.interfaces import ChallengeRequest
 
 USER_AGENT = "certman-acme"
 PEM_CHAIN = "application/pem-certificate-chain"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from acme_client.account import Account
-from acme_client.client import AcmeClient
-from acme_client.issuer import AcmeIssuer, CheckableSolver
-from acme_client.problems import Where
-from acme_client.settings import AcmeSettings, parse_settings
+from certman.acme_client.account import Account
+from certman.acme_client.client import AcmeClient
+from certman.acme_client.issuer import AcmeIssuer, CheckableSolver
+from certman.acme_client.problems import Where
+from certman.acme_client.settings import AcmeSettings, parse_settings
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime  # the core passes itself in
@@ -35,7 +35,7 @@ def build_issuer(runtime: Runtime, settings: Mapping[str, Any]) -> AcmeIssuer:
 
 
 def build_solver(runtime: Runtime, settings: AcmeSettings) -> CheckableSolver:
-    from acme_client.solvers import dns01, http01
+    from certman.acme_client.solvers import dns01, http01
 
     timeout = settings.propagation_timeout.total_seconds()
     if settings.challenge == "http-01":

@@ -8,17 +8,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from acme_client.account import Account
-from acme_client.ari import RenewalInfo, cert_id
-from acme_client.client import AcmeClient
-from acme_client.jws import jwk_of
-from acme_client.orders import OrderPlan, obtain
-from acme_client.problems import AccountUnknown, ProblemError, ServerBusy
-from acme_client.settings import AcmeSettings
-from certman.domains import is_ip_address
-from certman.errors import ConfigError, IssuanceError, ValidationError
-from certman.interfaces import (
-    ChallengeSolver,
+from certman.acme_client.account import Account
+from certman.acme_client.ari import RenewalInfo, cert_id
+from certman.acme_client.client import AcmeClient
+from certman.acme_client.jws import jwk_of
+from certman.acme_client.orders import OrderPlan, obtain
+from certman.acme_client.problems import AccountUnknown, ProblemError, ServerBusy
+from certman.acme_client.settings import AcmeSettings
+from certman.acme_client.solvers.contract import ChallengeSolver
+
+from certman.contracts.issuer import (
     IssueRequest,
     IssueResponse,
     PrecheckRequest,
@@ -28,6 +27,8 @@ from certman.interfaces import (
     RevokeRequest,
     RevokeResponse,
 )
+from certman.domains import is_ip_address
+from certman.errors import ConfigError, IssuanceError, ValidationError
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime  # the core passes itself in
@@ -187,7 +188,7 @@ class AcmeIssuer:
     # --- SupportsPreflight -------------------------------------------------------------
 
     def preflight(self, now: datetime) -> PreflightResult:
-        from acme_client.preflight import run_checks
+        from certman.acme_client.preflight import run_checks
 
         return run_checks(self, now)
 

@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from acme_client.client import AcmeClient
-from acme_client.polling import wait_for
-from acme_client.problems import ProblemError
-from acme_client.resources import AuthorizationState, ChallengeState, OrderState
+from certman.acme_client.client import AcmeClient
+from certman.acme_client.polling import wait_for
+from certman.acme_client.problems import ProblemError
+from certman.acme_client.resources import AuthorizationState, ChallengeState, OrderState
+from certman.acme_client.solvers.contract import ChallengeRequest, ChallengeSolver
+
+from certman.contracts.issuer import IssueRequest
 from certman.errors import IssuanceError
-from certman.interfaces import ChallengeRequest, ChallengeSolver, IssueRequest
 
 log = logging.getLogger("certman.acme")
 

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from acme_client.problems import AccountUnknown
+from certman.acme_client.problems import AccountUnknown
+
+from certman.contracts.issuer import PreflightResult
 from certman.errors import CertmanError
-from certman.interfaces import PreflightResult
 
 if TYPE_CHECKING:
-    from acme_client.issuer import AcmeIssuer
+    from certman.acme_client.issuer import AcmeIssuer
 
 
 def run_checks(issuer: AcmeIssuer, now: datetime) -> PreflightResult:

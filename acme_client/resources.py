@@ -10,9 +10,8 @@ from typing import Any
 import josepy as jose
 import requests
 from acme import messages
+from certman.acme_client.problems import describe_problem, retry_after_seconds
 from cryptography import x509
-
-from acme_client.problems import describe_problem, retry_after_seconds
 
 
 @dataclass(frozen=True, kw_only=True)

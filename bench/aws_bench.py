@@ -32,7 +32,8 @@ from certman.aws.acm import AcmDeployer
 from certman.aws.clients import AwsClients
 from certman.aws.kms import DataKeyCache, KmsKeyWrapper
 from certman.aws.s3 import S3ArchiveStore
-from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, KeyWrapper
+from certman.contracts.archive import ArchiveGetRequest, ArchivePutRequest
+from certman.contracts.key_wrapper import KeyWrapper
 from certman.keywrap.local import LocalMasterKey
 from certman.models import EncryptionContext, KeyType
 from certman.pki import generate_private_key, private_key_to_der

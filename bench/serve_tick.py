@@ -105,9 +105,10 @@ def populate(total: int, real: int) -> tuple[Path, int]:
 
 def child(home: Path) -> None:
     """One `certman serve`-equivalent process: the Service, two ticks, one scrape."""
+    from certman.scheduler.service import Service
+
     from certman.config import load_config
     from certman.service.runtime import Runtime
-    from scheduler.service import Service
 
     service = Service(Runtime(config=load_config(home, home / "certman.toml")))
     service.lock.acquire()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ca.authority import PrivateCA
-from ca.certificates import (
+from certman.ca.authority import PrivateCA
+from certman.ca.certificates import (
     authority_key_identifier_for,
     certificate_to_pem,
     certificates_to_pem,
@@ -11,9 +11,9 @@ from ca.certificates import (
     load_certificate_pem,
     serial_hex,
 )
-from ca.crl import sign_crl
-from ca.hierarchy import CAHierarchy, create_hierarchy, name_constraints
-from ca.keys import (
+from certman.ca.crl import sign_crl
+from certman.ca.hierarchy import CAHierarchy, create_hierarchy, name_constraints
+from certman.ca.keys import (
     PrivateKey,
     PublicKey,
     generate_private_key,
@@ -22,9 +22,9 @@ from ca.keys import (
     private_key_to_der,
     signature_hash_for,
 )
-from ca.policy import DEFAULT_MAX_VALIDITY, SigningPolicy
-from ca.profiles import LeafProfile
-from ca.serials import new_serial
+from certman.ca.policy import DEFAULT_MAX_VALIDITY, SigningPolicy
+from certman.ca.profiles import LeafProfile
+from certman.ca.serials import new_serial
 
 __all__ = [
     "DEFAULT_MAX_VALIDITY",

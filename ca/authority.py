@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import hashlib
 
+from certman.ca.certificates import certificate_to_pem, der_certificate_to_pem
+from certman.ca.crl import sign_crl
+from certman.ca.hierarchy import CAHierarchy
+from certman.ca.keys import PrivateKey
+from certman.ca.policy import SigningPolicy
+from certman.ca.profiles import LeafProfile, SignedLeaf
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ca.certificates import certificate_to_pem, der_certificate_to_pem
-from ca.crl import sign_crl
-from ca.hierarchy import CAHierarchy
-from ca.keys import PrivateKey
-from ca.policy import SigningPolicy
-from ca.profiles import LeafProfile, SignedLeaf
-from certman.errors import ValidationError
-from certman.interfaces import (
+from certman.contracts.issuer import (
     CRLRequest,
     CRLResponse,
     IssuePlan,
@@ -26,6 +25,7 @@ from certman.interfaces import (
     KeyIssueRequest,
     PrecheckRequest,
 )
+from certman.errors import ValidationError
 from certman.models import CertificateFacts, KeyType
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from certman.ca.certificates import authority_key_identifier_for
+from certman.ca.keys import PrivateKey, signature_hash_for
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca.certificates import authority_key_identifier_for
-from ca.keys import PrivateKey, signature_hash_for
 from certman.clock import utc
+from certman.contracts.issuer import CRLRequest, RevokedEntry
 from certman.errors import ValidationError
-from certman.interfaces import CRLRequest, RevokedEntry
 from certman.models import RevocationReason
 
 # RFC 5280 5.2.3: a CRL number is a non-negative integer of at most 20 octets.

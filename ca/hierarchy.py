@@ -6,12 +6,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from certman.ca.keys import PrivateKey, generate_private_key, key_type_of, signature_hash_for
+from certman.ca.policy import SigningPolicy
+from certman.ca.serials import new_serial
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ca.keys import PrivateKey, generate_private_key, key_type_of, signature_hash_for
-from ca.policy import SigningPolicy
-from ca.serials import new_serial
 from certman.clock import utc
 from certman.durations import format_duration
 from certman.errors import ValidationError

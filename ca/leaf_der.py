@@ -20,11 +20,11 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from certman.ca.keys import PrivateKey
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from ca.keys import PrivateKey
 from certman.domains import Identifier
 
 # AlgorithmIdentifier DER of the signatures the profile makes (RFC 5758 3.2, RFC 4055 5):

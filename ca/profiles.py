@@ -7,18 +7,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from certman.ca.certificates import authority_key_identifier_for
+from certman.ca.hierarchy import BACKDATE, MAX_COMMON_NAME
+from certman.ca.keys import PrivateKey, PublicKey, key_type_of, signature_hash_for
+from certman.ca.leaf_der import LeafEncoder, extension_der
+from certman.ca.policy import SigningPolicy
+from certman.ca.serials import SERIAL_BITS, new_serial
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from ca.certificates import authority_key_identifier_for
-from ca.hierarchy import BACKDATE, MAX_COMMON_NAME
-from ca.keys import PrivateKey, PublicKey, key_type_of, signature_hash_for
-from ca.leaf_der import LeafEncoder, extension_der
-from ca.policy import SigningPolicy
-from ca.serials import SERIAL_BITS, new_serial
 from certman import pki
 from certman.clock import utc
 from certman.domains import Identifier

@@ -28,7 +28,7 @@ def _default_archive_stores() -> dict[str, str]:
 def _default_issuers() -> dict[str, str]:
     return {
         "private-ca": "certman.service.authorities:build_issuer",
-        "acme": "acme_client.factory:build_issuer",
+        "acme": "certman.acme_client.factory:build_issuer",
     }
 
 
@@ -46,7 +46,7 @@ def _default_targets() -> dict[str, str]:
 def _default_issuer_settings() -> dict[str, str]:
     return {
         "private-ca": "certman.service.authority_settings:ISSUER_KEYS",
-        "acme": "acme_client.settings:DEFAULTS",
+        "acme": "certman.acme_client.settings:DEFAULTS",
     }
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from certman.scheduler.events import EXPIRING, KIND, certificate_event
+from certman.scheduler.notify import Notifier
 from sqlalchemy import exists, func
 from sqlmodel import col, select
 
 from certman.durations import format_duration, parse_duration
 from certman.inventory.tables import ManagedCertificate, Notification
 from certman.service.runtime import Runtime
-from scheduler.events import EXPIRING, KIND, certificate_event
-from scheduler.notify import Notifier
 
 CHUNK = 500
 

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from certman.scheduler.metrics import Metrics
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from certman.errors import ConfigError
-from scheduler.metrics import Metrics
 
 STALE_INTERVALS = 3
 

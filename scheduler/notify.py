@@ -11,10 +11,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from certman.scheduler import outbox
+
 from certman.errors import CertmanError
 from certman.redact import redact_webhook_url, scrub
 from certman.service.runtime import Runtime
-from scheduler import outbox
 
 log = logging.getLogger("certman.notify")
 
@@ -202,10 +203,10 @@ def record_certificate_notice(
     rt: Runtime, notifier: Notifier, name: str, kind: str, key: str, detail: dict[str, object]
 ) -> int | None:
     """Record one notice about certificate ``name`` (an events.* detail-type), once per key."""
+    from certman.scheduler.events import KIND, certificate_event
     from sqlmodel import select as select_model
 
     from certman.inventory.tables import ManagedCertificate
-    from scheduler.events import KIND, certificate_event
 
     if not notifier.enabled:
         return None
@@ -229,11 +230,11 @@ def record_failure_notice(
     rt: Runtime, notifier: Notifier, name: str, error: CertmanError, *, key: str | None = None
 ) -> int | None:
     """A failed renewal or rollout (DeployError): why, and when the next attempt is."""
+    from certman.scheduler.events import DEPLOY_FAILED, RENEWAL_FAILED
     from sqlmodel import select as select_model
 
     from certman.errors import DeployError
     from certman.inventory.tables import ManagedCertificate
-    from scheduler.events import DEPLOY_FAILED, RENEWAL_FAILED
 
     if not notifier.enabled:
         return None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from certman.scheduler.events import KIND, PREFLIGHT_FAILED, event
+from certman.scheduler.metrics import Metrics
+from certman.scheduler.notify import Notifier
+
 from certman.service.checks import CheckReport, run_preflight
 from certman.service.runtime import Runtime
-from scheduler.events import KIND, PREFLIGHT_FAILED, event
-from scheduler.metrics import Metrics
-from scheduler.notify import Notifier
 
 log = logging.getLogger("certman.serve")
 

@@ -9,6 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from certman.scheduler.events import RENEWAL_RECOVERED
+from certman.scheduler.expiry import record_expiry_notices
+from certman.scheduler.notify import Notifier, record_certificate_notice, record_failure_notice
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
@@ -19,9 +22,6 @@ from certman.service.leases import CertificateBusy, Lease, LeaseLost
 from certman.service.lifecycle import Lifecycle
 from certman.service.renewal_info import ARI_PER_TICK, refresh_renewal_windows
 from certman.service.runtime import Runtime
-from scheduler.events import RENEWAL_RECOVERED
-from scheduler.expiry import record_expiry_notices
-from scheduler.notify import Notifier, record_certificate_notice, record_failure_notice
 
 log = logging.getLogger("certman.serve")
 

@@ -11,17 +11,17 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from certman.scheduler.health import HealthServer
+from certman.scheduler.instance_lock import ServiceLock
+from certman.scheduler.metrics import Metrics
+from certman.scheduler.notify import Notifier
+from certman.scheduler.preflight import Preflight
+from certman.scheduler.reconcile import Reconciler, TickHooks, TickReport
 from sqlalchemy.exc import OperationalError
 
 from certman.errors import CertmanError, one_line
 from certman.service.leases import instance_id, release_all
 from certman.service.runtime import Runtime
-from scheduler.health import HealthServer
-from scheduler.instance_lock import ServiceLock
-from scheduler.metrics import Metrics
-from scheduler.notify import Notifier
-from scheduler.preflight import Preflight
-from scheduler.reconcile import Reconciler, TickHooks, TickReport
 
 log = logging.getLogger("certman.serve")
 

@@ -15,6 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from certman.scheduler import stand_in
+from certman.scheduler.notify import Notifier
+from certman.scheduler.reconcile import Reconciler
+from certman.scheduler.simulate_home import simulation_home
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
@@ -22,10 +26,6 @@ from certman.clock import FrozenClock
 from certman.config import Config
 from certman.inventory.tables import ManagedCertificate
 from certman.service.runtime import Runtime
-from scheduler import stand_in
-from scheduler.notify import Notifier
-from scheduler.reconcile import Reconciler
-from scheduler.simulate_home import simulation_home
 
 MIN_STEP = timedelta(minutes=1)
 

@@ -16,12 +16,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from certman.contracts.issuer import IssueRequest, IssueResponse, KeyIssueRequest
 from certman.errors import CertmanError, IssuanceError
-from certman.interfaces import IssueRequest, IssueResponse, KeyIssueRequest
 from certman.service.runtime import Runtime
 
 TYPE = "simulated"
-FACTORY = "scheduler.stand_in:build"
+FACTORY = "certman.scheduler.stand_in:build"
 R = TypeVar("R", IssueRequest, KeyIssueRequest)
 
 
@@ -74,7 +74,8 @@ class StandInIssuer:
     """Implements Issuer and SupportsKeyIssue; holds a throwaway CA, nothing real."""
 
     def __init__(self, name: str, settings: Mapping[str, Any], now: datetime) -> None:
-        from ca import PrivateCA, SigningPolicy, create_hierarchy
+        from certman.ca import PrivateCA, SigningPolicy, create_hierarchy
+
         from certman.models import KeyType
 
         self.name = name

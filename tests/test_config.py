@@ -293,7 +293,7 @@ def test_an_unknown_key_in_a_named_table_is_refused_when_the_config_is_loaded(
 def test_every_key_a_backend_declares_is_accepted_when_the_config_is_loaded(
     tmp_path: Path,
 ) -> None:
-    from acme_client.settings import DEFAULTS
+    from certman.acme_client.settings import DEFAULTS
 
     acme = "".join(f'{k} = "{v}"\n' for k, v in DEFAULTS.items() if k != "directory")
     config = load_config_text(

@@ -45,7 +45,7 @@ def test_a_bucket_with_a_trailing_newline_is_refused(bucket: str) -> None:
 
 
 def test_an_acme_token_with_a_trailing_newline_is_refused() -> None:
-    from acme_client.solvers.http01 import _checked
+    from certman.acme_client.solvers.http01 import _checked
 
     assert _checked("abc_DEF-123") == "abc_DEF-123"
     with pytest.raises(IssuanceError, match="malformed challenge token"):

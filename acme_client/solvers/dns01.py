@@ -13,8 +13,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from certman.acme_client.solvers.contract import ChallengeRequest
+
 from certman.errors import CertmanError, ConfigError, IssuanceError
-from certman.interfaces import ChallengeRequest
 
 if TYPE_CHECKING:
     from certman.aws.clients import AwsClients

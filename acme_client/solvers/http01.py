@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+from certman.acme_client.solvers.contract import ChallengeRequest
+
 from certman.errors import IssuanceError
-from certman.interfaces import ChallengeRequest
 
 log = logging.getLogger("certman.acme")
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from certman.contracts.key_wrapper import KeyWrapper
 from certman.errors import IntegrityError, KeyWrapError
-from certman.interfaces import KeyWrapper
 from certman.models import EncryptionContext, WrappedKey, canonical_text_map, json_string
 
 BUNDLE_FORMAT = "certman-bundle"

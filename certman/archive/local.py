@@ -9,6 +9,12 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from certman.contracts.archive import (
+    ArchiveGetRequest,
+    ArchiveGetResponse,
+    ArchivePutRequest,
+    ArchiveRef,
+)
 from certman.errors import ArchiveError, IntegrityError, ValidationError
 from certman.fileio import (
     create_private_dirs,
@@ -18,7 +24,6 @@ from certman.fileio import (
     sync_filesystems,
     write_private_many,
 )
-from certman.interfaces import ArchiveGetRequest, ArchiveGetResponse, ArchivePutRequest, ArchiveRef
 
 SUFFIX = ".bundle"
 # Bundles are files <root>/shards/<x>/<name>.<revision:06d>.bundle, x the first hex digit of

@@ -20,9 +20,7 @@ from certman.aws.acm_certs import (
 )
 from certman.aws.clients import region_of
 from certman.aws.errors import Hints, aws_call
-from certman.deploy.settings import check_keys
-from certman.errors import ConfigError, DeployError
-from certman.interfaces import (
+from certman.contracts.deployer import (
     CleanupRequest,
     DeployRequest,
     DeployResponse,
@@ -32,6 +30,8 @@ from certman.interfaces import (
     VerifyRequest,
     VerifyResponse,
 )
+from certman.deploy.settings import check_keys
+from certman.errors import ConfigError, DeployError
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime

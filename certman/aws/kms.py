@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from certman.aws.errors import Hints, aws_call
+from certman.contracts.issuer import PreflightResult
 from certman.errors import ConfigError, KeyWrapError
-from certman.interfaces import PreflightResult
 from certman.keywrap.envelope import check_format, open_sealed, seal
 from certman.models import EncryptionContext, WrappedKey
 

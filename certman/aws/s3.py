@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 from certman.aws.errors import Hints, aws_call
 from certman.aws.s3_names import bucket_problem, normalise_prefix
+from certman.contracts.archive import (
+    ArchiveGetRequest,
+    ArchiveGetResponse,
+    ArchivePutRequest,
+    ArchiveRef,
+)
+from certman.contracts.issuer import PreflightResult
+from certman.contracts.key_wrapper import KeyWrapper
 from certman.errors import (
     ArchiveError,
     CertmanError,
     ConfigError,
     IntegrityError,
     ValidationError,
-)
-from certman.interfaces import (
-    ArchiveGetRequest,
-    ArchiveGetResponse,
-    ArchivePutRequest,
-    ArchiveRef,
-    KeyWrapper,
-    PreflightResult,
 )
 from certman.models import EncryptionContext, WrappedKey
 

@@ -198,8 +198,8 @@ def renew(
         raise ValidationError("--dry-run goes with --due.")
     if force and due:
         raise ValidationError("--force goes with a NAME, not with --due.")
+    from certman.scheduler.notify import alert_failure
     from certman.service.leases import CertificateBusy, lease_for
-    from scheduler.notify import alert_failure
 
     rt = state(ctx).runtime()
     lifecycle = Lifecycle(rt, lease=lease_for(rt, "cli"))

@@ -70,7 +70,7 @@ def deploy(
     except InputError:
         raise  # refused before anything was switched: nothing to alert about
     except CertmanError as error:
-        from scheduler.notify import alert_failure
+        from certman.scheduler.notify import alert_failure
 
         alert_failure(rt, words[0], error, key=f"deploy:{rt.clock.now().isoformat()}")
         raise

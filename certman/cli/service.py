@@ -21,7 +21,7 @@ def serve(
     import logging
 
     from certman.redact import RedactingFormatter
-    from scheduler.service import Service
+    from certman.scheduler.service import Service
 
     rt = state(ctx).runtime()
     # [logging] level (default info): one line per renewal, failure and notice batch.
@@ -54,7 +54,7 @@ def simulate(
     """Replay the renewal service over the coming days on a copy of the inventory."""
     from certman.durations import MAX_DURATION
     from certman.errors import ValidationError
-    from scheduler.simulate import simulate as run_simulation
+    from certman.scheduler.simulate import simulate as run_simulation
 
     if days <= 0:
         raise ValidationError("--days must be a positive number of days.")

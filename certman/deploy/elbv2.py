@@ -7,10 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from certman.aws.errors import aws_call
-from certman.deploy.probe import Probe
-from certman.deploy.settings import boolean, check_keys, whole_number
-from certman.errors import ConfigError, DeployError, ValidationError
-from certman.interfaces import (
+from certman.contracts.deployer import (
     CleanupRequest,
     DeployRequest,
     DeployResponse,
@@ -22,6 +19,9 @@ from certman.interfaces import (
     VerifyRequest,
     VerifyResponse,
 )
+from certman.deploy.probe import Probe
+from certman.deploy.settings import boolean, check_keys, whole_number
+from certman.errors import ConfigError, DeployError, ValidationError
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime

@@ -12,10 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from certman.deploy.probe import Probe
-from certman.deploy.settings import check_keys, seconds
-from certman.errors import ConfigError, DeployError, ValidationError
-from certman.interfaces import (
+from certman.contracts.deployer import (
     DeployRequest,
     DeployResponse,
     PlanRequest,
@@ -25,6 +22,9 @@ from certman.interfaces import (
     VerifyRequest,
     VerifyResponse,
 )
+from certman.deploy.probe import Probe
+from certman.deploy.settings import check_keys, seconds
+from certman.errors import ConfigError, DeployError, ValidationError
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from certman.errors import CertmanError, DeployError, ValidationError
-from certman.interfaces import (
+from certman.contracts.deployer import (
     CleanupRequest,
     Deployer,
     DeployRequest,
@@ -25,6 +24,7 @@ from certman.interfaces import (
     SupportsWaves,
     VerifyRequest,
 )
+from certman.errors import CertmanError, DeployError, ValidationError
 from certman.models import RevisionState
 
 if TYPE_CHECKING:

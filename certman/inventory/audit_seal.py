@@ -33,8 +33,8 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
+from certman.contracts.key_wrapper import KeyWrapper
 from certman.errors import IntegrityError
-from certman.interfaces import KeyWrapper
 from certman.inventory.tables import AuditEvent, AuditKey
 from certman.models import EncryptionContext, WrappedKey
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from certman.contracts.key_wrapper import KeyWrapper, SupportsRewrap
 from certman.errors import KeyWrapError
-from certman.interfaces import KeyWrapper, SupportsRewrap
 from certman.models import EncryptionContext, WrappedKey
 
 

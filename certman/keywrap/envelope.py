@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from certman.contracts.key_wrapper import KeyWrapper
 from certman.errors import KeyWrapError
-from certman.interfaces import KeyWrapper
 from certman.models import EncryptionContext, WrappedKey
 
 ALGORITHM = "AES-256-GCM"

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from certman.contracts.issuer import PreflightResult
 from certman.errors import KeyWrapError
-from certman.interfaces import PreflightResult
 from certman.keywrap.envelope import (
     check_format,
     new_data_key,

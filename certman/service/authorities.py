@@ -18,9 +18,9 @@ from certman.names import check_name
 from certman.service.prechecks import check_master_key
 
 if TYPE_CHECKING:
-    from ca import PrivateCA
+    from certman.ca import PrivateCA
     from certman.config import Config
-    from certman.interfaces import Issuer
+    from certman.contracts.issuer import Issuer
     from certman.service.runtime import Runtime
 
 # A CA's name is also its default issuer's name, and goes into "ca:NAME" key contexts.
@@ -106,7 +106,7 @@ def get_authority(runtime: Runtime, name: str) -> Authority:
 
 def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
     """Create root + intermediate, seal both keys, and store them with the policy."""
-    from ca import SigningPolicy, create_hierarchy
+    from certman.ca import SigningPolicy, create_hierarchy
     from certman.domains import normalize_name
     from certman.pki import private_key_to_der
 
@@ -160,7 +160,7 @@ def create_authority(runtime: Runtime, spec: AuthoritySpec) -> Authority:
         inter_record = wrapper.wrap(
             private_key_to_der(hierarchy.intermediate_key), key_context(spec.name, "intermediate")
         ).to_json()
-    from ca import certificate_to_pem
+    from certman.ca import certificate_to_pem
 
     row = Authority(
         name=spec.name,
@@ -199,7 +199,7 @@ def load_private_ca(runtime: Runtime, name: str) -> PrivateCA:
     signer."""
     from cryptography import x509
 
-    from ca import PrivateCA, SigningPolicy
+    from certman.ca import PrivateCA, SigningPolicy
     from certman.service.ca_keys import ca_private_key
 
     row = get_authority(runtime, name)
@@ -222,7 +222,7 @@ def build_issuer(runtime: Runtime, settings: Mapping[str, Any]) -> Issuer:
 
 def sign_crl(runtime: Runtime, name: str) -> bytes:
     """A fresh CRL for CA ``name`` listing every revoked serial; bumps the CRL number."""
-    from certman.interfaces import CRLRequest, RevokedEntry
+    from certman.contracts.issuer import CRLRequest, RevokedEntry
 
     signer = load_private_ca(runtime, name)
     now = runtime.clock.now()

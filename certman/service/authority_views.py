@@ -18,7 +18,7 @@ from certman.service.runtime import Runtime
 def _view(row: Authority) -> dict[str, Any]:
     from cryptography import x509
 
-    from ca import SigningPolicy
+    from certman.ca import SigningPolicy
 
     root = x509.load_pem_x509_certificate(row.root_certificate_pem.encode())
     inter = x509.load_pem_x509_certificate(row.intermediate_certificate_pem.encode())

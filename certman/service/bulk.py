@@ -15,8 +15,10 @@ from sqlmodel import Session, col, select
 
 from certman.background import Background
 from certman.config import Config
+from certman.contracts import supports
+from certman.contracts.archive import SupportsPutMany
+from certman.contracts.issuer import SupportsKeyIssue
 from certman.errors import AlreadyExistsError, CertmanError, ValidationError
-from certman.interfaces import SupportsKeyIssue, SupportsPutMany, supports
 from certman.inventory.audit import EventSpec, append_events
 from certman.inventory.bulkwrite import insert_returning, update_by_id
 from certman.inventory.checkpoints import Checkpoints, checkpoints_aside

@@ -11,13 +11,10 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, func, select
 
+from certman.contracts.archive import ArchiveGetRequest, ArchiveRef
+from certman.contracts.issuer import SupportsPreflight
+from certman.contracts.key_wrapper import SupportsVersions
 from certman.errors import CertmanError
-from certman.interfaces import (
-    ArchiveGetRequest,
-    ArchiveRef,
-    SupportsPreflight,
-    SupportsVersions,
-)
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
 from certman.keywrap.dispatch import sealing_wrapper
 from certman.service.runtime import Runtime
@@ -182,7 +179,7 @@ def _signs_for(key: object, certificate: object) -> bool:
 def check_authorities(rt: Runtime, report: CheckReport) -> None:
     from cryptography import x509
 
-    from ca import SigningPolicy
+    from certman.ca import SigningPolicy
     from certman.service.ca_keys import ca_private_key, key_store_of
 
     now = rt.clock.now()

@@ -9,8 +9,9 @@ from typing import cast
 from sqlalchemy import delete
 from sqlmodel import col, select
 
+from certman.contracts import supports
+from certman.contracts.archive import ArchiveStore, SupportsNameListing
 from certman.errors import AlreadyExistsError, ArchiveError, ValidationError
-from certman.interfaces import ArchiveStore, SupportsNameListing, supports
 from certman.inventory.audit import append_event
 from certman.inventory.tables import Notification, Revision
 from certman.models import RevisionState

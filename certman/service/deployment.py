@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlmodel import select
 
+from certman.contracts.deployer import PlanRequest, SupportsArnCheck, SupportsPlan
 from certman.errors import CertmanError, InputError, ValidationError
-from certman.interfaces import PlanRequest, SupportsArnCheck, SupportsPlan
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.service.lifecycle import get_certificate

@@ -173,8 +173,8 @@ def restore_from_archive(rt: Runtime, spec: RestoreSpec) -> list[Path]:
     import json
 
     from certman.archive.bundle import open_bundle
+    from certman.contracts.archive import ArchiveGetRequest, ArchiveRef
     from certman.errors import NotFoundError
-    from certman.interfaces import ArchiveGetRequest, ArchiveRef
     from certman.pki import load_private_key_der
     from certman.service.steps import key_context
 

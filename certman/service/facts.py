@@ -21,8 +21,9 @@ from sqlalchemy import or_, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from certman.contracts import supports
+from certman.contracts.issuer import SupportsRenewalInfo
 from certman.errors import CertmanError
-from certman.interfaces import SupportsRenewalInfo, supports
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.service.renewal import renewal_due_at
 from certman.service.runtime import Runtime

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlmodel import select
 
+from certman.contracts.issuer import PreflightResult, SupportsDeactivate, SupportsPreflight
 from certman.errors import NotFoundError, ValidationError
-from certman.interfaces import PreflightResult, SupportsDeactivate, SupportsPreflight
 from certman.inventory.tables import AcmeAccount
 from certman.service.runtime import Runtime
 

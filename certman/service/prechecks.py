@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, cast
 
 from sqlmodel import Session, col, select
 
+from certman.contracts import supports
+from certman.contracts.issuer import PrecheckRequest, SupportsPrecheck
 from certman.errors import KeyWrapError
-from certman.interfaces import PrecheckRequest, SupportsPrecheck, supports
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
 

@@ -17,8 +17,9 @@ from typing import cast
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from certman.contracts import supports
+from certman.contracts.issuer import RenewalInfoRequest, SupportsRenewalInfo
 from certman.errors import CertmanError
-from certman.interfaces import RenewalInfoRequest, SupportsRenewalInfo, supports
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.service.renewal import pick_renewal_time
 from certman.service.runtime import Runtime

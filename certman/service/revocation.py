@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from certman.contracts.issuer import RevokeRequest, SupportsRevoke
 from certman.errors import ValidationError
-from certman.interfaces import RevokeRequest, SupportsRevoke
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision, Revocation
 from certman.models import RevisionState, RevocationReason

@@ -9,8 +9,13 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from certman.contracts.key_wrapper import (
+    KeyWrapper,
+    SupportsKeyCreation,
+    SupportsRewrap,
+    SupportsVersions,
+)
 from certman.errors import ConfigError, OperationError
-from certman.interfaces import KeyWrapper, SupportsKeyCreation, SupportsRewrap, SupportsVersions
 from certman.inventory.audit import append_event
 from certman.inventory.audit_seal import (
     ANCHORS_FROM,

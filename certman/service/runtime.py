@@ -14,8 +14,11 @@ from sqlmodel import Session
 
 from certman.clock import Clock, SystemClock
 from certman.config import Config
+from certman.contracts.archive import ArchiveStore
+from certman.contracts.deployer import Deployer
+from certman.contracts.issuer import Issuer
+from certman.contracts.key_wrapper import KeyWrapper
 from certman.errors import ConfigError, NotFoundError, ValidationError
-from certman.interfaces import ArchiveStore, Deployer, Issuer, KeyWrapper
 from certman.registry import BackendRegistry
 
 if TYPE_CHECKING:

@@ -14,17 +14,16 @@ from datetime import timedelta
 from typing import cast
 
 from certman.archive.bundle import seal_bundle
-from certman.errors import IssuanceError
-from certman.interfaces import (
-    ArchivePutRequest,
-    ArchiveRef,
+from certman.contracts import supports
+from certman.contracts.archive import ArchivePutRequest, ArchiveRef
+from certman.contracts.issuer import (
     IssuePlanRequest,
     IssueRequest,
     KeyIssueRequest,
     SupportsIssuePlan,
     SupportsKeyIssue,
-    supports,
 )
+from certman.errors import IssuanceError
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
 from certman.pki import (

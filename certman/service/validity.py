@@ -40,7 +40,7 @@ def default_validity(rt: Runtime, issuer: str) -> DefaultValidity:
 def _private_ca_max_validity(rt: Runtime, issuer: str) -> timedelta | None:
     from sqlmodel import select
 
-    from ca import SigningPolicy
+    from certman.ca import SigningPolicy
     from certman.inventory.tables import Authority
 
     settings = rt.config.issuers.get(issuer)

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from certman.acme_client.account import key_context
 from sqlmodel import select
 
-from acme_client.account import key_context
 from certman.inventory.tables import AcmeAccount
 from certman.models import WrappedKey
 from certman.pki import load_private_key_der, private_key_pem

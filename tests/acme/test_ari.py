@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from certman.acme_client.ari import cert_id, serial_der_bytes
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from acme_client.ari import cert_id, serial_der_bytes
 from certman.service.lifecycle import Lifecycle
 from certman.service.renewal import pick_renewal_time, renewal_due_at
 from tests.acme.ari_server import AriServer, Window

@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from certman.acme_client.ari import FAILED_RETRY_AFTER
+from certman.scheduler.notify import Notifier
+from certman.scheduler.reconcile import Reconciler
 from sqlmodel import Session, select
 
-from acme_client.ari import FAILED_RETRY_AFTER
 from certman.clock import FrozenClock
 from certman.config import load_config
 from certman.inventory.tables import ManagedCertificate
 from certman.service.lifecycle import Lifecycle
 from certman.service.renewal_info import refresh_renewal_windows
 from certman.service.runtime import Runtime
-from scheduler.notify import Notifier
-from scheduler.reconcile import Reconciler
 from tests.acme.ari_server import AriServer, Window
 from tests.acme.conftest import AcmeHome
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certman.acme_client.solvers.contract import ChallengeRequest
+from certman.acme_client.solvers.dns01 import Route53Solver
 
-from acme_client.solvers.dns01 import Route53Solver
-from certman.interfaces import ChallengeRequest
 from tests.acme.conftest import AcmeHome, verify_chain
 from tests.components.moto_server import MotoServer
 from tests.components.pebble import Pebble, PebbleOptions

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from certman.acme_client.problems import Where, translate
 from sqlmodel import select
 
-from acme_client.problems import Where, translate
 from certman.errors import ConfigError, IssuanceError, PolicyError
 from certman.inventory.tables import AcmeAccount
 from tests.acme.ari_server import AriServer, Canned
@@ -124,7 +124,7 @@ def test_a_server_pause_holds_every_certificate_of_the_issuer(
 
 
 def test_a_later_answer_never_shortens_the_stored_pause(acme_home: AcmeHome) -> None:
-    from acme_client.issuer import AcmeIssuer
+    from certman.acme_client.issuer import AcmeIssuer
 
     acme_home.configure()
     assert acme_home.issue("web", "pause-kept.example.com").exit_code == 0
@@ -210,7 +210,7 @@ def test_translate_ssl_errors_point_at_ca_bundle() -> None:
 
 
 def test_a_directory_without_new_order_is_not_an_acme_directory() -> None:
-    from acme_client.problems import directory_problem
+    from certman.acme_client.problems import directory_problem
 
     error = directory_problem(KeyError("newOrder"), where())
     assert isinstance(error, ConfigError) and error.exit_code == 2
@@ -220,8 +220,7 @@ def test_a_directory_without_new_order_is_not_an_acme_directory() -> None:
 
 def test_an_unreachable_directory_stays_a_retryable_failure() -> None:
     import requests
-
-    from acme_client.problems import directory_problem
+    from certman.acme_client.problems import directory_problem
 
     error = directory_problem(requests.exceptions.ConnectionError("refused"), where())
     assert error.retryable and not isinstance(error, ConfigError)

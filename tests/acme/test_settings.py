@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certman.acme_client.settings import parse_settings
 
-from acme_client.settings import parse_settings
 from certman.errors import ConfigError
 from certman.models import KeyType
 from tests.conftest import Cli

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certman.acme_client.polling import FIRST_DELAY, MAX_DELAY, wait_for
+from certman.acme_client.solvers.contract import ChallengeRequest
+from certman.acme_client.solvers.dns01 import ExecHookSolver, Route53Solver
 
-from acme_client.polling import FIRST_DELAY, MAX_DELAY, wait_for
-from acme_client.solvers.dns01 import ExecHookSolver, Route53Solver
 from certman.errors import IssuanceError
-from certman.interfaces import ChallengeRequest
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ import pytest
 
 from certman import fileio
 from certman.archive import LocalArchiveStore
+from certman.contracts.archive import ArchiveGetRequest, ArchivePutRequest, ArchiveRef, ArchiveStore
 from certman.errors import ArchiveError, IntegrityError, ValidationError
-from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef, ArchiveStore
 
 
 def shard(name: str) -> str:
@@ -237,7 +237,7 @@ def test_a_failed_flush_is_a_retryable_archive_error(store, monkeypatch):
 
 
 def test_names_with_bundles_answers_for_many_names_without_listing_the_root(store, monkeypatch):
-    from certman.interfaces import SupportsNameListing
+    from certman.contracts.archive import SupportsNameListing
 
     assert isinstance(store, SupportsNameListing)
     _put(store, name="web")

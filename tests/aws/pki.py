@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certman.interfaces import DeployRequest, Material
+from certman.contracts.deployer import DeployRequest, Material
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -11,8 +11,8 @@ from cryptography import x509
 from certman.aws.acm import AcmDeployer
 from certman.aws.acm_certs import split_for_acm
 from certman.aws.clients import AwsClients
+from certman.contracts.deployer import RollbackRequest, VerifyRequest
 from certman.errors import DeployError
-from certman.interfaces import RollbackRequest, VerifyRequest
 from tests.aws.conftest import REGION, Aws
 from tests.aws.faults import Fault
 from tests.aws.pki import TestCA

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from certman.contracts.deployer import VerifyRequest, VerifyResponse
 from certman.deploy.elbv2 import Elbv2Deployer
-from certman.interfaces import VerifyRequest, VerifyResponse
 from tests.aws.conftest import REGION, Aws
 from tests.aws.pki import TestCA
 from tests.aws.test_acm import deployer

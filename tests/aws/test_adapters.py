@@ -17,6 +17,8 @@ from certman.aws.acm_certs import check_bundle
 from certman.aws.clients import AwsClients
 from certman.aws.kms import DataKeyCache, KmsKeyWrapper
 from certman.aws.s3 import S3ArchiveStore
+from certman.contracts.archive import ArchiveGetRequest, ArchivePutRequest, ArchiveRef
+from certman.contracts.deployer import DeployRequest
 from certman.errors import (
     DeployError,
     IntegrityError,
@@ -24,7 +26,6 @@ from certman.errors import (
     OperationError,
     ValidationError,
 )
-from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef, DeployRequest
 from certman.models import EncryptionContext
 from tests.aws.conftest import REGION, Aws
 from tests.conftest import Cli

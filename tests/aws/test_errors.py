@@ -336,8 +336,8 @@ def test_a_prefix_without_a_trailing_slash_is_a_folder(aws_cli: Cli, aws: Aws) -
 
 def test_parameters_botocore_refuses_are_not_blamed_on_certman(aws: Aws) -> None:
     from certman.aws.s3 import S3ArchiveStore
+    from certman.contracts.archive import ArchivePutRequest
     from certman.errors import ArchiveError
-    from certman.interfaces import ArchivePutRequest
 
     clients = AwsClients(region=REGION, endpoint_url=aws.endpoint_url, max_attempts=1)
     # built by hand: build_archive_store refuses such a name before any call

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certman.acme_client.account import key_context as acme_key_context
 from sqlmodel import select
 
-from acme_client.account import key_context as acme_key_context
 from certman.aws.kms import KmsKeyWrapper
 from certman.config import load_config
 from certman.errors import KeyWrapError

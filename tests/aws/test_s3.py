@@ -12,8 +12,8 @@ from certman.aws.clients import AwsClients
 from certman.aws.kms import KmsKeyWrapper
 from certman.aws.s3 import S3ArchiveStore
 from certman.config import load_config
+from certman.contracts.archive import ArchiveGetRequest, ArchivePutRequest, ArchiveRef
 from certman.errors import ArchiveError, IntegrityError
-from certman.interfaces import ArchiveGetRequest, ArchivePutRequest, ArchiveRef
 from certman.service.home import init_home
 from tests.aws.conftest import REGION, Aws, aws_config, write_config
 from tests.aws.faults import Fault
@@ -137,7 +137,7 @@ def test_put_many_stores_every_bundle_and_keeps_the_order(aws: Aws) -> None:
 
 
 def test_names_with_bundles_is_one_listing_of_the_range_asked(aws: Aws) -> None:
-    from certman.interfaces import SupportsNameListing
+    from certman.contracts.archive import SupportsNameListing
 
     target = store(aws, "s3")
     assert isinstance(target, SupportsNameListing)

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from certman.ca import CAHierarchy, PrivateCA, SigningPolicy, create_hierarchy, generate_private_key
+from certman.ca.keys import PrivateKey, signature_hash_for
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from ca import CAHierarchy, PrivateCA, SigningPolicy, create_hierarchy, generate_private_key
-from ca.keys import PrivateKey, signature_hash_for
-from certman.interfaces import IssueRequest
+from certman.contracts.issuer import IssueRequest
 from certman.models import KeyType
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

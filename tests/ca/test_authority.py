@@ -8,15 +8,21 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from certman.ca import (
+    CAHierarchy,
+    PrivateCA,
+    SigningPolicy,
+    certificate_to_pem,
+    generate_private_key,
+)
+from certman.ca.keys import signature_hash_for
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from ca import CAHierarchy, PrivateCA, SigningPolicy, certificate_to_pem, generate_private_key
-from ca.keys import signature_hash_for
+from certman.contracts.issuer import Issuer, PrecheckRequest, SupportsCRL, SupportsPrecheck
 from certman.errors import PolicyError, ValidationError
-from certman.interfaces import Issuer, PrecheckRequest, SupportsCRL, SupportsPrecheck
 from certman.models import KeyType
 
 from .conftest import NOW, IssueRequestFactory, make_csr

@@ -5,11 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from ca import CAHierarchy
-from ca.certificates import (
+from certman.ca import CAHierarchy
+from certman.ca.certificates import (
     certificate_to_pem,
     certificates_to_pem,
     der_certificate_to_pem,
@@ -17,6 +14,9 @@ from ca.certificates import (
     load_certificate_pem,
     serial_hex,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from certman.errors import ValidationError
 
 

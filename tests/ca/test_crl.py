@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from certman.ca import CAHierarchy, PrivateCA, certificate_to_pem
 from cryptography import x509
 
-from ca import CAHierarchy, PrivateCA, certificate_to_pem
+from certman.contracts.issuer import CRLRequest, RevokedEntry
 from certman.errors import ValidationError
-from certman.interfaces import CRLRequest, RevokedEntry
 from certman.models import RevocationReason
 
 from .conftest import NOW

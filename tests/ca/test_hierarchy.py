@@ -6,11 +6,11 @@ import ipaddress
 from datetime import timedelta
 
 import pytest
+from certman.ca import CAHierarchy, SigningPolicy, create_hierarchy
+from certman.ca.keys import key_type_of
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ca import CAHierarchy, SigningPolicy, create_hierarchy
-from ca.keys import key_type_of
 from certman.errors import ValidationError
 from certman.models import KeyType
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
-from ca.keys import (
+from certman.ca.keys import (
     generate_private_key,
     key_type_of,
     load_private_key_der,
     private_key_to_der,
     signature_hash_for,
 )
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
 from certman.errors import ValidationError
 from certman.models import KeyType
 

@@ -7,12 +7,12 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from certman.ca import CAHierarchy, PrivateCA, SigningPolicy, create_hierarchy, generate_private_key
+from certman.ca.leaf_der import LeafEncoder, subject_key_bits, tlv
+from certman.ca.profiles import LeafProfile
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca import CAHierarchy, PrivateCA, SigningPolicy, create_hierarchy, generate_private_key
-from ca.leaf_der import LeafEncoder, subject_key_bits, tlv
-from ca.profiles import LeafProfile
 from certman.domains import Identifier
 from certman.models import KeyType
 from tests.ca.conftest import CONSTRAINED_POLICY, NOW

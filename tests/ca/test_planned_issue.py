@@ -6,12 +6,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from certman.ca import PrivateCA, SigningPolicy, create_hierarchy, generate_private_key
+from certman.ca.hierarchy import BACKDATE
+from certman.ca.serials import SERIAL_BITS
 
-from ca import PrivateCA, SigningPolicy, create_hierarchy, generate_private_key
-from ca.hierarchy import BACKDATE
-from ca.serials import SERIAL_BITS
+from certman.contracts.issuer import IssuePlanRequest, KeyIssueRequest, SupportsIssuePlan
 from certman.errors import PolicyError, ValidationError
-from certman.interfaces import IssuePlanRequest, KeyIssueRequest, SupportsIssuePlan
 from certman.models import KeyType
 from certman.pki import certificate_facts, public_key_der
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from certman.ca.policy import SigningPolicy
 
-from ca.policy import SigningPolicy
 from certman.errors import PolicyError, ValidationError
 from certman.models import KeyType
 

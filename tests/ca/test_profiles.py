@@ -7,11 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from certman.ca import CAHierarchy, PrivateCA
+from certman.ca.keys import generate_private_key
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ca import CAHierarchy, PrivateCA
-from ca.keys import generate_private_key
 from certman.models import KeyType
 
 from .conftest import NOW, IssueRequestFactory, make_csr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ca.serials import new_serial
+from certman.ca.serials import new_serial
 
 
 def test_serials_are_unique_over_ten_thousand_draws() -> None:

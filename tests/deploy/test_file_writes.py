@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from certman.contracts.deployer import DeployRequest
 from certman.deploy.files import FileDeployer, FileTargetSettings, reload_error_detail
 from certman.errors import ConfigError
-from certman.interfaces import DeployRequest
 
 
 def deployer(tmp_path: Path, **extra: str) -> FileDeployer:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from certman.contracts.key_wrapper import KeyWrapper, SupportsRewrap
 from certman.errors import ConfigError, KeyWrapError
-from certman.interfaces import KeyWrapper, SupportsRewrap
 from certman.keywrap.pkcs11 import Pkcs11KeyWrapper, key_uri, parse_key_uri
 from certman.keywrap.pkcs11_token import Pkcs11Token, SealedForAnotherContext
 from certman.models import EncryptionContext

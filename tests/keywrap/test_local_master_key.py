@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
+from certman.contracts.key_wrapper import KeyWrapper, SupportsRewrap
 from certman.errors import AlreadyExistsError, KeyWrapError
-from certman.interfaces import KeyWrapper, SupportsRewrap
 from certman.keywrap import LocalMasterKey, rewrap
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from scheduler.health import HealthServer
-from scheduler.metrics import Metrics
+from certman.scheduler.health import HealthServer
+from certman.scheduler.metrics import Metrics
+
 from tests.scheduler.processes import get
 
 

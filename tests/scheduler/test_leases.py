@@ -8,11 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from certman.scheduler.notify import Notifier
+from certman.scheduler.reconcile import Reconciler, TickReport
+
 from certman.clock import SystemClock
-from certman.interfaces import Issuer, IssueRequest, IssueResponse
+from certman.contracts.issuer import Issuer, IssueRequest, IssueResponse
 from certman.service.leases import Lease, claim, holder_of
-from scheduler.notify import Notifier
-from scheduler.reconcile import Reconciler, TickReport
 from tests.scheduler.conftest import make_home, runtime_for
 from tests.scheduler.processes import wait_for
 from tests.scheduler.test_reconcile import issue

@@ -8,11 +8,11 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from certman.scheduler.events import DEPLOY_FAILED
 from sqlalchemy import update
 
 from certman.service.leases import TABLE, Lease, claim, holder_of
 from certman.service.runtime import Runtime
-from scheduler.events import DEPLOY_FAILED
 from tests.scheduler.conftest import Webhook
 
 
@@ -141,8 +141,9 @@ def test_a_failure_notice_a_command_could_not_send_is_sent_by_the_service(
 ) -> None:  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
-    from scheduler.notify import Notifier
-    from scheduler.reconcile import Reconciler
+    from certman.scheduler.notify import Notifier
+    from certman.scheduler.reconcile import Reconciler
+
     from tests.scheduler.conftest import runtime_for
 
     _issued_with_a_failing_reload(cli, initialised_home, webhook)

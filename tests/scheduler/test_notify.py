@@ -10,15 +10,15 @@ from pathlib import Path
 
 import boto3
 import pytest
+from certman.scheduler.events import EXPIRING, event
+from certman.scheduler.notify import BATCH, Notifier
+from certman.scheduler.outbox import HOLD
 from sqlalchemy import event as sa_event
 from sqlmodel import select
 
 from certman.clock import FrozenClock
 from certman.inventory.tables import Notification
 from certman.service.runtime import Runtime
-from scheduler.events import EXPIRING, event
-from scheduler.notify import BATCH, Notifier
-from scheduler.outbox import HOLD
 from tests.components.moto_server import moto_server
 from tests.scheduler.conftest import Webhook, make_home, runtime_for
 

@@ -9,18 +9,18 @@ from typing import Any
 
 import boto3
 import pytest
+from certman.scheduler.events import PREFLIGHT_FAILED
+from certman.scheduler.metrics import Metrics
+from certman.scheduler.notify import Notifier
+from certman.scheduler.preflight import Preflight
 from sqlalchemy import update
 from sqlmodel import col, select
 
 from certman.clock import FrozenClock
-from certman.interfaces import IssueRequest, IssueResponse, PreflightResult
+from certman.contracts.issuer import IssueRequest, IssueResponse, PreflightResult
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.service.checks import run_doctor
 from certman.service.runtime import Runtime
-from scheduler.events import PREFLIGHT_FAILED
-from scheduler.metrics import Metrics
-from scheduler.notify import Notifier
-from scheduler.preflight import Preflight
 from tests.scheduler.conftest import Webhook, make_home, runtime_for
 from tests.scheduler.test_notify import moto_url  # noqa: F401  (fixture)
 from tests.scheduler.test_reconcile import issue

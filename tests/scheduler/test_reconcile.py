@@ -6,6 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from certman.scheduler.events import DEPLOY_FAILED, EXPIRING, RENEWAL_FAILED, RENEWAL_RECOVERED
+from certman.scheduler.notify import Notifier
+from certman.scheduler.reconcile import Reconciler
 from sqlmodel import select
 
 from certman.clock import FrozenClock
@@ -13,9 +16,6 @@ from certman.inventory.tables import ManagedCertificate
 from certman.models import KeyType, RevisionState
 from certman.service.leases import Lease, claim
 from certman.service.lifecycle import IssueSpec, Lifecycle
-from scheduler.events import DEPLOY_FAILED, EXPIRING, RENEWAL_FAILED, RENEWAL_RECOVERED
-from scheduler.notify import Notifier
-from scheduler.reconcile import Reconciler
 from tests.scheduler.conftest import Webhook, make_home, runtime_for
 
 

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from certman.scheduler.events import EXPIRING
+from certman.scheduler.reconcile import TickReport
+from certman.scheduler.service import Service
 
 from certman.clock import SystemClock
-from scheduler.events import EXPIRING
-from scheduler.reconcile import TickReport
-from scheduler.service import Service
 from tests.components.nginx import free_port
 from tests.scheduler.conftest import Webhook, make_home, runtime_for
 from tests.scheduler.processes import get, metrics, run, serve, show, stop, wait_for

@@ -9,10 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from certman.scheduler.service import Service
 from sqlalchemy import create_engine, text
 
 from certman.clock import FrozenClock, SystemClock
-from scheduler.service import Service
 from tests.components.nginx import free_port
 from tests.components.postgres import PostgresCluster
 from tests.scheduler.conftest import make_home, runtime_for

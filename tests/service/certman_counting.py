@@ -35,7 +35,8 @@ def _logged(sign: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def main() -> None:
-    from ca.authority import PrivateCA
+    from certman.ca.authority import PrivateCA
+
     from certman.cli.main import run
 
     PrivateCA.issue = _logged(PrivateCA.issue)  # type: ignore[method-assign]

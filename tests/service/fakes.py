@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from certman.contracts.issuer import Issuer, IssueRequest, IssueResponse
 from certman.errors import IssuanceError
-from certman.interfaces import Issuer, IssueRequest, IssueResponse
 from certman.models import KeyType
 from certman.pki import build_csr, generate_private_key
 

@@ -21,12 +21,7 @@ import pytest
 from sqlmodel import col, select
 
 from certman.config import load_config
-from certman.interfaces import (
-    IssueRequest,
-    IssueResponse,
-    KeyIssueRequest,
-    PrecheckRequest,
-)
+from certman.contracts.issuer import IssueRequest, IssueResponse, KeyIssueRequest, PrecheckRequest
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.models import KeyType, RevisionState, WrappedKey
 from certman.pki import certificate_facts, load_certificate, load_private_key_der, public_key_der

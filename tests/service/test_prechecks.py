@@ -9,8 +9,8 @@ import pytest
 from sqlmodel import select
 
 from certman.clock import FrozenClock
+from certman.contracts.archive import ArchivePutRequest, ArchiveRef, SupportsNameListing
 from certman.errors import AlreadyExistsError, ArchiveError, IssuanceError, KeyWrapError
-from certman.interfaces import ArchivePutRequest, ArchiveRef, SupportsNameListing
 from certman.inventory.tables import AuditEvent, Revision
 from certman.models import EncryptionContext, RevisionState, WrappedKey
 from certman.service.deletion import delete_certificate, refuse_archived_names

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from certman.scheduler import reconcile
+from certman.scheduler.notify import Notifier
 from sqlalchemy import update
 from sqlmodel import col, select
 
 from certman.clock import FrozenClock
-from certman.interfaces import (
+from certman.contracts.issuer import (
     IssueRequest,
     IssueResponse,
     RenewalInfoRequest,
@@ -20,8 +22,6 @@ from certman.pki import load_certificate
 from certman.service.authorities import load_private_ca
 from certman.service.renewal_info import FETCH_CLAIM, refresh_renewal_windows
 from certman.service.runtime import Runtime
-from scheduler import reconcile
-from scheduler.notify import Notifier
 from tests.service.test_lifecycle import issue
 
 TABLE = ManagedCertificate.__table__  # type: ignore[attr-defined]

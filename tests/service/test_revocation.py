@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from certman.interfaces import RevokeRequest, RevokeResponse
+from certman.contracts.issuer import RevokeRequest, RevokeResponse
 from certman.models import RevisionState, RevocationReason
 from certman.pki import certificate_facts
 from certman.service.authorities import load_private_ca

@@ -1,63 +1,11 @@
-"""The contracts of sealed secrets and stored bundles: key wrappers and archive stores.
-
-Part of certman/interfaces.py, which re-exports every name here. Each operation takes
-one request dataclass and returns one response dataclass (or plain bytes, for sealing);
-optional capabilities are separate small protocols, detected with ``isinstance``.
-"""
+"""The archive stores' contract: encrypted bundles kept by name and revision (local
+directory, S3 with SSE), each read back checked against its SHA-256."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
-
-from certman.models import EncryptionContext, WrappedKey
-
-# --- key wrappers ------------------------------------------------------------------------
-
-
-@runtime_checkable
-class KeyWrapper(Protocol):
-    """Envelope encryption of secrets (DESIGN.md, "Security invariants").
-
-    ``wrap`` uses a fresh 256-bit data key per call; ``unwrap`` with any other context
-    than the one given to ``wrap`` raises KeyWrapError.
-    """
-
-    wrapper_type: str
-
-    def wrap(self, plaintext: bytes, context: EncryptionContext) -> WrappedKey: ...
-
-    def unwrap(self, wrapped: WrappedKey, context: EncryptionContext) -> bytes: ...
-
-
-@runtime_checkable
-class SupportsRewrap(Protocol):
-    def needs_rewrap(self, wrapped: WrappedKey) -> bool:
-        """True when ``wrapped`` is not sealed under this wrapper's current key."""
-        ...
-
-
-@runtime_checkable
-class SupportsVersions(Protocol):
-    """A wrapper that keeps its own key versions (the local master key file)."""
-
-    def rotate(self) -> int:
-        """Add a new active version and retire the current one (kept to unwrap); return it."""
-        ...
-
-    def fingerprint(self) -> str:
-        """A short, non-secret identifier of the active version (for `certman doctor`)."""
-        ...
-
-
-@runtime_checkable
-class SupportsKeyCreation(Protocol):
-    def ensure_key(self) -> bool:
-        """Create the wrapping key where the wrapper's service has none (an HSM token);
-        True when it was created. Never replaces an existing key."""
-        ...
-
 
 # --- archives ----------------------------------------------------------------------------
 

@@ -1,12 +1,9 @@
-"""Every contract between certman's core and its backends, in one place.
+"""The issuers' contract: private CAs and ACME CAs certify keys for identifiers.
 
-(The deployers' contracts are written in interfaces_deploy.py, the key wrappers' and
-archive stores' in interfaces_storage.py; both are re-exported here.)
-
-Each backend operation takes one request dataclass and returns one response dataclass.
-Optional capabilities are separate small protocols, detected with ``isinstance``.
-Backends raise only certman errors (certman.errors); third-party exceptions are
-translated in the adapter that called the third-party code.
+Each operation takes one request dataclass and returns one response dataclass; optional
+capabilities are separate small protocols, detected with ``supports`` (certman.contracts).
+Issuers raise only certman errors (certman.errors): third-party exceptions are translated
+in the adapter that called the third-party code.
 """
 
 from __future__ import annotations
@@ -16,44 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-# The deployers' contracts live in interfaces_deploy.py, the key wrappers' and archive
-# stores' in interfaces_storage.py (one module would pass 400 lines); every one is
-# re-exported here, so `from certman.interfaces import X` names any contract.
-from certman.interfaces_deploy import (  # noqa: F401
-    CleanupRequest,
-    Deployer,
-    DeployRequest,
-    DeployResponse,
-    Material,
-    PlanRequest,
-    PlanResponse,
-    RollbackRequest,
-    RolloutPrecheckRequest,
-    SupportsAcmStrategy,
-    SupportsArnCheck,
-    SupportsCleanup,
-    SupportsForget,
-    SupportsPlan,
-    SupportsRegion,
-    SupportsRolloutPrecheck,
-    SupportsUnits,
-    SupportsWaves,
-    VerifyRequest,
-    VerifyResponse,
-)
-from certman.interfaces_storage import (  # noqa: F401
-    ArchiveGetRequest,
-    ArchiveGetResponse,
-    ArchivePutRequest,
-    ArchiveRef,
-    ArchiveStore,
-    KeyWrapper,
-    SupportsKeyCreation,
-    SupportsNameListing,
-    SupportsPutMany,
-    SupportsRewrap,
-    SupportsVersions,
-)
 from certman.models import CertificateFacts, KeyType, RevocationReason
 
 if TYPE_CHECKING:  # cryptography is imported by the code that makes keys, not by contracts
@@ -293,53 +252,3 @@ class SupportsDeactivate(Protocol):
     def deactivate(self) -> str:
         """Deactivate the issuer's account at the CA (RFC 8555 section 7.3.6); return its URL."""
         ...
-
-
-# --- ACME challenge solvers ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChallengeRequest:
-    """One challenge to satisfy (RFC 8555 section 8).
-
-    http-01: serve ``key_authorization`` at ``/.well-known/acme-challenge/<token>``.
-    dns-01: publish ``txt_value`` in a TXT record at ``txt_name``.
-    """
-
-    kind: str
-    domain: str
-    token: str
-    key_authorization: str
-    txt_name: str = ""
-    txt_value: str = ""
-
-
-@runtime_checkable
-class ChallengeSolver(Protocol):
-    kind: str
-
-    def perform(self, requests: list[ChallengeRequest]) -> None: ...
-
-    def cleanup(self, requests: list[ChallengeRequest]) -> None:
-        """Revert everything perform did, even if perform failed half-way."""
-        ...
-
-
-# --- capability checks -------------------------------------------------------------------
-
-
-def supports(backend: object, capability: type) -> bool:
-    """``isinstance(backend, capability)`` for a capability protocol, answered once per class.
-
-    A runtime protocol check walks the protocol's members on every call (~10 us), and the
-    lifecycle asks it for each certificate; capabilities are methods a backend's class
-    defines, so the answer depends on the class alone.
-    """
-    key = (type(backend), capability)
-    found = _CLASS_SUPPORTS.get(key)
-    if found is None:
-        found = _CLASS_SUPPORTS[key] = issubclass(key[0], capability)
-    return found
-
-
-_CLASS_SUPPORTS: dict[tuple[type, type], bool] = {}

@@ -1,8 +1,8 @@
-"""The deployers' contracts (ACM, ELBv2 listeners, files + reload): a rollout's side of
-certman/interfaces.py, which re-exports every name here.
+"""The deployers' contract (ACM, ELBv2 listeners, files + reload): deploy, verify, roll
+back, each unit of a target on its own.
 
 Each operation takes one request dataclass and returns one response dataclass; optional
-capabilities are separate small protocols, detected with ``isinstance``.
+capabilities are separate small protocols, asked with ``supports`` (certman.contracts).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class SupportsCleanup(Protocol):
 
 
 # SupportsWaves and SupportsRegion are settings, not methods: check them with isinstance
-# (interfaces.supports answers only method protocols).
+# (certman.contracts.supports answers only method protocols).
 
 
 @runtime_checkable

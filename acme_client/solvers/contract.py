@@ -1,0 +1,33 @@
+"""The challenge solvers' contract (RFC 8555 section 8): only the ACME issuer uses it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChallengeRequest:
+    """One challenge to satisfy (RFC 8555 section 8).
+
+    http-01: serve ``key_authorization`` at ``/.well-known/acme-challenge/<token>``.
+    dns-01: publish ``txt_value`` in a TXT record at ``txt_name``.
+    """
+
+    kind: str
+    domain: str
+    token: str
+    key_authorization: str
+    txt_name: str = ""
+    txt_value: str = ""
+
+
+@runtime_checkable
+class ChallengeSolver(Protocol):
+    kind: str
+
+    def perform(self, requests: list[ChallengeRequest]) -> None: ...
+
+    def cleanup(self, requests: list[ChallengeRequest]) -> None:
+        """Revert everything perform did, even if perform failed half-way."""
+        ...
