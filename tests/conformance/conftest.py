@@ -314,7 +314,7 @@ def _acme_table(directory_url: str, pebble: Pebble) -> str:
     return (
         '[issuers.pebble]\ntype = "acme"\n'
         f'directory = "{directory_url}"\nca_bundle = "{pebble.ca_bundle}"\n'
-        f'http_address = "127.0.0.1:{free_port()}"\n'
+        f'http_address = "127.0.0.1:{pebble.http_port}"\n'
     )
 
 
