@@ -376,7 +376,7 @@ def _file_deployer(directory: Path, nginx: Nginx) -> DeployerBackend:
         'type = "file"\n'
         f'fullchain_path = "{nginx.fullchain}"\nkey_path = "{nginx.key}"\n'
         f'reload_command = "{nginx.reload_command}"\nprobe = "{nginx.endpoint}"\n'
-        'probe_timeout = "10s"\n',
+        'probe_timeout = "2s"\n',
     )
 
     def served(unit: str, state: dict[str, str]) -> str:
@@ -399,3 +399,28 @@ def nginx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     server = start_nginx(tmp_path_factory.mktemp("nginx"))
     yield server
     server.stop()
+
+
+def _acm_deployer(directory: Path, aws: AwsAccount) -> DeployerBackend:
+    runtime = make_home(directory, aws.section() + '[targets.acm]\ntype = "acm"\n')
+    acm = aws.client("acm")
+
+    def served(unit: str, state: dict[str, str]) -> str:
+        serial = acm.describe_certificate(CertificateArn=state["acm_arn"])["Certificate"]["Serial"]
+        text = str(serial)  # moto answers in decimal, AWS as colon-separated hex
+        return format(int(text), "x") if text.isdigit() else text.replace(":", "").lower()
+
+    return DeployerBackend("acm", runtime, target="acm", served=served)
+
+
+@pytest.fixture(scope="module", params=["file", "acm"])
+def deployer_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployerBackend]:
+    directory = tmp_path_factory.mktemp(f"deployer-{request.param}")
+    if request.param == "file":
+        backend = _file_deployer(directory, request.getfixturevalue("nginx_server"))
+    else:
+        backend = _acm_deployer(directory, request.getfixturevalue("aws_account"))
+    yield backend
+    dispose(backend.runtime)
