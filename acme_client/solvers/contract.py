@@ -31,3 +31,9 @@ class ChallengeSolver(Protocol):
     def cleanup(self, requests: list[ChallengeRequest]) -> None:
         """Revert everything perform did, even if perform failed half-way."""
         ...
+
+
+class CheckableSolver(ChallengeSolver, Protocol):
+    def check(self) -> str:
+        """Say why the solver is ready, or raise a certman error saying why not."""
+        ...
