@@ -54,9 +54,11 @@ IN_FLIGHT: frozenset[RevisionState] = frozenset(
     {S.PLANNED, S.KEY_SEALED, S.ORDERED, S.ISSUED, S.ARCHIVED, S.IMPORTED, S.DEPLOYED}
 )
 # Where a revision may go from each state, and who moves it there:
-#   steps.py       planned→key_sealed→issued→archived→deployed→active, active→superseded
-#   lifecycle.py   key_sealed/ordered→ordered (an ACME order URL, stored as it exists)
-#   rollout.py     archived/imported→imported (ACM holds it, the rest of the rollout not yet)
+#   steps.py       planned→key_sealed→issued→archived→deployed→active, active→superseded;
+#                  ordered→issued (an order resumed)
+#   lifecycle.py   key_sealed/ordered→ordered (an ACME order URL, stored as it exists; a
+#                  new order replaces an invalid one)
+#   rollout.py     archived/imported→imported (after each ACM import, a wave of its own)
 #   failures.py    any in-flight state→failed (a permanent failure)
 #   revocation.py  a certified state→revoked (again: a reason upgraded to keyCompromise);
 #                  an in-flight state→failed (a renewal holding a key revoked meanwhile)
