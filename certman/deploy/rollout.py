@@ -25,7 +25,7 @@ from certman.contracts.deployer import (
     VerifyRequest,
 )
 from certman.errors import CertmanError, DeployError, ValidationError
-from certman.models import RevisionState
+from certman.lifecycle.states import RevisionState, transition
 
 if TYPE_CHECKING:
     from certman.inventory.tables import ManagedCertificate
@@ -276,7 +276,7 @@ def roll_out(
                 done[unit.key] = {**done[unit.key], "verified": "yes"}
             rev.deploy_state = json.dumps(done, sort_keys=True)
             if any(u.target_type == "acm" for u in pending) and RevisionState(rev.state).in_flight:
-                rev.state = RevisionState.IMPORTED
+                transition(rev, RevisionState.IMPORTED, rt.clock.now(), name=cert.name)
             if pending and work.checkpoint is not None:
                 work.checkpoint()
     except CertmanError as error:
