@@ -18,7 +18,7 @@ from certman.acme_client.solvers.contract import ChallengeRequest
 from certman.errors import CertmanError, ConfigError, IssuanceError
 
 if TYPE_CHECKING:
-    from certman.aws.clients import AwsClients
+    from certman.contracts.build_context import AwsClientFactory
 
 log = logging.getLogger("certman.acme")
 
@@ -274,7 +274,7 @@ def _record_change(action: str, fqdn: str, values: list[str], ttl: int) -> dict[
     }
 
 
-def route53_client(aws: AwsClients) -> Any:
+def route53_client(aws: AwsClientFactory) -> Any:
     """The runtime's Route53 client: one boto3 session per process, built from [aws]."""
     try:
         import boto3  # noqa: F401  (only to say what to install)
