@@ -49,7 +49,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"certman.acme_client.issuer", "certman.acme_client.preflight"}),
 }
 KNOWN_BACKEND_IMPORTS: set[tuple[str, str]] = {
-    ("certman.aws.sync", "certman.service.runtime"),
     ("certman.deploy.rollout", "certman.service.runtime"),
     ("certman.deploy.rollout", "certman.service.steps"),
 }
