@@ -82,9 +82,10 @@ class Runtime:
 
         return AwsClients.from_settings(self.config.sections["aws"], source=str(self.config.path))
 
-    @cached_property
+    @property
     def build_context(self) -> BuildContext:
-        """What every backend factory gets besides its settings (never this runtime)."""
+        """What every backend factory gets besides its settings (never this runtime); made
+        for each build, so a backend gets the runtime's clock of the moment it is built."""
         return BuildContext(
             config_path=self.config.path,
             home=self.config.home,
