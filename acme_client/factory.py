@@ -12,29 +12,34 @@ from certman.acme_client.problems import Where
 from certman.acme_client.settings import AcmeSettings, parse_settings
 
 if TYPE_CHECKING:
-    from certman.service.runtime import Runtime  # the core passes itself in
+    from certman.contracts.build_context import BuildContext
 
 
-def build_issuer(runtime: Runtime, settings: Mapping[str, Any]) -> AcmeIssuer:
+def build_issuer(context: BuildContext, settings: Mapping[str, Any]) -> AcmeIssuer:
     """Check the table (unknown keys name issuers.NAME.key and the file) and wire the parts."""
-    parsed = parse_settings(settings, config_path=runtime.config.path, home=runtime.config.home)
+    parsed = parse_settings(settings, config_path=context.config_path, home=context.home)
     where = Where(
         issuer=parsed.name,
         directory=parsed.directory,
-        config_path=str(runtime.config.path),
-        now=runtime.clock.now,
+        config_path=str(context.config_path),
+        now=context.clock.now,
     )
     client = AcmeClient(where, verify=parsed.verify)
-    return AcmeIssuer(
-        runtime=runtime,
+    account = Account(
+        store=context.acme_accounts(parsed.name, parsed.directory),
+        key_wrapper=context.key_wrapper,
         settings=parsed,
         client=client,
-        account=Account(runtime, parsed, client),
-        solver=build_solver(runtime, parsed),
+    )
+    return AcmeIssuer(
+        settings=parsed,
+        client=client,
+        account=account,
+        solver=build_solver(context, parsed),
     )
 
 
-def build_solver(runtime: Runtime, settings: AcmeSettings) -> CheckableSolver:
+def build_solver(context: BuildContext, settings: AcmeSettings) -> CheckableSolver:
     from certman.acme_client.solvers import dns01, http01
 
     timeout = settings.propagation_timeout.total_seconds()
@@ -50,5 +55,7 @@ def build_solver(runtime: Runtime, settings: AcmeSettings) -> CheckableSolver:
         return dns01.ExecHookSolver(hook=settings.dns_hook, timeout=timeout, setting=settings.table)
     from certman.aws.route53 import route53_zone
 
-    zone = route53_zone(runtime.aws, hosted_zone_id=settings.hosted_zone_id, setting=settings.table)
+    zone = route53_zone(
+        context.aws(), hosted_zone_id=settings.hosted_zone_id, setting=settings.table
+    )
     return dns01.DnsZoneSolver(zone=zone, timeout=timeout)

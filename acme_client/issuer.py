@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from certman.acme_client.account import Account
 from certman.acme_client.ari import RenewalInfo, cert_id
@@ -32,9 +31,6 @@ from certman.contracts.issuer import (
 from certman.domains import is_ip_address
 from certman.errors import IssuanceError, ValidationError
 
-if TYPE_CHECKING:
-    from certman.service.runtime import Runtime  # the core passes itself in
-
 log = logging.getLogger("certman.acme")
 
 # How long one attempt waits on the server (validation, issuance) before leaving the order
@@ -48,7 +44,6 @@ class AcmeIssuer:
     def __init__(
         self,
         *,
-        runtime: Runtime,
         settings: AcmeSettings,
         client: AcmeClient,
         account: Account,
@@ -56,7 +51,6 @@ class AcmeIssuer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = settings.name
-        self.runtime = runtime
         self.settings = settings
         self.client = client
         self.account = account
@@ -219,25 +213,9 @@ class AcmeIssuer:
             return request.replaces
         if request.revision <= 1 or self.client.directory_info().renewal_info is None:
             return None
-        previous = self._previous_certificate(request.name)
-        if previous is None:
+        if request.replacing_pem is None:
             return None
         try:
-            return cert_id(previous)
+            return cert_id(request.replacing_pem)
         except ValidationError:
             return None
-
-    def _previous_certificate(self, name: str) -> bytes | None:
-        """The certificate this issuance replaces: the active revision in the inventory."""
-        from sqlmodel import select
-
-        from certman.inventory.tables import ManagedCertificate, Revision
-
-        with self.runtime.session() as session:
-            row = session.exec(
-                select(Revision.certificate_pem)
-                .join(ManagedCertificate, ManagedCertificate.id == Revision.certificate_id)  # type: ignore[arg-type]
-                .where(ManagedCertificate.name == name)
-                .where(Revision.number == ManagedCertificate.current_revision)
-            ).first()
-        return row.encode() if row else None

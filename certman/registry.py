@@ -64,7 +64,10 @@ class BackendRegistry:
 
     Factories are named as "module:function" and imported only when used, so that
     `certman --help` never pays for boto3 or the acme library. A factory is called as
-    ``factory(runtime, settings)`` where ``settings`` is the configuration table.
+    ``factory(context, settings)``: ``context`` is the narrow BuildContext
+    (certman.contracts.build_context: config path, home, clock, AWS clients, key wrapper,
+    account store) and ``settings`` the configuration table. A backend never gets the
+    runtime.
     """
 
     key_wrappers: dict[str, str] = field(default_factory=_default_key_wrappers)

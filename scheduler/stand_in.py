@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from certman.contracts.build_context import BuildContext
 from certman.contracts.issuer import IssueRequest, IssueResponse, KeyIssueRequest
 from certman.errors import CertmanError, IssuanceError
 from certman.service.runtime import Runtime
@@ -124,6 +125,6 @@ class StandInIssuer:
         return replace(request, validity=timedelta(seconds=given)) if given else request
 
 
-def build(runtime: Runtime, settings: Mapping[str, Any]) -> StandInIssuer:
+def build(context: BuildContext, settings: Mapping[str, Any]) -> StandInIssuer:
     """Registry factory for ``type = "simulated"``."""
-    return StandInIssuer(str(settings["name"]), settings, runtime.clock.now())
+    return StandInIssuer(str(settings["name"]), settings, context.clock.now())

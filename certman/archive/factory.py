@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from certman.archive.local import LocalArchiveStore
 
 if TYPE_CHECKING:
-    from certman.service.runtime import Runtime
+    from certman.contracts.build_context import BuildContext
 
 
-def build_local(runtime: Runtime, settings: Mapping[str, Any]) -> LocalArchiveStore:
-    return LocalArchiveStore(runtime.config.archive_path)
+def build_local(context: BuildContext, settings: Mapping[str, Any]) -> LocalArchiveStore:
+    return LocalArchiveStore(context.archive_path)

@@ -34,7 +34,7 @@ from certman.deploy.settings import check_keys
 from certman.errors import ConfigError, DeployError
 
 if TYPE_CHECKING:
-    from certman.service.runtime import Runtime
+    from certman.contracts.build_context import BuildContext
 
 KNOWN_KEYS = {"type", "name", "region", "acm_strategy"}
 # acm_strategy: how a renewal reaches ACM. "reimport" (ACM's convention, the default): to the
@@ -386,8 +386,8 @@ def _deleted(name: str) -> Hints:
 _NOTHING_TO_UNDO = Hints(missing="nothing to undo")
 
 
-def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> AcmDeployer:
-    where = f"[targets.{settings['name']}] of {runtime.config.path}"
+def build_deployer(context: BuildContext, settings: Mapping[str, Any]) -> AcmDeployer:
+    where = f"[targets.{settings['name']}] of {context.config_path}"
     check_keys(settings, KNOWN_KEYS, where, "an acm target")
     strategy = settings.get("acm_strategy", REIMPORT)
     if strategy not in STRATEGIES:
@@ -395,9 +395,10 @@ def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> AcmDeployer
             f'acm_strategy = {strategy!r} in {where}; use "reimport" (the default: renewals go '
             'to the same ARN) or "new-arn" (listeners move to a new ARN wave by wave).'
         )
-    region = str(settings.get("region") or "") or runtime.aws.region
-    acm = runtime.aws.client("acm", region, setting=f"targets.{settings['name']}.region")
-    elb = runtime.aws.client("elbv2", region) if strategy == NEW_ARN else None
+    aws = context.aws()
+    region = str(settings.get("region") or "") or aws.region
+    acm = aws.client("acm", region, setting=f"targets.{settings['name']}.region")
+    elb = aws.client("elbv2", region) if strategy == NEW_ARN else None
     return AcmDeployer(
         acm=acm, name=str(settings["name"]), region=region, strategy=str(strategy), elb=elb
     )

@@ -7,18 +7,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from certman.aws.errors import Hints, aws_call
 from certman.contracts.issuer import PreflightResult
-from certman.errors import ConfigError, KeyWrapError
+from certman.durations import parse_duration
+from certman.errors import ConfigError, KeyWrapError, ValidationError
 from certman.keywrap.envelope import check_format, open_sealed, seal
 from certman.models import EncryptionContext, WrappedKey
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from certman.service.runtime import Runtime
+    from certman.contracts.build_context import BuildContext
 
 WRAPPER_TYPE = "aws-kms"
 _MISSING = Hints(
@@ -188,18 +190,18 @@ class KmsKeyWrapper:
         return PreflightResult(ok=enabled, checks=(("kms key", enabled, message),))
 
 
-def build_key_wrapper(runtime: Runtime, settings: Mapping[str, Any]) -> KmsKeyWrapper:
-    where = f"[kms] of {runtime.config.path}"
+def build_key_wrapper(context: BuildContext, settings: Mapping[str, Any]) -> KmsKeyWrapper:
+    where = f"[kms] of {context.config_path}"
     key_id = str(settings.get("key_id") or "")
     # With another [kms] type this wrapper only opens what KMS sealed before a move
     # (`certman keys rotate --to local`): each record names its KMS key, key_id may be empty.
-    if not key_id and runtime.config.get("kms", "type") == WRAPPER_TYPE:
+    if not key_id and context.key_wrapper_type == WRAPPER_TYPE:
         raise ConfigError(
             f'[kms] type is "aws-kms" but key_id is empty in {where}; set it to '
             "a KMS key id, ARN or alias (e.g. alias/certman)."
         )
     cache = None
-    max_age = runtime.config.duration("kms", "cache_max_age")
+    max_age = _cache_max_age(settings, context)
     max_uses = int(settings.get("cache_max_uses") or 0)
     if max_age is not None and max_uses > 0:
         cache = DataKeyCache(max_age=max_age.total_seconds(), max_uses=max_uses)
@@ -207,4 +209,15 @@ def build_key_wrapper(runtime: Runtime, settings: Mapping[str, Any]) -> KmsKeyWr
         raise ConfigError(
             f"Set both cache_max_age and cache_max_uses in {where} to cache data keys, or neither."
         )
-    return KmsKeyWrapper(kms=runtime.aws.client("kms"), key_id=key_id, cache=cache)
+    return KmsKeyWrapper(kms=context.aws().client("kms"), key_id=key_id, cache=cache)
+
+
+def _cache_max_age(settings: Mapping[str, Any], context: BuildContext) -> timedelta | None:
+    """[kms] cache_max_age; an empty string means "not set"."""
+    raw = settings.get("cache_max_age")
+    if raw in ("", None):
+        return None
+    try:
+        return parse_duration(raw, field="kms.cache_max_age")
+    except ValidationError as e:
+        raise ConfigError(f"{e} (in {context.config_path})") from None

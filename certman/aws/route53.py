@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from certman.aws.clients import AwsClients
 from certman.aws.errors import Hints, aws_call
+from certman.contracts.build_context import AwsClientFactory
 from certman.errors import ConfigError, IssuanceError
 
 
@@ -139,7 +139,7 @@ class Route53Zone:
         return best[1]
 
 
-def route53_zone(aws: AwsClients, *, hosted_zone_id: str | None, setting: str) -> Route53Zone:
+def route53_zone(aws: AwsClientFactory, *, hosted_zone_id: str | None, setting: str) -> Route53Zone:
     """The zone over the runtime's Route 53 client (one boto3 session, built from [aws])."""
     return Route53Zone(client=aws.client("route53"), hosted_zone_id=hosted_zone_id, setting=setting)
 

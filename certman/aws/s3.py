@@ -32,7 +32,7 @@ from certman.models import EncryptionContext, WrappedKey
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from certman.service.runtime import Runtime
+    from certman.contracts.build_context import BuildContext
 
 SSE_MODES = ("s3", "kms", "c")
 # put_many: S3 is latency-bound, a few uploads in flight hide most of it.
@@ -400,34 +400,34 @@ def _name_revision(location: str) -> tuple[str, int]:
         raise IntegrityError(f"Archive location {location!r} is not one certman wrote.") from None
 
 
-def build_archive_store(runtime: Runtime, settings: Mapping[str, Any]) -> S3ArchiveStore:
+def build_archive_store(context: BuildContext, settings: Mapping[str, Any]) -> S3ArchiveStore:
     """The S3 store from [archive]; every setting is checked here, before anything is issued."""
-    where = f"[archive] of {runtime.config.path}"
+    where = f"[archive] of {context.config_path}"
     bucket = str(settings.get("bucket") or "")
     if not bucket:
         raise ConfigError(f'[archive] type is "s3" but bucket is empty in {where}.')
     problem = bucket_problem(bucket)
     if problem:
         raise ConfigError(
-            f"archive.bucket = {bucket!r} in {runtime.config.path} is not an S3 bucket: "
+            f"archive.bucket = {bucket!r} in {context.config_path} is not an S3 bucket: "
             f'{problem} (e.g. "certman-archive").'
         )
     try:
         prefix = normalise_prefix(str(settings.get("prefix") or ""))
     except ValueError as e:
         raise ConfigError(
-            f"archive.prefix = {settings.get('prefix')!r} in {runtime.config.path} cannot "
+            f"archive.prefix = {settings.get('prefix')!r} in {context.config_path} cannot "
             f'prefix S3 keys: {e}; use a path such as "archive/" or "".'
         ) from None
     sse = str(settings.get("sse") or "s3")
     if sse not in SSE_MODES:
         raise ConfigError(f"[archive] sse = {sse!r} in {where}; use one of: s3, kms, c.")
     return S3ArchiveStore(
-        s3=runtime.aws.client("s3"),
+        s3=context.aws().client("s3"),
         bucket=bucket,
         prefix=prefix,
         sse=sse,
-        key_wrapper=runtime.key_wrapper,
+        key_wrapper=context.key_wrapper(),
         kms_key_id=str(settings.get("kms_key_id") or ""),
         bucket_key=bool(settings.get("bucket_key", True)),
         client_side=bool(settings.get("client_side", False)),

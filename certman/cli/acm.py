@@ -16,7 +16,7 @@ def sync(
     region: Annotated[str | None, typer.Option(help="Region [default: [aws] region].")] = None,
 ) -> None:
     """Read every ACM certificate of the region into the inventory; flag drift."""
-    from certman.aws.sync import sync_acm
+    from certman.service.acm_sync import sync_acm
 
     report = sync_acm(state(ctx).runtime(), region, setting="--region")
     typer.echo(f"{len(report.imported)} new, {len(report.updated)} updated.")

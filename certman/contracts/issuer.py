@@ -31,6 +31,9 @@ class IssueRequest:
     exists, before waiting on anything, so that a crash can resume (DESIGN.md rule 2).
     ``serial`` and ``not_before`` come from the issuer's own IssuePlan (SupportsIssuePlan),
     persisted before the first attempt; issuers that plan must sign exactly them.
+    ``replacing_pem`` is the certificate this issuance replaces (the certificate's active
+    revision), None for a first issuance: an ACME issuer names it in the order's
+    ``replaces`` when the server offers ARI (RFC 9773 section 5).
     """
 
     name: str
@@ -46,6 +49,7 @@ class IssueRequest:
     checkpoint: Callable[[str], None] | None = None
     serial: int | None = None
     not_before: datetime | None = None
+    replacing_pem: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,7 +24,7 @@ from certman.deploy.settings import boolean, check_keys, whole_number
 from certman.errors import ConfigError, DeployError, ValidationError
 
 if TYPE_CHECKING:
-    from certman.service.runtime import Runtime
+    from certman.contracts.build_context import BuildContext
 
 KNOWN_KEYS = {
     "type",
@@ -288,10 +288,10 @@ def _kept(request: DeployRequest, state: dict[str, str]) -> dict[str, str]:
     return state
 
 
-def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> Elbv2Deployer:
+def build_deployer(context: BuildContext, settings: Mapping[str, Any]) -> Elbv2Deployer:
     from certman.aws.acm import AcmDeployer
 
-    where = f"[targets.{settings['name']}] of {runtime.config.path}"
+    where = f"[targets.{settings['name']}] of {context.config_path}"
     check_keys(settings, KNOWN_KEYS, where, "an elbv2 target")
     arns = settings.get("listener_arns")
     if not isinstance(arns, list) or not arns or not all(isinstance(a, str) for a in arns):
@@ -299,9 +299,10 @@ def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> Elbv2Deploy
     role = str(settings.get("role", "sni"))
     if role not in ("sni", "default"):
         raise ConfigError(f'role = {role!r} in {where}; use "sni" or "default".')
-    region = str(settings.get("region") or "") or runtime.aws.region
+    aws = context.aws()
+    region = str(settings.get("region") or "") or aws.region
     deployer = Elbv2Deployer(
-        elb=runtime.aws.client("elbv2", region, setting=f"targets.{settings['name']}.region"),
+        elb=aws.client("elbv2", region, setting=f"targets.{settings['name']}.region"),
         name=str(settings["name"]),
         listener_arns=list(arns),
         region=region,
@@ -310,9 +311,7 @@ def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> Elbv2Deploy
         wave_size=whole_number(settings, "wave_size", 1, where),
         remove_old=boolean(settings, "remove_old", True, where),
         quota=whole_number(settings, "certificate_quota", DEFAULT_QUOTA, where),
-        acm=AcmDeployer(
-            acm=runtime.aws.client("acm", region), name=str(settings["name"]), region=region
-        ),
+        acm=AcmDeployer(acm=aws.client("acm", region), name=str(settings["name"]), region=region),
     )
     for arn in deployer.listener_arns:  # a listener that does not exist is refused up front
         try:

@@ -27,7 +27,7 @@ from certman.deploy.settings import check_keys, seconds
 from certman.errors import ConfigError, DeployError, ValidationError
 
 if TYPE_CHECKING:
-    from certman.service.runtime import Runtime
+    from certman.contracts.build_context import BuildContext
 
 PATH_KEYS = ("cert_path", "chain_path", "fullchain_path", "key_path")
 KNOWN_KEYS = {
@@ -269,8 +269,8 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def build_deployer(runtime: Runtime, settings: Mapping[str, Any]) -> FileDeployer:
-    where = f"[targets.{settings['name']}] of {runtime.config.path}"
+def build_deployer(context: BuildContext, settings: Mapping[str, Any]) -> FileDeployer:
+    where = f"[targets.{settings['name']}] of {context.config_path}"
     deployer = FileDeployer(settings=FileTargetSettings.parse(settings, where))
     deployer.preflight_paths()
     return deployer

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from certman.keywrap.local import LocalMasterKey
 
 if TYPE_CHECKING:
-    from certman.service.runtime import Runtime
+    from certman.contracts.build_context import BuildContext
 
 
-def build_local(runtime: Runtime, settings: Mapping[str, Any]) -> LocalMasterKey:
-    return LocalMasterKey.load(runtime.config.master_key_path, clock=runtime.clock)
+def build_local(context: BuildContext, settings: Mapping[str, Any]) -> LocalMasterKey:
+    return LocalMasterKey.load(context.master_key_path, clock=context.clock)

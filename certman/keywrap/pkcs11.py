@@ -28,7 +28,7 @@ from certman.models import EncryptionContext, WrappedKey
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from certman.service.runtime import Runtime
+    from certman.contracts.build_context import BuildContext
 
 WRAPPER_TYPE = "pkcs11"
 _PROBE = EncryptionContext(certificate="certman-preflight", revision=0, purpose="probe")
@@ -116,6 +116,6 @@ class Pkcs11KeyWrapper:
         return PreflightResult(ok=ok, checks=(("hsm key", ok, message),))
 
 
-def build_key_wrapper(runtime: Runtime, settings: Mapping[str, Any]) -> Pkcs11KeyWrapper:
-    token = Pkcs11Token.from_settings(settings, str(runtime.config.path))
+def build_key_wrapper(context: BuildContext, settings: Mapping[str, Any]) -> Pkcs11KeyWrapper:
+    token = Pkcs11Token.from_settings(settings, str(context.config_path))
     return Pkcs11KeyWrapper(token=token, key_label=str(settings.get("key_label") or ""))

@@ -20,6 +20,7 @@ from certman.service.prechecks import check_master_key
 if TYPE_CHECKING:
     from certman.ca import PrivateCA
     from certman.config import Config
+    from certman.contracts.build_context import BuildContext
     from certman.contracts.issuer import Issuer
     from certman.service.runtime import Runtime
 
@@ -215,9 +216,9 @@ def load_private_ca(runtime: Runtime, name: str) -> PrivateCA:
     )
 
 
-def build_issuer(runtime: Runtime, settings: Mapping[str, Any]) -> Issuer:
-    """Registry factory for ``type = "private-ca"``."""
-    return load_private_ca(runtime, str(settings.get("ca") or settings["name"]))
+def build_issuer(context: BuildContext, settings: Mapping[str, Any]) -> Issuer:
+    """Registry factory for ``type = "private-ca"``: the CA of the inventory it names."""
+    return context.private_ca(str(settings.get("ca") or settings["name"]))
 
 
 def sign_crl(runtime: Runtime, name: str) -> bytes:

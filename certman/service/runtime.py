@@ -15,6 +15,7 @@ from sqlmodel import Session
 from certman.clock import Clock, SystemClock
 from certman.config import Config
 from certman.contracts.archive import ArchiveStore
+from certman.contracts.build_context import BuildContext
 from certman.contracts.deployer import Deployer
 from certman.contracts.issuer import Issuer
 from certman.contracts.key_wrapper import KeyWrapper
@@ -23,6 +24,7 @@ from certman.registry import BackendRegistry
 
 if TYPE_CHECKING:
     from certman.aws.clients import AwsClients
+    from certman.contracts.account_store import AccountStore
     from certman.inventory.audit_seal import AuditSeal
 
 
@@ -80,6 +82,35 @@ class Runtime:
 
         return AwsClients.from_settings(self.config.sections["aws"], source=str(self.config.path))
 
+    @property
+    def build_context(self) -> BuildContext:
+        """What every backend factory gets besides its settings (never this runtime); made
+        for each build, so a backend gets the runtime's clock of the moment it is built."""
+        return BuildContext(
+            config_path=self.config.path,
+            home=self.config.home,
+            clock=self.clock,
+            master_key_path=self.config.master_key_path,
+            archive_path=self.config.archive_path,
+            key_wrapper_type=str(self.config.get("kms", "type")),
+            aws=lambda: self.aws,
+            key_wrapper=lambda: self.key_wrapper,
+            acme_accounts=self._acme_accounts,
+            private_ca=self._private_ca,
+        )
+
+    def _acme_accounts(self, issuer: str, directory: str) -> AccountStore:
+        from certman.inventory.acme_accounts import InventoryAccountStore
+
+        return InventoryAccountStore(
+            session=self.session, clock=self.clock, issuer=issuer, directory=directory
+        )
+
+    def _private_ca(self, name: str) -> Issuer:
+        from certman.service.authorities import load_private_ca
+
+        return load_private_ca(self, name)
+
     @cached_property
     def key_wrapper(self) -> KeyWrapper:
         from certman.keywrap.dispatch import WrapperSet
@@ -104,14 +135,14 @@ class Runtime:
         kms = dict(self.config.sections["kms"])
         kms["type"] = type_name
         build = self.registry.factory("key_wrappers", type_name, f"[kms] of {self.config.path}")
-        return build(self, kms)  # type: ignore[no-any-return]
+        return build(self.build_context, kms)  # type: ignore[no-any-return]
 
     @cached_property
     def archive(self) -> ArchiveStore:
         archive = self.config.sections["archive"]
         where = f"[archive] of {self.config.path}"
         build = self.registry.factory("archive_stores", archive["type"], where)
-        return build(self, archive)  # type: ignore[no-any-return]
+        return build(self.build_context, archive)  # type: ignore[no-any-return]
 
     def issuer(self, name: str) -> Issuer:
         """The issuer called ``name``: an [issuers.NAME] table, else a private CA of that name."""
@@ -133,7 +164,7 @@ class Runtime:
         settings.setdefault("name", name)
         where = f"[issuers.{name}] of {self.config.path}"
         build = self.registry.factory("issuers", str(settings["type"]), where)
-        return build(self, settings)  # type: ignore[no-any-return]
+        return build(self.build_context, settings)  # type: ignore[no-any-return]
 
     def known_issuers_hint(self) -> str:
         from certman.service.authorities import authority_names
@@ -158,7 +189,7 @@ class Runtime:
             settings.setdefault("name", name)
             where = f"[targets.{name}] of {self.config.path}"
             build = self.registry.factory("targets", str(settings["type"]), where)
-            self._deployers[name] = build(self, settings)
+            self._deployers[name] = build(self.build_context, settings)
         return self._deployers[name]
 
     def require_config_type(self, section: str, expected: str) -> None:

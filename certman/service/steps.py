@@ -118,6 +118,14 @@ def unseal_private_key(rt: Runtime, name: str, rev: Revision) -> bytes:
     )
 
 
+def _replacing(work: Work) -> bytes | None:
+    """The certificate of the active revision this issuance replaces, if any."""
+    previous = work.previous
+    if previous is None or not previous.certificate_pem:
+        return None
+    return previous.certificate_pem.encode()
+
+
 def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = None) -> None:
     """KEY_SEALED/ORDERED -> ISSUED: CSR out, certificate in, checked against our key."""
     cert, rev = work.cert, work.rev
@@ -160,6 +168,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
                 checkpoint=checkpoint,
                 serial=serial,
                 not_before=not_before,
+                replacing_pem=_replacing(work),
             )
         )
     facts = response.facts or certificate_facts(response.certificate_pem)

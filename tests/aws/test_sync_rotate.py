@@ -10,10 +10,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlmodel import select
 
-from certman.aws.sync import sync_acm
 from certman.config import load_config
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
 from certman.models import WrappedKey
+from certman.service.acm_sync import sync_acm
 from certman.service.home import init_home
 from certman.service.runtime import Runtime
 from tests.aws.conftest import Aws, aws_config, write_config

@@ -12,6 +12,7 @@ from certman.scheduler.notify import Notifier
 from certman.scheduler.reconcile import Reconciler, TickReport
 
 from certman.clock import SystemClock
+from certman.contracts.build_context import BuildContext
 from certman.contracts.issuer import Issuer, IssueRequest, IssueResponse
 from certman.service.leases import Lease, claim, holder_of
 from tests.scheduler.conftest import make_home, runtime_for
@@ -37,10 +38,8 @@ class SlowIssuer:
         return self.inner.issue(request)
 
 
-def build_slow(runtime: Any, settings: Mapping[str, Any]) -> SlowIssuer:
-    from certman.service.authorities import load_private_ca
-
-    return SlowIssuer(load_private_ca(runtime, "default"))
+def build_slow(context: BuildContext, settings: Mapping[str, Any]) -> SlowIssuer:
+    return SlowIssuer(context.private_ca("default"))
 
 
 def test_a_step_longer_than_the_lease_keeps_its_claim(tmp_path: Path) -> None:

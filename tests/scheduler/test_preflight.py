@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from certman.clock import FrozenClock
+from certman.contracts.build_context import BuildContext
 from certman.contracts.issuer import IssueRequest, IssueResponse, PreflightResult
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.service.checks import run_doctor
@@ -41,7 +42,7 @@ class UnreachableIssuer:
         )
 
 
-def build_unreachable(runtime: Any, settings: Mapping[str, Any]) -> UnreachableIssuer:
+def build_unreachable(context: BuildContext, settings: Mapping[str, Any]) -> UnreachableIssuer:
     return UnreachableIssuer(str(settings["name"]))
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from certman.contracts.build_context import BuildContext
 from certman.contracts.issuer import Issuer, IssueRequest, IssueResponse
 from certman.errors import IssuanceError
 from certman.models import KeyType
@@ -64,12 +65,10 @@ def _with_csr(request: IssueRequest, csr_pem: bytes) -> IssueRequest:
     return replace(request, csr_pem=csr_pem)
 
 
-def build(runtime: Any, settings: Mapping[str, Any]) -> FakeIssuer:
+def build(context: BuildContext, settings: Mapping[str, Any]) -> FakeIssuer:
     """Registry factory for ``type = "fake"``."""
-    from certman.service.authorities import load_private_ca
-
     return FakeIssuer(
-        load_private_ca(runtime, str(settings.get("ca", "default"))),
+        context.private_ca(str(settings.get("ca", "default"))),
         name=str(settings["name"]),
         failure=settings.get("failure"),
         fail_names=tuple(settings.get("fail_names", ())),

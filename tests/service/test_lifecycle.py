@@ -156,6 +156,22 @@ def test_plan_refuses_renew_before_not_shorter_than_validity(frozen_runtime: Run
 # --- renewal ----------------------------------------------------------------------------
 
 
+def test_a_renewal_tells_the_issuer_which_certificate_it_replaces(
+    frozen_runtime: Runtime, clock: FrozenClock
+) -> None:
+    # ACME names it in the order's "replaces" (RFC 9773 section 5); the issuer no longer
+    # reads the inventory for it, so the request must carry it.
+    issuer = fake(frozen_runtime)
+    lifecycle = issue(frozen_runtime, issuer="fake")
+    (first,) = revisions(frozen_runtime, "web")
+    past_renewal(frozen_runtime, clock, "web")
+    lifecycle.renew("web")
+    assert [r.revision for r in issuer.requests] == [1, 2]
+    assert issuer.requests[0].replacing_pem is None
+    assert first.certificate_pem is not None
+    assert issuer.requests[1].replacing_pem == first.certificate_pem.encode()
+
+
 def test_renew_before_due_creates_no_revision(frozen_runtime: Runtime) -> None:
     lifecycle = issue(frozen_runtime)
     outcome = lifecycle.renew("web")

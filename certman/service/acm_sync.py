@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
-from certman.aws.acm_certs import ACM_KEY_ALGORITHMS, KEY_TYPES, TAG_NAME, acm_serial
+from certman.aws.acm_certs import ACM_KEY_ALGORITHMS
+from certman.aws.acm_listing import AcmCertificate, certman_name, list_certificates
 from certman.aws.clients import region_of
-from certman.aws.errors import aws_call
-from certman.errors import OperationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.lifecycle.states import CertificateStatus
@@ -54,15 +53,7 @@ def sync_acm(rt: Runtime, region: str | None = None, *, setting: str = "") -> Sy
     """
     acm = rt.aws.client("acm", region, setting=setting)
     region = rt.aws.region if region is None else region
-    described = {}
-    with aws_call("acm:ListCertificates", region, OperationError):
-        for page in acm.get_paginator("list_certificates").paginate(
-            Includes={"keyTypes": KEY_TYPES}
-        ):
-            for summary in page.get("CertificateSummaryList", []):
-                arn = summary["CertificateArn"]
-                with aws_call("acm:DescribeCertificate", arn, OperationError):
-                    described[arn] = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+    described = {cert.arn: cert for cert in list_certificates(acm, region)}
     with rt.session() as session:
         rows = session.exec(
             select(ManagedCertificate).where(col(ManagedCertificate.acm_arn).is_not(None))
@@ -73,13 +64,13 @@ def sync_acm(rt: Runtime, region: str | None = None, *, setting: str = "") -> Sy
         # older certman mirrored as unmanaged although they hold a serial certman issued
         # (copies: found once, then they are no longer rows).
         mirrored = {
-            arn: _facts(cert)["serial"]
+            arn: cert.serial
             for arn, cert in described.items()
             if arn in by_arn and by_arn[arn].source == "acm"
         }
         ours = _issued_serials(session, set(mirrored.values()))
     unplaced = [arn for arn in described if arn not in by_arn or mirrored.get(arn) in ours]
-    owners = {arn: _certman_name(acm, arn) for arn in unplaced}
+    owners = {arn: certman_name(acm, arn) for arn in unplaced}
     now = rt.clock.now()
     report = SyncReport()
     with rt.session() as session:
@@ -103,12 +94,11 @@ def sync_acm(rt: Runtime, region: str | None = None, *, setting: str = "") -> Sy
         copies: list[tuple[ManagedCertificate, str, str]] = []
         for arn, cert in described.items():
             row = by_arn.get(arn)
-            facts = _facts(cert)
             owner = managed_by_name.get(owners.get(arn) or "")
             if owner is not None and (row is None or row.source == "acm"):
                 if row is not None:  # mirrored as unmanaged by an older certman
                     session.delete(row)
-                copies.append((owner, arn, facts["serial"]))
+                copies.append((owner, arn, cert.serial))
                 continue
             if row is None:
                 row = ManagedCertificate(
@@ -118,25 +108,17 @@ def sync_acm(rt: Runtime, region: str | None = None, *, setting: str = "") -> Sy
             else:
                 report.updated.add(row.name)
             if row.source == "acm":
-                row.domains = json.dumps(facts["domains"])
-                row.issuer = str(cert.get("Issuer") or "acm")
-                algorithm = str(cert.get("KeyAlgorithm") or "")
-                row.key_type = _KEY_TYPES.get(algorithm, algorithm)[:16]
-                row.status = _STATUS.get(str(cert.get("Status")), CertificateStatus.PENDING)
-                row.serial = facts["serial"]
-                row.not_before = cert.get("NotBefore")
-                row.not_after = cert.get("NotAfter")
-                row.renewal_due_at = None
-            elif facts["serial"] not in deployed.get(row.name, set()):
+                _mirror(row, cert)
+            elif cert.serial not in deployed.get(row.name, set()):
                 row.drift = (
-                    f"ACM holds serial {facts['serial']}, not certman's {row.serial}: "
+                    f"ACM holds serial {cert.serial}, not certman's {row.serial}: "
                     "the certificate was changed outside certman."
                 )
             else:
                 row.drift = None
-            row.acm_status = str(cert.get("Status") or "")
-            row.acm_type = str(cert.get("Type") or "")
-            row.in_use_by = json.dumps(list(cert.get("InUseBy", [])))
+            row.acm_status = cert.status
+            row.acm_type = cert.type
+            row.in_use_by = json.dumps(list(cert.in_use_by))
             row.updated_at = now
             session.add(row)
             if row.drift:
@@ -167,11 +149,16 @@ def sync_acm(rt: Runtime, region: str | None = None, *, setting: str = "") -> Sy
     return report
 
 
-def _certman_name(acm: Any, arn: str) -> str:
-    """The ``certman:name`` tag of an ACM certificate ("" when it has none)."""
-    with aws_call("acm:ListTagsForCertificate", arn, OperationError):
-        tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-    return next((str(t.get("Value") or "") for t in tags if t.get("Key") == TAG_NAME), "")
+def _mirror(row: ManagedCertificate, cert: AcmCertificate) -> None:
+    """An unmanaged certificate's row says what ACM says of it."""
+    row.domains = json.dumps(list(cert.domains))
+    row.issuer = cert.issuer or "acm"
+    row.key_type = _KEY_TYPES.get(cert.key_algorithm, cert.key_algorithm)[:16]
+    row.status = _STATUS.get(cert.status, CertificateStatus.PENDING)
+    row.serial = cert.serial
+    row.not_before = cert.not_before
+    row.not_after = cert.not_after
+    row.renewal_due_at = None
 
 
 def _copy_drifted(
@@ -239,13 +226,6 @@ def _issued_serials(session: Any, serials: set[str]) -> set[str]:
             if s
         )
     return found
-
-
-def _facts(cert: dict[str, Any]) -> dict[str, Any]:
-    domains = list(cert.get("SubjectAlternativeNames") or [])
-    if not domains and cert.get("DomainName"):
-        domains = [cert["DomainName"]]
-    return {"domains": domains, "serial": acm_serial(str(cert.get("Serial", "")))}
 
 
 def _name_for(arn: str) -> str:
