@@ -48,9 +48,7 @@ def build_solver(runtime: Runtime, settings: AcmeSettings) -> CheckableSolver:
     if settings.dns_provider == "exec":
         assert settings.dns_hook is not None
         return dns01.ExecHookSolver(hook=settings.dns_hook, timeout=timeout, setting=settings.table)
-    return dns01.Route53Solver(
-        client=dns01.route53_client(runtime.aws),
-        hosted_zone_id=settings.hosted_zone_id,
-        timeout=timeout,
-        setting=settings.table,
-    )
+    from certman.aws.route53 import route53_zone
+
+    zone = route53_zone(runtime.aws, hosted_zone_id=settings.hosted_zone_id, setting=settings.table)
+    return dns01.DnsZoneSolver(zone=zone, timeout=timeout)

@@ -6,16 +6,18 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from certman.acme_client.account import Account
 from certman.acme_client.ari import RenewalInfo, cert_id
 from certman.acme_client.client import AcmeClient
 from certman.acme_client.jws import jwk_of
 from certman.acme_client.orders import OrderPlan, obtain
+from certman.acme_client.preflight import run_checks
 from certman.acme_client.problems import AccountUnknown, ProblemError, ServerBusy
+from certman.acme_client.profiles import chosen_profile
 from certman.acme_client.settings import AcmeSettings
-from certman.acme_client.solvers.contract import ChallengeSolver
+from certman.acme_client.solvers.contract import CheckableSolver
 
 from certman.contracts.issuer import (
     IssueRequest,
@@ -28,7 +30,7 @@ from certman.contracts.issuer import (
     RevokeResponse,
 )
 from certman.domains import is_ip_address
-from certman.errors import ConfigError, IssuanceError, ValidationError
+from certman.errors import IssuanceError, ValidationError
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime  # the core passes itself in
@@ -38,12 +40,6 @@ log = logging.getLogger("certman.acme")
 # How long one attempt waits on the server (validation, issuance) before leaving the order
 # to be resumed by the next attempt.
 MIN_ORDER_TIMEOUT = 90.0
-
-
-class CheckableSolver(ChallengeSolver, Protocol):
-    def check(self) -> str:
-        """Say why the solver is ready, or raise a certman error saying why not."""
-        ...
 
 
 class AcmeIssuer:
@@ -188,9 +184,13 @@ class AcmeIssuer:
     # --- SupportsPreflight -------------------------------------------------------------
 
     def preflight(self, now: datetime) -> PreflightResult:
-        from certman.acme_client.preflight import run_checks
-
-        return run_checks(self, now)
+        return run_checks(
+            client=self.client,
+            settings=self.settings,
+            account=self.account,
+            solver=self.solver,
+            now=now,
+        )
 
     # --- account management ------------------------------------------------------------
 
@@ -211,18 +211,7 @@ class AcmeIssuer:
             )
 
     def _profile(self) -> str | None:
-        """The configured profile when the server offers profiles (draft-aaron-acme-profiles)."""
-        info = self.client.directory_info()
-        wanted = self.settings.profile
-        if wanted is None or not info.profiles:
-            return None
-        if wanted not in info.profiles:
-            raise ConfigError(
-                f"The ACME server offers no profile {wanted!r} (it offers: "
-                f"{', '.join(info.profiles)}); set issuers.{self.name}.profile in "
-                f"{self.settings.config_path} to one of those, or remove it."
-            )
-        return wanted
+        return chosen_profile(self.client.directory_info(), self.settings)
 
     def _replaces(self, request: IssueRequest) -> str | None:
         """RFC 9773 section 5: a renewal names the certificate it replaces, if ARI is offered."""

@@ -48,10 +48,16 @@ def obtain(client: AcmeClient, plan: OrderPlan) -> tuple[OrderState, str]:
         order = client.finalize(order, plan.request.csr_pem)
     order = _wait(client, order, {"ready", "processing"}, deadline, plan, "Issuance")
     if order.status != "valid" or not order.certificate:
-        reason = order.error or f"the order is {order.status}"
+        names = ", ".join(plan.request.identifiers)
+        if order.error is not None:  # RFC 8555 section 7.1.3: why the order is invalid
+            raise ProblemError(
+                f"The ACME server did not issue the certificate for {names}: "
+                f"{order.error.describe()}.",
+                problem=order.error,
+            )
         raise IssuanceError(
-            f"The ACME server did not issue the certificate for "
-            f"{', '.join(plan.request.identifiers)}: {reason}."
+            f"The ACME server did not issue the certificate for {names}: "
+            f"the order is {order.status}."
         )
     return order, client.certificate(order.certificate)
 
@@ -149,7 +155,9 @@ def _pick(authz: AuthorizationState, kind: str) -> ChallengeState:
 def _why(authz: AuthorizationState, kind: str) -> str:
     errors = [c.error for c in authz.challenges if c.type == kind and c.error]
     errors = errors or [c.error for c in authz.challenges if c.error]
-    return f"{authz.name} ({kind}): " + (errors[0] if errors else f"authorization {authz.status}")
+    return f"{authz.name} ({kind}): " + (
+        errors[0].describe() if errors else f"authorization {authz.status}"
+    )
 
 
 def _wait_authz(

@@ -21,6 +21,7 @@ from certman.errors import (
 )
 
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
+ABOUT_BLANK = "about:blank"  # RFC 7807 section 4.2: no type beyond the HTTP status
 # RFC 8555 section 6.7 / RFC 9773 section 7.4: problems that say "the request is refused
 # by the CA's policy for this identifier" - a different request could succeed, retrying this
 # one cannot.
@@ -45,6 +46,119 @@ class Where:
         return f"[issuers.{self.issuer}] of {self.config_path}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Subproblem:
+    """One identifier's own problem inside a larger one (RFC 8555 section 6.7.1)."""
+
+    type: str
+    detail: str
+    identifier: str | None
+
+    @property
+    def code(self) -> str:
+        return self.type.removeprefix(ERROR_PREFIX)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """A problem document as the server sent it (RFC 7807 section 3, RFC 8555 section 6.7).
+
+    ``type`` is the full URN ("about:blank" for an HTTP error without a problem document,
+    RFC 7807 section 4.2); ``status`` the HTTP status it came with (None inside an order
+    or a challenge); ``identifier`` the one it is about, when the server says.
+    """
+
+    type: str
+    detail: str = ""
+    status: int | None = None
+    identifier: str | None = None
+    subproblems: tuple[Subproblem, ...] = ()
+
+    @property
+    def code(self) -> str:
+        """The type's last part ("rejectedIdentifier"); ``http-404`` for a bare HTTP error."""
+        if self.type == ABOUT_BLANK:
+            return f"http-{self.status}"
+        return self.type.removeprefix(ERROR_PREFIX)
+
+    def describe(self) -> str:
+        """`type: detail`, the identifier, then each subproblem under its own identifier."""
+        text = self.type if self.type != ABOUT_BLANK else f"HTTP {self.status}"
+        if self.detail:
+            text += f": {self.detail}"
+        if self.identifier is not None:
+            text += f" (identifier {self.identifier})"
+        for sub in self.subproblems:
+            text += f"; {sub.identifier or 'the request'}: {sub.type}"
+            if sub.detail:
+                text += f": {sub.detail}"
+        return text
+
+
+def problem_of(error: messages.Error) -> Problem:
+    """The structured problem of an acme ``messages.Error`` (its HTTP status when known)."""
+    status = getattr(error, "http_status", None)
+    return Problem(
+        type=str(error.typ or ABOUT_BLANK),
+        detail=str(error.detail or ""),
+        status=status if isinstance(status, int) else None,
+        identifier=_identifier(error.identifier),
+        subproblems=tuple(
+            Subproblem(
+                type=str(sub.typ or ABOUT_BLANK),
+                detail=str(sub.detail or ""),
+                identifier=_identifier(sub.identifier),
+            )
+            for sub in error.subproblems or ()
+        ),
+    )
+
+
+def _identifier(identifier: messages.Identifier | None) -> str | None:
+    return None if identifier is None else str(identifier.value)
+
+
+class AcmeProblem(CertmanError):
+    """What the ACME server answered, as certman errors carry it: every problem document
+    leaves the adapter as one of the subclasses below, each holding ``problem``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problem: Problem,
+        retryable: bool | None = None,
+        retry_after: datetime | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
+        self.problem = problem
+
+    @property
+    def code(self) -> str:
+        """The problem type's last part ("badCSR", "alreadyRevoked", "http-404")."""
+        return self.problem.code
+
+    @property
+    def type(self) -> str:
+        return self.problem.type
+
+    @property
+    def detail(self) -> str:
+        return self.problem.detail
+
+    @property
+    def status(self) -> int | None:
+        return self.problem.status
+
+    @property
+    def identifier(self) -> str | None:
+        return self.problem.identifier
+
+    @property
+    def subproblems(self) -> tuple[Subproblem, ...]:
+        return self.problem.subproblems
+
+
 class AccountGone(CertmanError):
     """The server answered accountDoesNotExist; the account layer re-registers (internal)."""
 
@@ -53,7 +167,7 @@ class AccountUnknown(IssuanceError):
     """The server does not know the account and certman did not (or could not) re-register."""
 
 
-class ServerBusy(IssuanceError):
+class ServerBusy(AcmeProblem, IssuanceError):
     """rateLimited, 5xx and the like: the server asked for a pause (retryable).
 
     ``rate_limited``: the pause is about this request's account or names (RFC 8555 section
@@ -61,34 +175,30 @@ class ServerBusy(IssuanceError):
     """
 
     def __init__(
-        self, message: str, *, retry_after: datetime | None, rate_limited: bool = False
+        self,
+        message: str,
+        *,
+        problem: Problem,
+        retry_after: datetime | None,
+        rate_limited: bool = False,
     ) -> None:
-        super().__init__(message, retryable=True, retry_after=retry_after)
+        super().__init__(message, problem=problem, retryable=True, retry_after=retry_after)
         self.rate_limited = rate_limited
 
 
-class ProblemError(IssuanceError):
-    """A permanent refusal by the server; ``code`` is the ACME problem type's last part."""
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message, retryable=False)
-        self.code = code
+class PolicyRefusal(AcmeProblem, PolicyError):
+    """The CA's policy refuses an identifier (rejectedIdentifier, caa, ...): exit 2."""
 
 
-def problem_code(error: messages.Error) -> str:
-    return str(error.typ).removeprefix(ERROR_PREFIX)
+class BindingRequired(AcmeProblem, ConfigError):
+    """The server requires External Account Binding and none was configured: exit 2."""
 
 
-def describe_problem(error: messages.Error) -> str:
-    """`type: detail` of an RFC 7807 problem, with the identifier and subproblems if any."""
-    text = f"{error.typ}"
-    if error.detail:
-        text += f": {error.detail}"
-    if error.identifier is not None:
-        text += f" (identifier {error.identifier.value})"
-    for sub in error.subproblems or ():
-        text += f"; {describe_problem(sub)}"
-    return text
+class ProblemError(AcmeProblem, IssuanceError):
+    """Any other refusal by the server: permanent."""
+
+    def __init__(self, message: str, *, problem: Problem) -> None:
+        super().__init__(message, problem=problem, retryable=False)
 
 
 def retry_after_from(value: str | None, now: datetime) -> datetime | None:
@@ -139,17 +249,19 @@ def translate(error: BaseException, where: Where, action: str) -> CertmanError:
         )
     if isinstance(error, acme_errors.ClientError):
         status, retry_after = _response_facts(error, now)
+        bare = Problem(type=ABOUT_BLANK, status=status)
         if status is not None and status >= 500:
             return ServerBusy(
                 f"The ACME server {where.directory} answered HTTP {status} while {action}; "
                 "certman will retry later.",
+                problem=bare,
                 retry_after=retry_after,
             )
         detail = f"HTTP {status}" if status is not None else _short(error)
         return ProblemError(
             f"The ACME server {where.directory} sent an unexpected answer while {action} "
             f"({detail}); is directory in {where.table} an ACME directory URL?",
-            code=f"http-{status}",
+            problem=bare,
         )
     if isinstance(error, josepy.errors.Error | ValueError | KeyError):
         return IssuanceError(
@@ -177,7 +289,7 @@ def directory_problem(error: BaseException, where: Where) -> CertmanError:
 
 def _directory_detail(error: BaseException, where: Where) -> str:
     if isinstance(error, messages.Error):
-        return f"it answered the problem {describe_problem(error)}"
+        return f"it answered the problem {problem_of(error).describe()}"
     status, _ = _response_facts(error, where.now())
     if status is not None:
         return f"it answered HTTP {status}"
@@ -189,33 +301,36 @@ def _directory_detail(error: BaseException, where: Where) -> str:
 
 
 def _from_problem(error: messages.Error, where: Where, action: str, now: datetime) -> CertmanError:
-    code = problem_code(error)
-    status = getattr(error, "http_status", None)
+    problem = problem_of(error)
+    code = problem.code
     retry_after = retry_after_from(getattr(error, "retry_after_header", None), now)
-    described = describe_problem(error)
+    described = problem.describe()
     if code == "accountDoesNotExist":
         return AccountGone(described)
-    if code in RETRYABLE_PROBLEMS or (isinstance(status, int) and status >= 500):
+    if code in RETRYABLE_PROBLEMS or (problem.status is not None and problem.status >= 500):
         if code == "rateLimited" and retry_after is None:
             retry_after = now + DEFAULT_RATE_LIMIT_BACKOFF
         return ServerBusy(
             f"The ACME server {where.directory} asked certman to try again later while "
             f"{action} ({described}).",
+            problem=problem,
             retry_after=retry_after,
             rate_limited=code == "rateLimited",
         )
     if code in POLICY_PROBLEMS:
-        return PolicyError(
+        return PolicyRefusal(
             f"The ACME server {where.directory} refused the request while {action}: "
-            f"{described}. Remove or change that name."
+            f"{described}. Remove or change that name.",
+            problem=problem,
         )
     if code in {"externalAccountRequired"}:
-        return ConfigError(
+        return BindingRequired(
             f"The ACME server {where.directory} requires External Account Binding "
-            f"({described}); set eab_kid and eab_hmac_env in {where.table}."
+            f"({described}); set eab_kid and eab_hmac_env in {where.table}.",
+            problem=problem,
         )
     return ProblemError(
-        f"The ACME server refused the request while {action}: {described}.", code=code
+        f"The ACME server refused the request while {action}: {described}.", problem=problem
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import josepy as jose
 import requests
 from acme import messages
-from certman.acme_client.problems import describe_problem, retry_after_seconds
+from certman.acme_client.problems import Problem, problem_of, retry_after_seconds
 from cryptography import x509
 
 
@@ -24,7 +24,7 @@ class OrderState:
     authorizations: tuple[str, ...]
     finalize: str
     certificate: str | None = None
-    error: str | None = None
+    error: Problem | None = None
     retry_after: float | None = None
 
 
@@ -33,7 +33,7 @@ class ChallengeState:
     type: str
     url: str
     status: str
-    error: str | None = None
+    error: Problem | None = None
     # The library's challenge object (token, key authorization); never leaves acme_client.
     chall: Any = field(default=None, repr=False, compare=False)
 
@@ -74,7 +74,7 @@ def order_state(url: str, response: requests.Response, now: datetime) -> OrderSt
         authorizations=tuple(body.authorizations or ()),
         finalize=body.finalize,
         certificate=body.certificate,
-        error=describe_problem(body.error) if body.error is not None else None,
+        error=problem_of(body.error) if body.error is not None else None,
         retry_after=retry_after_seconds(response.headers.get("Retry-After"), now),
     )
 
@@ -91,7 +91,7 @@ def authorization_state(url: str, response: requests.Response, now: datetime) ->
                 type=str(c.chall.typ) if hasattr(c.chall, "typ") else "unknown",
                 url=c.uri,
                 status=status_name(c.status),
-                error=describe_problem(c.error) if c.error is not None else None,
+                error=problem_of(c.error) if c.error is not None else None,
                 chall=c.chall,
             )
             for c in body.challenges

@@ -89,6 +89,10 @@ class IntegrityError(OperationError):
     """Stored data was modified or is missing (archive bundle, audit chain)."""
 
 
+class StateTransitionError(OperationError):
+    """A revision was asked to move to a state the lifecycle does not allow from its own."""
+
+
 class InventoryError(OperationError):
     """The inventory database is unreachable, not migrated, or in use."""
 

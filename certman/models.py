@@ -54,50 +54,6 @@ class KeyType(StrEnum):
             raise ValidationError(f"Unknown {field} {text!r}; use one of: {known}.") from None
 
 
-class RevisionState(StrEnum):
-    """The persisted steps of one issuance (DESIGN.md, "The lifecycle")."""
-
-    PLANNED = "planned"
-    KEY_SEALED = "key_sealed"
-    ORDERED = "ordered"
-    ISSUED = "issued"
-    ARCHIVED = "archived"
-    IMPORTED = "imported"
-    DEPLOYED = "deployed"
-    ACTIVE = "active"
-    # terminal states outside the happy path
-    FAILED = "failed"
-    SUPERSEDED = "superseded"
-    REVOKED = "revoked"
-
-    @property
-    def in_flight(self) -> bool:
-        return self in _IN_FLIGHT
-
-
-_IN_FLIGHT = frozenset(
-    {
-        RevisionState.PLANNED,
-        RevisionState.KEY_SEALED,
-        RevisionState.ORDERED,
-        RevisionState.ISSUED,
-        RevisionState.ARCHIVED,
-        RevisionState.IMPORTED,
-        RevisionState.DEPLOYED,
-    }
-)
-
-
-class CertificateStatus(StrEnum):
-    """What `certman list --status` filters on."""
-
-    PENDING = "pending"  # first revision not active yet
-    ACTIVE = "active"
-    FAILED = "failed"
-    REVOKED = "revoked"
-    EXPIRED = "expired"
-
-
 class RevocationReason(StrEnum):
     """RFC 5280 section 5.3.1 reason codes that an operator may pick."""
 

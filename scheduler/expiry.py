@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from certman.durations import format_duration, parse_duration
 from certman.inventory.tables import ManagedCertificate, Notification
+from certman.lifecycle.states import CertificateStatus
 from certman.service.runtime import Runtime
 
 CHUNK = 500
@@ -64,7 +65,7 @@ def _without_notice(rt: Runtime, after: datetime, until: datetime, label: str) -
             int(i)
             for i in session.exec(
                 select(c.id)
-                .where(col(c.status).in_(["active", "failed"]))
+                .where(col(c.status).in_([CertificateStatus.ACTIVE, CertificateStatus.FAILED]))
                 .where(col(c.not_after) > after)
                 .where(col(c.not_after) <= until)
                 .where(~exists(notice))

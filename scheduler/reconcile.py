@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from certman.errors import CertmanError, InventoryError, OperationError, one_line
 from certman.inventory.tables import ManagedCertificate
-from certman.models import RevisionState
+from certman.lifecycle.states import RevisionState
 from certman.service.leases import CertificateBusy, Lease, LeaseLost
 from certman.service.lifecycle import Lifecycle
 from certman.service.renewal_info import ARI_PER_TICK, refresh_renewal_windows

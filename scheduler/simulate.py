@@ -9,6 +9,7 @@ The real inventory is only read; its keys, archive, issuers and the network are 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from sqlmodel import Session, col, select
 from certman.clock import FrozenClock
 from certman.config import Config
 from certman.inventory.tables import ManagedCertificate
+from certman.lifecycle.states import CertificateStatus
 from certman.service.runtime import Runtime
 
 MIN_STEP = timedelta(minutes=1)
@@ -58,7 +60,8 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
     start = real.clock.now()
     end = start + timedelta(days=days)
     timeline = Timeline(renewals={c.name: [] for c in certs})
-    with simulation_home() as tmp:
+    stopping = threading.Event()  # set by SIGTERM or SIGINT: stop at the next safe point
+    with simulation_home(stopping=stopping) as tmp:
         config = _throwaway_config(real.config, tmp, issuers)
         LocalMasterKey.create(config.master_key_path)
         engine = make_engine(config.database_url)
@@ -70,7 +73,7 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
         clock = FrozenClock(start)
         rt = Runtime(config=config, clock=clock)
         rt.registry.issuers[stand_in.TYPE] = stand_in.FACTORY
-        reconciler = Reconciler(rt, holder="simulation", notifier=Notifier(rt))
+        reconciler = Reconciler(rt, holder="simulation", notifier=Notifier(rt), stopping=stopping)
         try:
             _run(rt, reconciler, clock, end, timeline)
             errors = _last_errors(rt)
@@ -99,7 +102,7 @@ def simulate(real: Runtime, *, days: int) -> dict[str, Any]:
 def _run(
     rt: Runtime, reconciler: Reconciler, clock: FrozenClock, end: datetime, timeline: Timeline
 ) -> None:
-    while clock.now() <= end:
+    while clock.now() <= end and not reconciler.stopping.is_set():
         _record_lapses(rt, timeline)
         for name in reconciler.tick().renewed:
             timeline.renewals[name].append(_iso(clock.now()))
@@ -136,9 +139,9 @@ def _copy(cert: ManagedCertificate, now: datetime) -> ManagedCertificate:
         claimed_until=None,
         latest_revision=cert.current_revision,
     )
-    if not cert.current_revision and cert.status != "failed":
+    if not cert.current_revision and cert.status != CertificateStatus.FAILED:
         # never issued yet (or interrupted): the service would issue it at once
-        fields.update(status="active", renewal_due_at=now, next_attempt_at=None)
+        fields.update(status=CertificateStatus.ACTIVE, renewal_due_at=now, next_attempt_at=None)
     return ManagedCertificate(**fields)
 
 
@@ -148,7 +151,11 @@ def _record_lapses(rt: Runtime, timeline: Timeline) -> None:
     with rt.session() as session:
         rows = session.exec(
             select(ManagedCertificate.name, ManagedCertificate.not_after)
-            .where(col(ManagedCertificate.status).in_(["active", "failed"]))
+            .where(
+                col(ManagedCertificate.status).in_(
+                    [CertificateStatus.ACTIVE, CertificateStatus.FAILED]
+                )
+            )
             .where(col(ManagedCertificate.not_after) < now)
         ).all()
     for name, not_after in rows:
@@ -164,7 +171,7 @@ def _next_event(rt: Runtime) -> datetime | None:
     with rt.session() as session:
         due = session.exec(
             select(func.min(c.renewal_due_at))
-            .where(c.status == "active")
+            .where(c.status == CertificateStatus.ACTIVE)
             .where(col(c.renewal_due_at) > now)
             .where(col(c.next_attempt_at).is_(None))
         ).one()
@@ -174,7 +181,9 @@ def _next_event(rt: Runtime) -> datetime | None:
         expiry = session.exec(
             select(func.min(c.not_after))
             .where(col(c.not_after) >= now)
-            .where(or_(col(c.status) != "active", col(c.next_attempt_at).is_not(None)))
+            .where(
+                or_(col(c.status) != CertificateStatus.ACTIVE, col(c.next_attempt_at).is_not(None))
+            )
         ).one()
     moments = [m for m in (due, retry, expiry + MIN_STEP if expiry else None) if m is not None]
     return min(moments) if moments else None

@@ -68,30 +68,51 @@ class _Stopped(BaseException):
 
 
 @contextmanager
-def simulation_home(parent: Path | None = None) -> Iterator[Path]:
-    """A new private directory for one simulation, removed however the run ends."""
+def simulation_home(
+    parent: Path | None = None, stopping: threading.Event | None = None
+) -> Iterator[Path]:
+    """A new private directory for one simulation, removed however the run ends.
+
+    With ``stopping``, SIGTERM and SIGINT only set it: the simulation stops at its next safe
+    point (never in the middle of a database call, whose cleanup would print a traceback),
+    and the process then dies of the signal once the home is gone. Without it, SIGTERM
+    stops the run at once.
+    """
     remove_leftovers(parent)
     home = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
     previous: dict[int, object] = {}
+    received: list[int] = []
     if threading.current_thread() is threading.main_thread():
 
         def stop(signum: int, _frame: FrameType | None) -> None:
-            raise _Stopped(signum)
+            if stopping is None:
+                raise _Stopped(signum)
+            received.append(signum)
+            stopping.set()
 
         previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stop)
+        if stopping is not None:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, stop)
     try:
         yield home
     except _Stopped as stopped:
-        shutil.rmtree(home, ignore_errors=True)
-        # Die of the signal as if it had not been caught, so the caller sees the usual status.
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        previous.clear()
-        signal.signal(stopped.signum, signal.SIG_DFL)
-        os.kill(os.getpid(), stopped.signum)
-        raise SystemExit(128 + stopped.signum) from None
+        _die(home, previous, stopped.signum)
     finally:
         for signum, handler in previous.items():
             with suppress(ValueError, TypeError):
                 signal.signal(signum, handler)  # type: ignore[arg-type]
         shutil.rmtree(home, ignore_errors=True)
+    if received:
+        _die(home, {}, received[0])
+
+
+def _die(home: Path, previous: dict[int, object], signum: int) -> None:
+    """Remove the home, then die of the signal as if it had not been caught, so the caller
+    sees the usual status."""
+    shutil.rmtree(home, ignore_errors=True)
+    for number, handler in previous.items():
+        signal.signal(number, handler)  # type: ignore[arg-type]
+    previous.clear()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)

@@ -13,6 +13,9 @@ from certman.cli.main import app
 from certman.config import load_config
 from certman.service.home import init_home
 from certman.service.runtime import Runtime
+from tests.components.fixtures import moto, pebble, softhsm
+
+__all__ = ["moto", "pebble", "softhsm"]  # session components, one per run for every folder
 
 
 @dataclass

@@ -46,7 +46,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
             "certman.service.steps",
         }
     ),
-    frozenset({"certman.acme_client.issuer", "certman.acme_client.preflight"}),
 }
 KNOWN_BACKEND_IMPORTS: set[tuple[str, str]] = {
     ("certman.acme_client.account", "certman.service.runtime"),

@@ -58,6 +58,8 @@ _THROTTLED = {
     "SlowDown",
     "RequestThrottled",
     "ProvisionedThroughputExceededException",
+    # Route 53: the previous change batch of this zone is still being applied.
+    "PriorRequestNotComplete",
 }
 _MISSING = {
     "NotFoundException",
@@ -69,6 +71,8 @@ _MISSING = {
     "ListenerNotFound",
     "LoadBalancerNotFound",
     "CertificateNotFound",
+    "NoSuchHostedZone",
+    "NoSuchChange",
     "404",
     "NotFound",
 }

@@ -16,6 +16,7 @@ from certman.aws.errors import aws_call
 from certman.errors import OperationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
+from certman.lifecycle.states import CertificateStatus
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime
@@ -23,13 +24,13 @@ if TYPE_CHECKING:
 # ACM's KeyAlgorithm in certman's key type words, where certman has one.
 _KEY_TYPES = {algorithm: key_type.value for key_type, algorithm in ACM_KEY_ALGORITHMS.items()}
 _STATUS = {
-    "ISSUED": "active",
-    "EXPIRED": "expired",
-    "REVOKED": "revoked",
-    "FAILED": "failed",
-    "PENDING_VALIDATION": "pending",
-    "INACTIVE": "failed",
-    "VALIDATION_TIMED_OUT": "failed",
+    "ISSUED": CertificateStatus.ACTIVE,
+    "EXPIRED": CertificateStatus.EXPIRED,
+    "REVOKED": CertificateStatus.REVOKED,
+    "FAILED": CertificateStatus.FAILED,
+    "PENDING_VALIDATION": CertificateStatus.PENDING,
+    "INACTIVE": CertificateStatus.FAILED,
+    "VALIDATION_TIMED_OUT": CertificateStatus.FAILED,
 }
 
 
@@ -121,7 +122,7 @@ def sync_acm(rt: Runtime, region: str | None = None, *, setting: str = "") -> Sy
                 row.issuer = str(cert.get("Issuer") or "acm")
                 algorithm = str(cert.get("KeyAlgorithm") or "")
                 row.key_type = _KEY_TYPES.get(algorithm, algorithm)[:16]
-                row.status = _STATUS.get(str(cert.get("Status")), "pending")
+                row.status = _STATUS.get(str(cert.get("Status")), CertificateStatus.PENDING)
                 row.serial = facts["serial"]
                 row.not_before = cert.get("NotBefore")
                 row.not_after = cert.get("NotAfter")

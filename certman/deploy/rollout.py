@@ -32,7 +32,6 @@ from certman.contracts.deployer import (
 )
 from certman.deploy.records import UnitRecord, UnitRecords
 from certman.errors import CertmanError, DeployError, ValidationError
-from certman.models import RevisionState
 
 log = logging.getLogger("certman.deploy")
 
@@ -67,6 +66,9 @@ class Rollout:
     previous_records: Mapping[str, UnitRecord]  # the previous revision's rollout
     primary_region: str  # [aws] region: the one whose ARN the certificate row keeps
     probe: bool  # also probe the targets' endpoints beforehand (not on a first issuance)
+    # A wave of ARN publishers verified (before its checkpoint): the lifecycle moves an
+    # in-flight revision to "imported".
+    published: Callable[[], None] = lambda: None
     canary: str | None = None
     again: bool = False  # switch this rollout's units anew (an explicit `certman deploy`)
 
@@ -77,7 +79,6 @@ class RolloutRecord:
 
     units: UnitRecords  # the revision's per-unit records (its deploy_state)
     acm_arn: str | None  # the certificate's ARN in the primary region
-    state: RevisionState  # the revision's state
 
 
 @dataclass
@@ -236,8 +237,8 @@ def roll_out(rollout: Rollout, record: RolloutRecord, checkpoint: Callable[[], N
             for unit in pending:
                 plan.done[unit.key] = plan.done[unit.key].as_verified()
             record.units = plan.done
-            if any(u.publishes_arn for u in pending) and record.state.in_flight:
-                record.state = RevisionState.IMPORTED
+            if any(u.publishes_arn for u in pending):
+                rollout.published()  # the revision is now "imported" (while in flight)
             if pending:
                 checkpoint()
     except CertmanError as error:

@@ -23,7 +23,7 @@ from certman.inventory.audit import EventSpec, append_events
 from certman.inventory.bulkwrite import insert_returning, update_by_id
 from certman.inventory.checkpoints import Checkpoints, checkpoints_aside
 from certman.inventory.tables import ManagedCertificate, Revision
-from certman.models import RevisionState
+from certman.lifecycle.states import RevisionState
 from certman.service import steps
 from certman.service.deletion import refuse_archived_names
 from certman.service.leases import Lease, LeaseKeeper, fence, release_all, release_ids
@@ -341,7 +341,8 @@ def _plan(specs: Sequence[IssueSpec], now: datetime, lease: Lease) -> list[steps
         apply_spec(cert, spec)  # type: ignore[arg-type]
         cert.latest_revision = 1
         rev = Record(**rev_defaults)
-        rev.number, rev.state, rev.reason = 1, S.PLANNED, "issue"
+        # state: the column's default, planned; every later one goes through transition.
+        rev.number, rev.reason = 1, "issue"
         rev.key_type, rev.created_at, rev.updated_at = cert.key_type, now, now
         works.append(steps.Work(cert=cert, rev=rev))  # type: ignore[arg-type]
     return works
@@ -441,8 +442,9 @@ def _archive_all(
         for work in works:
             _fail(lifecycle, work, error, report)
         return [], None
+    now = rt.clock.now()
     for work, ref in zip(works, refs, strict=True):
-        steps.record_archive(work, ref)
+        steps.record_archive(work, ref, now)
     return works, Background(batched.flush, name="certman-archive-flush")
 
 

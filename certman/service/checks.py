@@ -17,6 +17,7 @@ from certman.contracts.key_wrapper import SupportsVersions
 from certman.errors import CertmanError
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
 from certman.keywrap.dispatch import sealing_wrapper
+from certman.lifecycle.states import CertificateStatus
 from certman.service.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -245,7 +246,11 @@ def _outlived_leaves(rt: Runtime, ca: str, ca_not_after: datetime) -> list[str]:
             )
             .where(ManagedCertificate.source == "managed")
             .where(col(ManagedCertificate.issuer).in_(issuers))
-            .where(col(ManagedCertificate.status).in_(["active", "failed"]))
+            .where(
+                col(ManagedCertificate.status).in_(
+                    [CertificateStatus.ACTIVE, CertificateStatus.FAILED]
+                )
+            )
         ).all()
     return sorted(
         name
@@ -258,16 +263,18 @@ def _check_certificates(rt: Runtime, report: CheckReport) -> None:
     now = rt.clock.now()
     with rt.session() as session:
         failed = session.exec(
-            select(ManagedCertificate.name).where(ManagedCertificate.status == "failed")
+            select(ManagedCertificate.name).where(
+                ManagedCertificate.status == CertificateStatus.FAILED
+            )
         ).all()
         expired = session.exec(
             select(ManagedCertificate.name)
-            .where(ManagedCertificate.status == "active")
+            .where(ManagedCertificate.status == CertificateStatus.ACTIVE)
             .where(col(ManagedCertificate.not_after) <= now)
         ).all()
         overdue = session.exec(
             select(ManagedCertificate.name)
-            .where(ManagedCertificate.status == "active")
+            .where(ManagedCertificate.status == CertificateStatus.ACTIVE)
             .where(col(ManagedCertificate.renewal_due_at) <= now)
         ).all()
     if failed:

@@ -14,7 +14,7 @@ from certman.contracts.archive import ArchiveStore, SupportsNameListing
 from certman.errors import AlreadyExistsError, ArchiveError, ValidationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import Notification, Revision
-from certman.models import RevisionState
+from certman.lifecycle.states import RevisionState
 from certman.service.certificates import get_certificate
 from certman.service.runtime import Runtime
 from certman.service.steps import targets_of

@@ -12,6 +12,7 @@ from certman.contracts.deployer import PlanRequest, PublishesArn, SupportsPlan
 from certman.errors import CertmanError, InputError, ValidationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
+from certman.lifecycle.states import RevisionState
 from certman.service.lifecycle import get_certificate
 from certman.service.runtime import Runtime
 from certman.service.steps import Work, roll_out_work, targets_of
@@ -31,7 +32,7 @@ def _active(rt: Runtime, name: str) -> tuple[ManagedCertificate, Revision, Revis
         (
             r
             for n, r in revisions.items()
-            if n < rev.number and r.certificate_pem and r.state != "failed"
+            if n < rev.number and r.certificate_pem and r.state != RevisionState.FAILED
         ),
         key=lambda r: r.number,
         default=None,

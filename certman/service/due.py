@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 
 from certman.inventory.tables import ManagedCertificate, Revision
-from certman.models import RevisionState
+from certman.lifecycle.states import CertificateStatus, RevisionState
 from certman.service.leases import holder_gone, this_host_pattern
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _due_rows(
 ) -> Sequence[Any]:
     query = (
         select(ManagedCertificate.name, ManagedCertificate.renewal_due_at, ManagedCertificate.id)
-        .where(ManagedCertificate.status == "active")
+        .where(ManagedCertificate.status == CertificateStatus.ACTIVE)
         .where(col(ManagedCertificate.renewal_due_at) <= now)
         .where(
             col(ManagedCertificate.next_attempt_at).is_(None)

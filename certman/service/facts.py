@@ -25,6 +25,7 @@ from certman.contracts import supports
 from certman.contracts.issuer import SupportsRenewalInfo
 from certman.errors import CertmanError
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
+from certman.lifecycle.states import CertificateStatus
 from certman.service.renewal import renewal_due_at
 from certman.service.runtime import Runtime
 
@@ -205,7 +206,7 @@ def _rows(session: Session, after: int, size: int, *, suspect_only: bool = False
     if suspect_only:
         query = (
             query.where(_SUSPECT)
-            .where(CERT.c.status == "active")
+            .where(CERT.c.status == CertificateStatus.ACTIVE)
             .where(REV.c.certificate_pem.is_not(None))  # a copy without revisions (simulate)
         )
     return list(session.execute(query).all())

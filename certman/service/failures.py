@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from certman.errors import CertmanError
 from certman.inventory.audit import append_event
-from certman.models import RevisionState
+from certman.lifecycle.states import CertificateStatus, RevisionState, transition
 from certman.service.certificates import get_certificate, revision_of
 from certman.service.renewal import BACKOFF_MAX, lifetime_of, next_attempt_at
 
@@ -39,8 +39,8 @@ def record_failure(runtime: Runtime, name: str, number: int, error: CertmanError
                 not_after=cert.not_after,
             )
         else:
-            rev.state = RevisionState.FAILED
-            cert.status = "failed"
+            transition(rev, RevisionState.FAILED, now, name=name)
+            cert.status = CertificateStatus.FAILED
             cert.next_attempt_at = None
         cert.updated_at = now
         if rev is not None:

@@ -14,7 +14,8 @@ from certman.durations import format_duration
 from certman.errors import AlreadyExistsError, CertmanError, IssuanceError, ValidationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
-from certman.models import KeyType, RevisionState
+from certman.lifecycle.states import CertificateStatus, RevisionState, transition
+from certman.models import KeyType
 from certman.names import check_name
 from certman.service import due as due_queries
 from certman.service import steps
@@ -312,8 +313,7 @@ class Lifecycle:
                 if rev.order_url == order_url and rev.state == S.ORDERED:
                     return
                 rev.order_url = order_url
-                rev.state = S.ORDERED
-                rev.updated_at = self.runtime.clock.now()
+                transition(rev, S.ORDERED, self.runtime.clock.now(), name=name)
                 session.add(rev)
                 self._fence(session, cert)
                 session.commit()
@@ -361,7 +361,13 @@ class Lifecycle:
             latest = revision_of(session, cert, cert.latest_revision)
             unfinished = latest is not None and S(latest.state).in_flight
             due = checked_renewal_due(self.runtime, session, cert)  # not the row alone
-            if not unfinished and not force and cert.status == "active" and due and due > now:
+            if (
+                not unfinished
+                and not force
+                and cert.status == CertificateStatus.ACTIVE
+                and due
+                and due > now
+            ):
                 return Outcome(
                     name=name,
                     revision=cert.current_revision,
@@ -459,7 +465,7 @@ def apply_spec(cert: ManagedCertificate, spec: IssueSpec) -> None:
     )
     cert.reuse_key = spec.reuse_key
     cert.targets = json.dumps(list(spec.targets)) if spec.targets else "[]"
-    cert.status = "pending" if not cert.current_revision else cert.status
+    cert.status = CertificateStatus.PENDING if not cert.current_revision else cert.status
 
 
 def _audit_activation(

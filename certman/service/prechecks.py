@@ -11,7 +11,8 @@ from certman.contracts import supports
 from certman.contracts.issuer import PrecheckRequest, SupportsPrecheck
 from certman.errors import KeyWrapError
 from certman.inventory.tables import Authority, ManagedCertificate, Revision
-from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
+from certman.lifecycle.states import RevisionState
+from certman.models import EncryptionContext, KeyType, WrappedKey
 
 if TYPE_CHECKING:
     from certman.service.runtime import Runtime

@@ -21,6 +21,7 @@ from certman.contracts import supports
 from certman.contracts.issuer import RenewalInfoRequest, SupportsRenewalInfo
 from certman.errors import CertmanError
 from certman.inventory.tables import ManagedCertificate, Revision
+from certman.lifecycle.states import CertificateStatus
 from certman.service.renewal import pick_renewal_time
 from certman.service.runtime import Runtime
 
@@ -139,7 +140,7 @@ def _claim(rt: Runtime, now: datetime, size: int) -> list[_Claimed]:
     instances, one asks each), moving their next fetch FETCH_CLAIM ahead."""
     due = (
         select(TABLE.c.id)
-        .where(TABLE.c.status == "active")
+        .where(TABLE.c.status == CertificateStatus.ACTIVE)
         .where(TABLE.c.ari_next_fetch_at <= now)
         .order_by(TABLE.c.ari_next_fetch_at)
         .limit(size)
@@ -151,7 +152,7 @@ def _claim(rt: Runtime, now: datetime, size: int) -> list[_Claimed]:
         rows = session.execute(
             update(TABLE)
             .where(TABLE.c.id.in_(ids))
-            .where(TABLE.c.status == "active")
+            .where(TABLE.c.status == CertificateStatus.ACTIVE)
             .where(TABLE.c.ari_next_fetch_at <= now)
             .values(ari_next_fetch_at=now + FETCH_CLAIM)
             .returning(TABLE.c.id, TABLE.c.serial, TABLE.c.issuer, TABLE.c.renewal_due_at)
@@ -212,7 +213,7 @@ def _ask(rt: Runtime, claimed: list[_Claimed], now: datetime, stopping: Callable
                     update(TABLE)
                     .where(TABLE.c.id == cert.id)
                     .where(TABLE.c.serial == cert.serial)
-                    .where(TABLE.c.status == "active")
+                    .where(TABLE.c.status == CertificateStatus.ACTIVE)
                     .values(
                         renewal_due_at=schedule.renewal_due_at,
                         ari_next_fetch_at=schedule.ari_next_fetch_at,

@@ -16,7 +16,8 @@ from certman.contracts.issuer import RevokeRequest, SupportsRevoke
 from certman.errors import ValidationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision, Revocation
-from certman.models import RevisionState, RevocationReason
+from certman.lifecycle.states import CertificateStatus, RevisionState, transition
+from certman.models import RevocationReason
 from certman.service.certificates import get_certificate, revision_of
 from certman.service.runtime import Runtime
 from certman.service.steps import unseal_private_key
@@ -82,7 +83,7 @@ def revoke_certificate(rt: Runtime, name: str, reason: RevocationReason) -> Revo
     now = rt.clock.now()
     with rt.session() as session:
         cert = get_certificate(session, name)
-        if cert.status == "revoked":
+        if cert.status == CertificateStatus.REVOKED:
             raise ValidationError(f"Certificate {name!r} is already revoked.")
         current = revision_of(session, cert, cert.current_revision)
         if current is None or current.certificate_pem is None or current.serial is None:
@@ -132,8 +133,7 @@ def revoke_certificate(rt: Runtime, name: str, reason: RevocationReason) -> Revo
                 revoked_at=revoked_at[target.revision],
             )
             record.reason = reason.value
-            rev.state = S.REVOKED
-            rev.updated_at = now
+            transition(rev, S.REVOKED, now, name=name)
             session.add_all([record, rev])
             details = {"shares_key_with": current.number} if target.shares_key else {}
             append_event(
@@ -150,12 +150,11 @@ def revoke_certificate(rt: Runtime, name: str, reason: RevocationReason) -> Revo
         for number in abandoned:
             rev = revision_of(session, cert, number)
             assert rev is not None
-            rev.state = S.FAILED
+            transition(rev, S.FAILED, now, name=name)
             rev.error = "abandoned: its key was revoked for keyCompromise"
-            rev.updated_at = now
             session.add(rev)
             append_event(session, now, "certificate.abandon", name, revision=number)
-        cert.status = "revoked"
+        cert.status = CertificateStatus.REVOKED
         cert.next_attempt_at = None
         cert.updated_at = now
         session.add(cert)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from certman.archive.bundle import seal_bundle
@@ -28,7 +28,8 @@ from certman.deploy.records import dump_records, load_records
 from certman.deploy.rollout import Rollout, RolloutRecord, roll_out
 from certman.errors import IssuanceError
 from certman.inventory.tables import ManagedCertificate, Revision
-from certman.models import EncryptionContext, KeyType, RevisionState, WrappedKey
+from certman.lifecycle.states import CertificateStatus, RevisionState, transition
+from certman.models import EncryptionContext, KeyType, WrappedKey
 from certman.pki import (
     PrivateKey,
     build_csr,
@@ -93,7 +94,7 @@ def seal_key(rt: Runtime, work: Work) -> None:
         )
         rev.serial = format(plan.serial, "x")
         rev.not_before, rev.not_after = plan.not_before, plan.not_after
-    rev.state = S.KEY_SEALED
+    transition(rev, S.KEY_SEALED, rt.clock.now(), name=cert.name)
 
 
 def _may_reuse_key(work: Work) -> bool:
@@ -184,7 +185,7 @@ def issue(rt: Runtime, work: Work, checkpoint: Callable[[str], None] | None = No
     rev.not_after = facts.not_after
     if response.order_url:
         rev.order_url = response.order_url
-    rev.state = S.ISSUED
+    transition(rev, S.ISSUED, rt.clock.now(), name=cert.name)
 
 
 def bundle_for(rt: Runtime, work: Work) -> bytes:
@@ -222,16 +223,16 @@ def archive_request(rt: Runtime, work: Work) -> ArchivePutRequest:
     )
 
 
-def record_archive(work: Work, ref: ArchiveRef) -> None:
+def record_archive(work: Work, ref: ArchiveRef, now: datetime) -> None:
     work.rev.archive_location = ref.location
     work.rev.archive_sha256 = ref.sha256
     work.rev.archive_extra = json.dumps(dict(ref.extra)) if ref.extra else None
-    work.rev.state = S.ARCHIVED
+    transition(work.rev, S.ARCHIVED, now, name=work.cert.name)
 
 
 def archive(rt: Runtime, work: Work) -> None:
     """ISSUED -> ARCHIVED: the encrypted bundle stored; its location and SHA-256 recorded."""
-    record_archive(work, rt.archive.put(archive_request(rt, work)))
+    record_archive(work, rt.archive.put(archive_request(rt, work)), rt.clock.now())
 
 
 def targets_of(cert: ManagedCertificate) -> list[str]:
@@ -246,7 +247,7 @@ def deploy(rt: Runtime, work: Work) -> None:
         # What was cleaned up afterwards (a replaced ARN deleted): told to the operator.
         notes = roll_out_work(rt, work, targets)
         work.notes.extend(f"{work.cert.name}: {note}" for note in notes)
-    work.rev.state = S.DEPLOYED
+    transition(work.rev, S.DEPLOYED, rt.clock.now(), name=work.cert.name)
 
 
 def roll_out_work(
@@ -271,11 +272,10 @@ def roll_out_work(
         primary_region=rt.aws.region,
         probe=bool(cert.current_revision),
         canary=canary,
+        published=lambda: _imported(rt, work),
         again=again,
     )
-    record = RolloutRecord(
-        units=load_records(rev.deploy_state), acm_arn=cert.acm_arn, state=S(rev.state)
-    )
+    record = RolloutRecord(units=load_records(rev.deploy_state), acm_arn=cert.acm_arn)
 
     def checkpoint() -> None:
         _record_rollout(work, record)
@@ -294,8 +294,12 @@ def _record_rollout(work: Work, record: RolloutRecord) -> None:
         work.rev.deploy_state = dump_records(record.units)
     if record.acm_arn != work.cert.acm_arn:
         work.cert.acm_arn = record.acm_arn
-    if record.state != work.rev.state:
-        work.rev.state = record.state
+
+
+def _imported(rt: Runtime, work: Work) -> None:
+    """A rollout's ARN publishers (ACM) verified: an in-flight revision becomes imported."""
+    if S(work.rev.state).in_flight:
+        transition(work.rev, S.IMPORTED, rt.clock.now(), name=work.cert.name)
 
 
 def previous_material(rt: Runtime, work: Work) -> Material | None:
@@ -318,8 +322,7 @@ def activate(rt: Runtime, work: Work) -> None:
     cert, rev = work.cert, work.rev
     now = rt.clock.now()
     if work.previous is not None and work.previous.state == S.ACTIVE:
-        work.previous.state = S.SUPERSEDED
-        work.previous.updated_at = now
+        transition(work.previous, S.SUPERSEDED, now, name=cert.name)
     assert rev.not_before and rev.not_after
     renew_before = (
         timedelta(seconds=cert.renew_before_seconds) if cert.renew_before_seconds else None
@@ -343,12 +346,12 @@ def activate(rt: Runtime, work: Work) -> None:
     )
     cert.renewal_due_at = schedule.renewal_due_at
     cert.ari_next_fetch_at = schedule.ari_next_fetch_at
-    cert.status = "active"
+    cert.status = CertificateStatus.ACTIVE
     cert.failures = 0
     cert.next_attempt_at = None
     cert.last_error = None
     rev.error = None
-    rev.state = S.ACTIVE
+    transition(rev, S.ACTIVE, now, name=cert.name)
 
 
 StepFn = Callable[[Runtime, Work], None]

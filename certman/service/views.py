@@ -10,14 +10,18 @@ from sqlmodel import Session, col, select
 
 from certman.errors import ValidationError
 from certman.inventory.tables import ManagedCertificate, Revision
-from certman.models import CertificateStatus
+from certman.lifecycle.states import CertificateStatus
 from certman.service.lifecycle import get_certificate
 from certman.service.steps import targets_of
 
 
 def effective_status(cert: ManagedCertificate, now: datetime) -> str:
     """The stored status, except that an active certificate past not_after is "expired"."""
-    if cert.status == "active" and cert.not_after is not None and cert.not_after <= now:
+    if (
+        cert.status == CertificateStatus.ACTIVE
+        and cert.not_after is not None
+        and cert.not_after <= now
+    ):
         return CertificateStatus.EXPIRED.value
     return cert.status
 
@@ -82,11 +86,11 @@ def list_certificates(
         if status not in valid:
             raise ValidationError(f"Unknown status {status!r}; use one of: {', '.join(valid)}.")
         if status == CertificateStatus.EXPIRED:
-            query = query.where(ManagedCertificate.status == "active").where(
+            query = query.where(ManagedCertificate.status == CertificateStatus.ACTIVE).where(
                 col(ManagedCertificate.not_after) <= now
             )
         elif status == CertificateStatus.ACTIVE:
-            query = query.where(ManagedCertificate.status == "active").where(
+            query = query.where(ManagedCertificate.status == CertificateStatus.ACTIVE).where(
                 col(ManagedCertificate.not_after) > now
             )
         else:

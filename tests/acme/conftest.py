@@ -19,24 +19,15 @@ from certman.config import load_config
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.service.runtime import Runtime
 from tests.acme.ari_server import AriServer
-from tests.components.pebble import Pebble, PebbleOptions, free_port, pebble_available
+from tests.components.fixtures import BLOCKED
+from tests.components.pebble import Pebble, free_port, pebble_available
 from tests.components.required import missing_component
 from tests.conftest import Cli
 
 if not pebble_available():  # scripts/test.sh installs it: scripts/apt-install.sh pebble
     missing_component("pebble is not installed (apt-get install pebble)", module_level=True)
 
-BLOCKED = "blocked.example"
-
-
-@pytest.fixture(scope="session")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    """The shared Pebble: 8 % of nonces rejected, one blocked domain."""
-    with Pebble(
-        tmp_path_factory.mktemp("pebble"),
-        PebbleOptions(nonce_reject=8, blocklist=(BLOCKED,)),
-    ) as running:
-        yield running
+__all__ = ["BLOCKED"]  # the domain the session's Pebble refuses
 
 
 @dataclass

@@ -4,16 +4,13 @@ issues one certificate per revision."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
-from sqlmodel import col, select
 
-from certman.inventory.tables import AuditEvent
 from tests.acme.ari_server import AriServer
 from tests.acme.conftest import AcmeHome
-from tests.service.test_concurrent_commands import Home
+from tests.service.test_concurrent_commands import Home, activation_events, assert_checks_clean
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +36,8 @@ def test_an_acme_issuance_in_flight_is_left_to_its_process(
         assert rev.state == "active", (name, rev.state, rev.error)
     rt = acme_home.runtime()
     try:
-        with rt.session() as session:
-            events = session.exec(
-                select(AuditEvent.subject, AuditEvent.details).where(
-                    col(AuditEvent.action).in_(["certificate.issue", "certificate.renew"])
-                )
-            ).all()
+        events = activation_events(rt)
     finally:
         rt.engine.dispose()
-    assert sorted((s, json.loads(d)["revision"]) for s, d in events) == [(n, 1) for n in names]
-    for check in (("archive", "verify"), ("audit", "verify"), ("doctor",)):
-        result = home.run(*check)
-        assert result.returncode == 0, (check, result.stdout[-3000:], result.stderr[-3000:])
+    assert events == {(name, 1): 1 for name in names}
+    assert_checks_clean(home)

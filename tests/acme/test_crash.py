@@ -17,7 +17,8 @@ import os, signal, sys
 from datetime import timedelta
 from pathlib import Path
 from certman.config import load_config
-from certman.models import KeyType, RevisionState
+from certman.lifecycle.states import RevisionState
+from certman.models import KeyType
 from certman.service.lifecycle import IssueSpec, Lifecycle
 from certman.service.runtime import Runtime
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from certman.acme_client.solvers.contract import ChallengeRequest
-from certman.acme_client.solvers.dns01 import Route53Solver
+from certman.acme_client.solvers.dns01 import DnsZoneSolver
 
+from certman.aws.route53 import Route53Zone
 from tests.acme.conftest import AcmeHome, verify_chain
 from tests.components.moto_server import MotoServer
 from tests.components.pebble import Pebble, PebbleOptions
@@ -138,6 +139,11 @@ def route53(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Any:
     return client
 
 
+def route53_solver(client: Any, *, setting: str) -> DnsZoneSolver:
+    zone = Route53Zone(client=client, hosted_zone_id=None, setting=setting)
+    return DnsZoneSolver(zone=zone, timeout=10)
+
+
 def txt_records(client: Any, zone_id: str) -> dict[str, list[str]]:
     records = client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
     return {
@@ -191,7 +197,7 @@ def test_route53_solver_publishes_both_values_and_keeps_foreign_ones(route53: An
             ]
         },
     )
-    solver = Route53Solver(client=route53, hosted_zone_id=None, timeout=10, setting="[test]")
+    solver = route53_solver(route53, setting="[test]")
     requests = [
         ChallengeRequest(
             kind="dns-01",
@@ -217,7 +223,7 @@ def test_route53_solver_publishes_both_values_and_keeps_foreign_ones(route53: An
 def test_route53_without_a_matching_zone_names_hosted_zone_id(route53: Any) -> None:
     from certman.errors import ConfigError
 
-    solver = Route53Solver(client=route53, hosted_zone_id=None, timeout=10, setting="[x]")
+    solver = route53_solver(route53, setting="[x]")
     request = ChallengeRequest(
         kind="dns-01",
         domain="nowhere.test",
@@ -235,7 +241,7 @@ def test_route53_cleanup_removes_every_name_even_after_one_fails(route53: Any) -
 
     zone = route53.create_hosted_zone(Name="example.com.", CallerReference="certman-cleanup")
     zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
-    solver = Route53Solver(client=route53, hosted_zone_id=None, timeout=10, setting="[x]")
+    solver = route53_solver(route53, setting="[x]")
 
     def request(txt_name: str, value: str) -> ChallengeRequest:
         domain = txt_name.removeprefix("_acme-challenge.")

@@ -121,7 +121,8 @@ def test_a_port_taken_during_issuance_is_retryable_and_the_order_resumes(
     from datetime import timedelta
 
     from certman.errors import IssuanceError
-    from certman.models import KeyType, RevisionState
+    from certman.lifecycle.states import RevisionState
+    from certman.models import KeyType
     from certman.service.lifecycle import IssueSpec, Lifecycle
 
     acme_home.configure()

@@ -11,7 +11,7 @@ import pytest
 from certman.clock import FrozenClock
 from certman.config import load_config
 from certman.errors import IssuanceError
-from certman.models import RevisionState
+from certman.lifecycle.states import RevisionState
 from certman.service.lifecycle import Lifecycle
 from certman.service.runtime import Runtime
 from tests.acme.conftest import AcmeHome

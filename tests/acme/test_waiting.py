@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from certman.acme_client.polling import FIRST_DELAY, MAX_DELAY, wait_for
 from certman.acme_client.solvers.contract import ChallengeRequest
-from certman.acme_client.solvers.dns01 import ExecHookSolver, Route53Solver
+from certman.acme_client.solvers.dns01 import DnsZoneSolver, ExecHookSolver
 
+from certman.aws.route53 import Route53Zone
 from certman.errors import IssuanceError
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -125,15 +126,15 @@ def dns_request(
     )
 
 
-def route53(client: FakeRoute53, timer: FakeTime, timeout: float) -> Route53Solver:
-    return Route53Solver(
+def route53(client: FakeRoute53, timer: FakeTime, timeout: float) -> DnsZoneSolver:
+    zone = Route53Zone(
         client=client,
         hosted_zone_id="Z1",
-        timeout=timeout,
         setting="[issuers.le] of /c.toml",
         sleep=timer.sleep,
         monotonic=timer.monotonic,
     )
+    return DnsZoneSolver(zone=zone, timeout=timeout)
 
 
 def test_route53_perform_returns_only_once_the_change_is_insync() -> None:

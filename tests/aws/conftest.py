@@ -1,4 +1,4 @@
-"""A real moto server process (one per session, reset per test) and homes that use it."""
+"""The session's moto server (tests/components/fixtures.py), reset per test, and homes on it."""
 
 from __future__ import annotations
 
@@ -17,13 +17,6 @@ from tests.components.moto_server import MotoServer
 from tests.conftest import Cli
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="session")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

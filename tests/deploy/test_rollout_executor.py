@@ -24,7 +24,6 @@ from certman.contracts.deployer import (
 from certman.deploy.records import UnitRecord, dump_records, load_records
 from certman.deploy.rollout import Rollout, RolloutRecord, roll_out, waves
 from certman.errors import DeployError, ValidationError
-from certman.models import RevisionState
 from tests.selfsigned import self_signed
 
 CERT, KEY = self_signed("www.example.test")
@@ -101,7 +100,7 @@ def rollout(deployers: Mapping[str, Deployer], **extra: object) -> Rollout:
 
 
 def fresh_record() -> RolloutRecord:
-    return RolloutRecord(units={}, acm_arn=None, state=RevisionState.ARCHIVED)
+    return RolloutRecord(units={}, acm_arn=None)
 
 
 def test_a_deployer_that_publishes_an_arn_goes_first_and_hands_it_to_the_listeners() -> None:
@@ -111,11 +110,10 @@ def test_a_deployer_that_publishes_an_arn_goes_first_and_hands_it_to_the_listene
     deployers: dict[str, Deployer] = {"lb": listener, "cert": Publisher(log)}
     assert [[u.target for u in w] for w in waves(deployers)] == [["cert"], ["lb"]]
     record = fresh_record()
-    roll_out(rollout(deployers), record, lambda: None)
+    roll_out(rollout(deployers, published=lambda: log.append("published")), record, lambda: None)
     arn = "arn:aws:acm:us-east-1:123456789012:certificate/new"
-    assert log == ["publish 2", f"listen {arn}"]
+    assert log == ["publish 2", "published", f"listen {arn}"]
     assert record.acm_arn == arn  # the primary region's ARN, for the certificate row
-    assert record.state == RevisionState.IMPORTED
 
 
 def test_each_switch_is_checkpointed_with_its_typed_record_before_the_next() -> None:

@@ -13,7 +13,8 @@ from sqlmodel import select
 
 from certman.clock import FrozenClock
 from certman.inventory.tables import ManagedCertificate
-from certman.models import KeyType, RevisionState
+from certman.lifecycle.states import RevisionState
+from certman.models import KeyType
 from certman.service.leases import Lease, claim
 from certman.service.lifecycle import IssueSpec, Lifecycle
 from tests.scheduler.conftest import Webhook, make_home, runtime_for

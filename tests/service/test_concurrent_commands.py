@@ -124,21 +124,29 @@ def assert_each_revision_once(home: Home) -> None:
                     Revision, col(Revision.certificate_id) == col(ManagedCertificate.id)
                 )
             ).all()
-            events = session.exec(
-                select(AuditEvent.subject, AuditEvent.details).where(
-                    col(AuditEvent.action).in_(["certificate.issue", "certificate.renew"])
-                )
-            ).all()
+        per_revision = activation_events(rt)
     finally:
         rt.engine.dispose()
     states = Counter(state for _, _, state in revisions)
     assert set(states) <= {"active", "superseded"}, states
     assert len(signed) == len(revisions), "every revision was signed exactly once"
-    per_revision = Counter(
-        (subject, json.loads(details)["revision"]) for subject, details in events
-    )
     assert set(per_revision.values()) == {1}, [k for k, n in per_revision.items() if n > 1][:10]
     assert set(per_revision) == {(name, number) for name, number, _ in revisions}
+    assert_checks_clean(home)
+
+
+def activation_events(rt: Runtime) -> Counter[tuple[str, int]]:
+    """How many certificate.issue or certificate.renew events each (name, revision) has."""
+    with rt.session() as session:
+        events = session.exec(
+            select(AuditEvent.subject, AuditEvent.details).where(
+                col(AuditEvent.action).in_(["certificate.issue", "certificate.renew"])
+            )
+        ).all()
+    return Counter((name, json.loads(details)["revision"]) for name, details in events)
+
+
+def assert_checks_clean(home: Home) -> None:
     for check in (("archive", "verify"), ("audit", "verify"), ("doctor",)):
         result = home.run(*check)
         assert result.returncode == 0, (check, result.stdout[-3000:], result.stderr[-3000:])

@@ -23,7 +23,8 @@ from sqlmodel import col, select
 from certman.config import load_config
 from certman.contracts.issuer import IssueRequest, IssueResponse, KeyIssueRequest, PrecheckRequest
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
-from certman.models import KeyType, RevisionState, WrappedKey
+from certman.lifecycle.states import RevisionState
+from certman.models import KeyType, WrappedKey
 from certman.pki import certificate_facts, load_certificate, load_private_key_der, public_key_der
 from certman.service.authorities import load_private_ca
 from certman.service.checks import verify_archive, verify_audit

@@ -10,7 +10,8 @@ from sqlmodel import col, select
 from certman.clock import FrozenClock
 from certman.errors import AlreadyExistsError, IssuanceError, ValidationError
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
-from certman.models import KeyType, RevisionState, WrappedKey
+from certman.lifecycle.states import RevisionState
+from certman.models import KeyType, WrappedKey
 from certman.pki import load_certificate, load_private_key_der, public_key_der
 from certman.service.authorities import load_private_ca
 from certman.service.lifecycle import IssueSpec, Lifecycle

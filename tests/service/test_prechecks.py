@@ -12,7 +12,8 @@ from certman.clock import FrozenClock
 from certman.contracts.archive import ArchivePutRequest, ArchiveRef, SupportsNameListing
 from certman.errors import AlreadyExistsError, ArchiveError, IssuanceError, KeyWrapError
 from certman.inventory.tables import AuditEvent, Revision
-from certman.models import EncryptionContext, RevisionState, WrappedKey
+from certman.lifecycle.states import RevisionState
+from certman.models import EncryptionContext, WrappedKey
 from certman.service.deletion import delete_certificate, refuse_archived_names
 from certman.service.lifecycle import Lifecycle
 from certman.service.runtime import Runtime

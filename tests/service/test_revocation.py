@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from certman.contracts.issuer import RevokeRequest, RevokeResponse
-from certman.models import RevisionState, RevocationReason
+from certman.lifecycle.states import RevisionState
+from certman.models import RevocationReason
 from certman.pki import certificate_facts
 from certman.service.authorities import load_private_ca
 from certman.service.lifecycle import Lifecycle
