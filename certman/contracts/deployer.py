@@ -189,17 +189,21 @@ class SupportsRegion(Protocol):
 
 
 @runtime_checkable
-class SupportsAcmStrategy(Protocol):
-    """An acm target: how a renewal reaches ACM ("reimport" to the same ARN, or "new-arn")."""
+class PublishesArn(Protocol):
+    """A target that publishes the certificate under an ARN the other targets of its region
+    use (ACM): its units deploy first in a rollout, clean up last, and the ARN it records
+    goes on to the other units of its region as ``DeployRequest.acm_arn``.
 
-    strategy: str
+    Its deploy state records ``acm_arn`` (the ARN), ``created`` ("yes" for an ARN made for
+    this revision) and, with ``strategy`` "new-arn", ``strategy`` and ``replaces`` (the ARN
+    the new one takes the place of on the other units).
+    """
 
+    strategy: str  # how a renewal reaches the ARN: "reimport" (the same ARN) or "new-arn"
 
-@runtime_checkable
-class SupportsArnCheck(Protocol):
     def exists(self, arn: str) -> bool:
-        """Whether ACM still holds ``arn``: False only when this target's own region says
-        it is gone (deleted outside certman); an ARN of another region is never "gone"."""
+        """Whether the target still holds ``arn``: False only when this target's own region
+        says it is gone (deleted outside certman); an ARN of another region is never "gone"."""
         ...
 
 

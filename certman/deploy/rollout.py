@@ -1,21 +1,27 @@
-"""Staged rollouts: ACM first, a canary, then waves; verified, and rolled back on failure."""
+"""Staged rollouts: ARN publishers (ACM) first, a canary, then waves; verified, and rolled
+back on failure.
+
+A pure executor: it is handed the revision's material, a way to get the previous
+revision's (for a rollback), the deployers and a checkpoint callback, and records its
+progress in a ``RolloutRecord`` the caller persists. It knows neither the inventory nor
+the lifecycle (certman.service.steps and certman.service.deployment build its inputs).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from certman.aws.clients import region_of
 from certman.contracts.deployer import (
     CleanupRequest,
     Deployer,
     DeployRequest,
     Material,
+    PublishesArn,
     RollbackRequest,
     RolloutPrecheckRequest,
-    SupportsAcmStrategy,
     SupportsCleanup,
     SupportsForget,
     SupportsRegion,
@@ -24,17 +30,10 @@ from certman.contracts.deployer import (
     SupportsWaves,
     VerifyRequest,
 )
+from certman.deploy.records import UnitRecord, UnitRecords
 from certman.errors import CertmanError, DeployError, ValidationError
-from certman.lifecycle.states import RevisionState, transition
-
-if TYPE_CHECKING:
-    from certman.inventory.tables import ManagedCertificate
-    from certman.service.runtime import Runtime
-    from certman.service.steps import Work
 
 log = logging.getLogger("certman.deploy")
-
-States = dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,28 +43,88 @@ class Unit:
     target: str
     unit: str
     target_type: str
+    publishes_arn: bool = False  # the target publishes an ARN the others use (PublishesArn)
 
     @property
     def key(self) -> str:
         return f"{self.target}|{self.unit}" if self.unit else self.target
 
 
-def units_of(rt: Runtime, targets: list[str]) -> list[Unit]:
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    """Everything a rollout of one revision works from; the executor has no other source."""
+
+    name: str
+    revision: int
+    certificate_pem: bytes
+    chain_pem: bytes
+    private_key_pem: Callable[[], bytes] = field(repr=False)  # in memory only
+    previous: Callable[[], Material | None]  # what a rollback restores (None: nothing)
+    deployers: Mapping[str, Deployer]  # this rollout's targets, in the order given
+    # The deployer of any target a record names (None: no longer configured).
+    deployer_of: Callable[[str], Deployer | None]
+    previous_records: Mapping[str, UnitRecord]  # the previous revision's rollout
+    primary_region: str  # [aws] region: the one whose ARN the certificate row keeps
+    probe: bool  # also probe the targets' endpoints beforehand (not on a first issuance)
+    # A wave of ARN publishers verified (before its checkpoint): the lifecycle moves an
+    # in-flight revision to "imported".
+    published: Callable[[], None] = lambda: None
+    canary: str | None = None
+    again: bool = False  # switch this rollout's units anew (an explicit `certman deploy`)
+
+
+@dataclass
+class RolloutRecord:
+    """What a rollout changes as it goes; the caller persists it at each checkpoint."""
+
+    units: UnitRecords  # the revision's per-unit records (its deploy_state)
+    acm_arn: str | None  # the certificate's ARN in the primary region
+
+
+@dataclass
+class RolloutPlan:
+    """The waves, what the units held before, and the ARNs the units are handed."""
+
+    waves: list[list[Unit]]
+    earlier: UnitRecords  # what this rollout's units held before it (for clean-up)
+    done: UnitRecords  # the records as this rollout goes (other targets' ones included)
+    arns: dict[str, str]  # per region, the ARN the units there use
+    new_arns: dict[str, str]  # new-arn: per region, the ARN this rollout imported to
+    replacing: dict[str, str]  # new-arn: per region, the ARN the new one replaces
+    attempted: Unit | None = None  # a deploy that fails half-way is undone too
+
+    @property
+    def units(self) -> list[Unit]:
+        return [u for wave in self.waves for u in wave]
+
+    @property
+    def changed_units(self) -> list[Unit]:
+        """The units a rollback undoes: what this rollout changed, and a half-way deploy."""
+        return [
+            u
+            for u in self.units
+            if u == self.attempted or (u.key in self.done and self.done[u.key].was_changed)
+        ]
+
+
+def units_of(deployers: Mapping[str, Deployer]) -> list[Unit]:
     result: list[Unit] = []
-    for target in targets:
-        deployer = rt.deployer(target)
+    for target, deployer in deployers.items():
         parts = deployer.units() if isinstance(deployer, SupportsUnits) else [""]
-        result.extend(Unit(target=target, unit=u, target_type=deployer.target_type) for u in parts)
+        publishes = isinstance(deployer, PublishesArn)
+        result.extend(
+            Unit(target=target, unit=u, target_type=deployer.target_type, publishes_arn=publishes)
+            for u in parts
+        )
     return result
 
 
-def waves(rt: Runtime, targets: list[str], canary: str | None = None) -> list[list[Unit]]:
-    """ACM imports first (listeners use the ARN they record); then the canary alone; then the
-    remaining units in waves of each target's ``wave_size`` (default 1)."""
-    units = units_of(rt, targets)
-    imports = [u for u in units if u.target_type == "acm"]
-    rest = [u for u in units if u.target_type != "acm"]
-    plan = [[u] for u in imports]
+def waves(deployers: Mapping[str, Deployer], canary: str | None = None) -> list[list[Unit]]:
+    """ARN publishers first (listeners use the ARN they record); then the canary alone; then
+    the remaining units in waves of each target's ``wave_size`` (default 1)."""
+    units = units_of(deployers)
+    rest = [u for u in units if not u.publishes_arn]
+    plan = [[u] for u in units if u.publishes_arn]
     if canary is not None:
         chosen = [u for u in rest if canary in (u.unit, u.target, u.key)]
         if not chosen:
@@ -77,10 +136,9 @@ def waves(rt: Runtime, targets: list[str], canary: str | None = None) -> list[li
     else:
         return plan
     plan.append([first])
-    remaining = [u for u in rest if u is not first]
     current: list[Unit] = []
-    for unit in remaining:
-        deployer = rt.deployer(unit.target)
+    for unit in (u for u in rest if u is not first):
+        deployer = deployers[unit.target]
         size = deployer.wave_size if isinstance(deployer, SupportsWaves) else 1
         if current and (current[0].target != unit.target or len(current) >= size):
             plan.append(current)
@@ -91,51 +149,44 @@ def waves(rt: Runtime, targets: list[str], canary: str | None = None) -> list[li
     return plan
 
 
-def target_order(rt: Runtime, targets: list[str]) -> list[str]:
-    """ACM targets first, then the others in the order given."""
-    kinds = {t: str(rt.config.targets.get(t, {}).get("type", "")) for t in targets}
-    return sorted(targets, key=lambda t: (kinds[t] != "acm", targets.index(t)))
-
-
 def target_region(deployer: Deployer) -> str:
     """The AWS region of a target ("" for one outside AWS, or following [aws] region)."""
     return deployer.region if isinstance(deployer, SupportsRegion) else ""
 
 
-def acm_strategies(rt: Runtime, targets: list[str]) -> dict[str, str]:
-    """Per AWS region, how the rollout's acm target there takes a renewal ("reimport" or
-    "new-arn"); a region without an acm target among ``targets`` is absent."""
+def acm_strategies(deployers: Mapping[str, Deployer]) -> dict[str, str]:
+    """Per AWS region, how the rollout's ARN publisher there takes a renewal ("reimport" or
+    "new-arn"); a region without one among ``deployers`` is absent."""
     strategies: dict[str, str] = {}
-    for target in targets:
-        deployer = rt.deployer(target)
-        if deployer.target_type == "acm" and isinstance(deployer, SupportsAcmStrategy):
+    for deployer in deployers.values():
+        if isinstance(deployer, PublishesArn):
             strategies.setdefault(target_region(deployer), deployer.strategy)
     return strategies
 
 
 def known_arns(
-    rt: Runtime, cert: ManagedCertificate, states: Mapping[str, Mapping[str, str]]
+    acm_arn: str | None,
+    records: Mapping[str, UnitRecord],
+    deployer_of: Callable[[str], Deployer | None],
+    primary_region: str,
 ) -> dict[str, str]:
-    """The certificate's ACM ARN per region: ``acm_arn`` for the [aws] region (the primary
-    one; the data model keeps only that one), and for every other region the ARN its acm
-    target recorded in ``states`` (the per-unit deploy state)."""
-    from certman.aws.clients import region_of
-
+    """The certificate's ARN per region: ``acm_arn`` for the primary region (the data model
+    keeps only that one), and for every other region the ARN its publisher recorded in
+    ``records`` (the per-unit deploy records)."""
     arns: dict[str, str] = {}
-    for key, state in states.items():
-        target = key.partition("|")[0]
-        if state.get("acm_arn") and rt.config.targets.get(target, {}).get("type") == "acm":
-            region = target_region(rt.deployer(target))
-            if region != rt.aws.region:
-                arns[region] = state["acm_arn"]
-    if cert.acm_arn:
-        arns[region_of(cert.acm_arn)] = cert.acm_arn
+    for key, record in records.items():
+        deployer = deployer_of(key.partition("|")[0]) if record.arn else None
+        if isinstance(deployer, PublishesArn):
+            region = target_region(deployer)
+            if region != primary_region:
+                arns[region] = record.arn
+    if acm_arn:
+        arns[region_of(acm_arn)] = acm_arn
     return arns
 
 
 def precheck_targets(
-    rt: Runtime,
-    targets: list[str],
+    deployers: Mapping[str, Deployer],
     acm_arn: str | None,
     *,
     name: str = "",
@@ -145,12 +196,9 @@ def precheck_targets(
 ) -> None:
     """Refuse, before anything is switched (and before issuance), what a target can tell
     will fail: an elbv2 target with no ARN to use, quotas, a probe nothing answers."""
-    deployers = {t: rt.deployer(t) for t in targets}  # an unknown target is refused here
     if arns is None:
-        from certman.aws.clients import region_of
-
         arns = {region_of(acm_arn): acm_arn} if acm_arn else {}
-    importing = {target_region(d) for d in deployers.values() if d.target_type == "acm"}
+    publishing = {target_region(d) for d in deployers.values() if isinstance(d, PublishesArn)}
     for deployer in deployers.values():
         if isinstance(deployer, SupportsRolloutPrecheck):
             region = target_region(deployer)
@@ -158,268 +206,223 @@ def precheck_targets(
                 RolloutPrecheckRequest(
                     name=name,
                     acm_arn=arns.get(region),
-                    acm_in_rollout=region in importing,
+                    acm_in_rollout=region in publishing,
                     probe=probe,
                     server_name=server_name,
                 )
             )
 
 
-def roll_out(
-    rt: Runtime,
-    work: Work,
-    targets: list[str],
-    *,
-    canary: str | None = None,
-    again: bool = False,
-) -> list[str]:
+def roll_out(rollout: Rollout, record: RolloutRecord, checkpoint: Callable[[], None]) -> list[str]:
     """Deploy the revision wave by wave, verifying each wave before the next.
 
-    Progress per unit is kept in ``rev.deploy_state`` and checkpointed, so a resumed rollout
-    skips units this revision already reached; ``again`` (an explicit `certman deploy`)
-    switches this rollout's units anew. When a deploy or a verify fails, the units this
-    rollout changed go back to the previous revision (in reverse order) and DeployError is
-    raised; units that already held this revision are left alone. Once every unit verified,
-    targets clean up what the earlier state needed (remove_old). Returns notes on that.
-    Bad input is refused before anything is switched (InputError, nothing recorded).
+    Progress per unit is kept in ``record.units`` and checkpointed, so a resumed rollout
+    skips units this revision already reached; ``rollout.again`` (an explicit `certman
+    deploy`) switches this rollout's units anew. When a deploy or a verify fails, the units
+    this rollout changed go back to the previous revision (in reverse order) and
+    DeployError is raised; units that already held this revision are left alone. Once every
+    unit verified, targets clean up what the earlier state needed (remove_old). Returns
+    notes on that. Bad input is refused before anything is switched (InputError, nothing
+    recorded).
     """
-    from certman.deploy.probe import server_name_of
-    from certman.service.steps import unseal_private_key
-
-    cert, rev = work.cert, work.rev
-    assert rev.certificate_pem is not None
-    certificate_pem = rev.certificate_pem.encode()
-    plan = waves(rt, target_order(rt, targets), canary)
-    all_units = [u for wave in plan for u in wave]
-    keys = {u.key for u in all_units}
-    recorded: States = json.loads(rev.deploy_state or "{}")
-    if again:
-        earlier = {k: v for k, v in recorded.items() if k in keys}
-        done = {k: v for k, v in recorded.items() if k not in keys}  # other targets' records
-    else:
-        earlier = json.loads(work.previous.deploy_state or "{}") if work.previous else {}
-        done = recorded
-    arns = known_arns(rt, cert, {**earlier, **done})
-    # acm_strategy "new-arn": the new ARN per region, recorded by this rollout's acm unit
-    # (the certificate's acm_arn changes only once every unit verified), and the one it
-    # replaces on the listeners.
-    new_arns, replacing = _new_arns(rt, all_units, done)
-    arns.update(new_arns)
-    precheck_targets(
-        rt,
-        targets,
-        cert.acm_arn,
-        name=cert.name,
-        arns=arns,
-        # A first issuance may have no server running yet: its verify decides.
-        probe=bool(cert.current_revision),
-        server_name=server_name_of(certificate_pem),
-    )
-    key_pem = _pem_key(unseal_private_key(rt, cert.name, rev))
-    attempted: Unit | None = None
+    plan = plan_rollout(rollout, record)
+    key_pem = rollout.private_key_pem()
     try:
-        for wave in plan:
-            pending = [u for u in wave if done.get(u.key, {}).get("verified") != "yes"]
+        for wave in plan.waves:
+            pending = [u for u in wave if not _verified(plan, u)]
             for unit in pending:
-                deployer = rt.deployer(unit.target)
-                attempted = unit  # a deploy that fails half-way is undone too
-                prior = done.get(unit.key, {})
-                response = deployer.deploy(
-                    DeployRequest(
-                        name=cert.name,
-                        revision=rev.number,
-                        certificate_pem=certificate_pem,
-                        chain_pem=(rev.chain_pem or "").encode(),
-                        private_key_pem=key_pem,
-                        unit=unit.unit,
-                        acm_arn=cert.acm_arn
-                        if unit.target_type == "acm"
-                        else arns.get(target_region(deployer)),
-                        previous_state=prior,
-                        replaces_acm_arn=None
-                        if unit.target_type == "acm"
-                        else replacing.get(target_region(deployer)),
-                    )
-                )
-                # What a rollback of this unit needs, and whether there is anything to undo:
-                # a unit that already held this revision is left alone by a rollback. An
-                # interrupted earlier attempt that changed the unit counts as a change.
-                changed = response.changed or (bool(prior) and _changed(prior))
-                done[unit.key] = {**response.state, "changed": "yes" if changed else "no"}
-                attempted = None
-                if unit.target_type == "acm" and response.state.get("acm_arn"):
-                    region = target_region(deployer)
-                    arns[region] = response.state["acm_arn"]
-                    if _is_new_arn(response.state):
-                        new_arns[region] = response.state["acm_arn"]
-                        replacing[region] = response.state.get("replaces", "")
-                    elif region == rt.aws.region:
-                        cert.acm_arn = response.state["acm_arn"]  # the primary region's ARN
-                # Persisted before the next step: a crash now must not forget the change.
-                rev.deploy_state = json.dumps(done, sort_keys=True)
-                if work.checkpoint is not None:
-                    work.checkpoint()
+                switch(rollout, plan, record, unit, key_pem)
+                checkpoint()  # persisted before the next step: a crash must not forget it
+            verify(rollout, plan, pending)
             for unit in pending:
-                check = rt.deployer(unit.target).verify(
-                    VerifyRequest(
-                        name=cert.name,
-                        revision=rev.number,
-                        certificate_pem=certificate_pem,
-                        unit=unit.unit,
-                        state=done[unit.key],
-                    )
-                )
-                if not check.ok:
-                    where = f"{unit.target} ({unit.unit})" if unit.unit else unit.target
-                    raise DeployError(f"Target {where} did not verify: {check.message}")
-            for unit in pending:
-                done[unit.key] = {**done[unit.key], "verified": "yes"}
-            rev.deploy_state = json.dumps(done, sort_keys=True)
-            if any(u.target_type == "acm" for u in pending) and RevisionState(rev.state).in_flight:
-                transition(rev, RevisionState.IMPORTED, rt.clock.now(), name=cert.name)
-            if pending and work.checkpoint is not None:
-                work.checkpoint()
+                plan.done[unit.key] = plan.done[unit.key].as_verified()
+            record.units = plan.done
+            if any(u.publishes_arn for u in pending):
+                rollout.published()  # the revision is now "imported" (while in flight)
+            if pending:
+                checkpoint()
     except CertmanError as error:
-        changed_units = [
-            u for u in all_units if u == attempted or (u.key in done and _changed(done[u.key]))
-        ]
-        rollback_note = _roll_back(rt, work, changed_units, done, earlier if again else {}, keys)
+        rollback_note = roll_back(rollout, plan, record, checkpoint)
         raise DeployError(
-            f"Rollout of {cert.name} revision {rev.number} failed: "
+            f"Rollout of {rollout.name} revision {rollout.revision} failed: "
             f"{error.message.rstrip('.')}. {rollback_note}",
             retryable=error.retryable,
         ) from error
     finally:
-        _forget(rt, targets, cert.name, rev.number)
-    if rt.aws.region in new_arns:
-        cert.acm_arn = new_arns[rt.aws.region]  # every unit verified on the new ARN
-    return _clean_up(rt, work, all_units, done, earlier)
+        _forget(rollout)
+    if rollout.primary_region in plan.new_arns:
+        record.acm_arn = plan.new_arns[rollout.primary_region]  # every unit verified on it
+    return clean_up(rollout, plan)
 
 
-def _is_new_arn(state: Mapping[str, str]) -> bool:
-    return state.get("strategy") == "new-arn"
+def plan_rollout(rollout: Rollout, record: RolloutRecord) -> RolloutPlan:
+    """The waves and what the units start from; refuses bad input before anything switches."""
+    from certman.deploy.probe import server_name_of
 
-
-def _new_arns(
-    rt: Runtime, units: list[Unit], done: States
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Per region, the ARN a new-arn acm unit of this rollout imported to, and the ARN it
-    replaces, as recorded before a resume."""
+    plan = waves(rollout.deployers, rollout.canary)
+    keys = {u.key for wave in plan for u in wave}
+    if rollout.again:
+        earlier = {k: v for k, v in record.units.items() if k in keys}
+        done = {k: v for k, v in record.units.items() if k not in keys}  # other targets'
+    else:
+        earlier, done = dict(rollout.previous_records), dict(record.units)
+    arns = known_arns(
+        record.acm_arn, {**earlier, **done}, rollout.deployer_of, rollout.primary_region
+    )
+    # acm_strategy "new-arn": the new ARN per region, recorded by this rollout's publisher
+    # (the certificate's acm_arn changes only once every unit verified), and the one it
+    # replaces on the listeners.
     new_arns: dict[str, str] = {}
     replacing: dict[str, str] = {}
+    for unit in (u for wave in plan for u in wave if u.publishes_arn):
+        recorded = done.get(unit.key)
+        if recorded is not None and recorded.new_arn and recorded.arn:
+            region = target_region(rollout.deployers[unit.target])
+            new_arns[region], replacing[region] = recorded.arn, recorded.replaces
+    arns.update(new_arns)
+    precheck_targets(
+        rollout.deployers,
+        record.acm_arn,
+        name=rollout.name,
+        arns=arns,
+        probe=rollout.probe,  # a first issuance may have no server running yet
+        server_name=server_name_of(rollout.certificate_pem),
+    )
+    return RolloutPlan(
+        waves=plan, earlier=earlier, done=done, arns=arns, new_arns=new_arns, replacing=replacing
+    )
+
+
+def _verified(plan: RolloutPlan, unit: Unit) -> bool:
+    recorded = plan.done.get(unit.key)
+    return recorded is not None and recorded.verified
+
+
+def switch(
+    rollout: Rollout, plan: RolloutPlan, record: RolloutRecord, unit: Unit, key_pem: bytes
+) -> None:
+    """Deploy the revision to one unit and record what a rollback of it needs."""
+    deployer = rollout.deployers[unit.target]
+    region = target_region(deployer)
+    plan.attempted = unit  # a deploy that fails half-way is undone too
+    prior = plan.done.get(unit.key)
+    response = deployer.deploy(
+        DeployRequest(
+            name=rollout.name,
+            revision=rollout.revision,
+            certificate_pem=rollout.certificate_pem,
+            chain_pem=rollout.chain_pem,
+            private_key_pem=key_pem,
+            unit=unit.unit,
+            acm_arn=record.acm_arn if unit.publishes_arn else plan.arns.get(region),
+            previous_state=prior.as_json() if prior else {},
+            replaces_acm_arn=None if unit.publishes_arn else plan.replacing.get(region),
+        )
+    )
+    # A unit that already held this revision is left alone by a rollback; an interrupted
+    # earlier attempt that changed the unit counts as a change.
+    changed = response.changed or (prior is not None and prior.was_changed)
+    plan.done[unit.key] = switched = UnitRecord(state=dict(response.state), changed=changed)
+    plan.attempted = None
+    if unit.publishes_arn and switched.arn:
+        plan.arns[region] = switched.arn
+        if switched.new_arn:
+            plan.new_arns[region], plan.replacing[region] = switched.arn, switched.replaces
+        elif region == rollout.primary_region:
+            record.acm_arn = switched.arn  # the primary region's ARN
+    record.units = plan.done
+
+
+def verify(rollout: Rollout, plan: RolloutPlan, units: list[Unit]) -> None:
+    """Raise DeployError for the first of ``units`` that does not serve the revision."""
     for unit in units:
-        state = done.get(unit.key, {})
-        if unit.target_type == "acm" and _is_new_arn(state) and state.get("acm_arn"):
-            region = target_region(rt.deployer(unit.target))
-            new_arns[region] = state["acm_arn"]
-            replacing[region] = state.get("replaces", "")
-    return new_arns, replacing
-
-
-def _changed(state: Mapping[str, str]) -> bool:
-    # Progress recorded before "changed" existed counts as changed (a rollback is safe).
-    return state.get("changed", "yes") == "yes"
-
-
-def _clean_up(
-    rt: Runtime, work: Work, units: list[Unit], done: States, earlier: States
-) -> list[str]:
-    """remove_old and the like, after a fully verified rollout. A failure here leaves the
-    rollout standing (the new revision serves everywhere) and is reported as a note. ACM
-    comes last: a replaced ARN is deleted only once the listeners let go of it."""
-    notes = []
-    for unit in sorted(units, key=lambda u: u.target_type == "acm"):
-        deployer = rt.deployer(unit.target)
-        state = done.get(unit.key, {})
-        if not isinstance(deployer, SupportsCleanup):
-            continue
-        if not earlier.get(unit.key) and not _is_new_arn(state):
-            continue
-        try:
-            note = deployer.clean_up(
-                CleanupRequest(
-                    name=work.cert.name,
-                    revision=work.rev.number,
-                    unit=unit.unit,
-                    state=state,
-                    earlier=earlier.get(unit.key, {}),
-                )
+        check = rollout.deployers[unit.target].verify(
+            VerifyRequest(
+                name=rollout.name,
+                revision=rollout.revision,
+                certificate_pem=rollout.certificate_pem,
+                unit=unit.unit,
+                state=plan.done[unit.key].as_json(),
             )
-        except CertmanError as e:
-            note = f"could not clean up {unit.key}: {e.message}"
-            log.warning("%s: %s", work.cert.name, note)
-        if note:
-            notes.append(note)
-    return notes
+        )
+        if not check.ok:
+            where = f"{unit.target} ({unit.unit})" if unit.unit else unit.target
+            raise DeployError(f"Target {where} did not verify: {check.message}")
 
 
-def _roll_back(
-    rt: Runtime,
-    work: Work,
-    units: list[Unit],
-    done: States,
-    earlier: States,
-    keys: set[str],
+def roll_back(
+    rollout: Rollout, plan: RolloutPlan, record: RolloutRecord, checkpoint: Callable[[], None]
 ) -> str:
-    """Undo in reverse order; every rollback is attempted even if one fails."""
-    kept = {k: v for k, v in done.items() if k not in keys}
-    kept.update(earlier)  # the units hold again what they held before this rollout
-    work.rev.deploy_state = json.dumps(kept, sort_keys=True) if kept else None
+    """Undo in reverse order what this rollout changed; every rollback is attempted even if
+    one fails. Returns what the operator is told about it."""
+    units = plan.changed_units
+    keys = {u.key for u in plan.units}
+    kept = {k: v for k, v in plan.done.items() if k not in keys}
+    kept.update(plan.earlier if rollout.again else {})  # they hold again what they held
+    record.units = kept
     if not units:
-        if work.checkpoint is not None:
-            work.checkpoint()
+        checkpoint()
         return "Nothing had been switched."
-    previous = _previous_material(rt, work)
+    previous = rollout.previous()
     failures = []
     for unit in reversed(units):
-        deployer = rt.deployer(unit.target)
-        state = done.get(unit.key, {})
+        deployer = rollout.deployers[unit.target]
+        recorded = plan.done.get(unit.key, UnitRecord())
         try:
             deployer.rollback(
                 RollbackRequest(
-                    name=work.cert.name,
-                    revision=work.rev.number,
+                    name=rollout.name,
+                    revision=rollout.revision,
                     unit=unit.unit,
-                    state=state,
+                    state=recorded.as_json() if unit.key in plan.done else {},
                     previous=previous,
                 )
             )
         except CertmanError as e:
             failures.append(f"target {unit.key}: {e.message.rstrip('.')}")
             continue
-        primary = unit.target_type == "acm" and target_region(deployer) == rt.aws.region
-        if primary and previous is None and state.get("created") == "yes":
-            work.cert.acm_arn = None  # the ACM certificate made for this first issuance is gone
-    if work.checkpoint is not None:
-        work.checkpoint()
+        primary = unit.publishes_arn and target_region(deployer) == rollout.primary_region
+        if primary and previous is None and recorded.created:
+            record.acm_arn = None  # the ARN made for this first issuance is gone
+    checkpoint()
     if failures:
         return "Rollback incomplete for " + "; for ".join(failures) + "."
     restored = f"revision {previous.revision}" if previous else "their previous state"
     return f"Every unit this rollout had switched went back to {restored}."
 
 
-def _previous_material(rt: Runtime, work: Work) -> Material | None:
-    from certman.service.steps import unseal_private_key
+def clean_up(rollout: Rollout, plan: RolloutPlan) -> list[str]:
+    """remove_old and the like, after a fully verified rollout. A failure here leaves the
+    rollout standing (the new revision serves everywhere) and is reported as a note. ARN
+    publishers come last: a replaced ARN is deleted only once the listeners let go of it."""
+    notes = []
+    for unit in sorted(plan.units, key=lambda u: u.publishes_arn):
+        deployer = rollout.deployers[unit.target]
+        recorded = plan.done.get(unit.key, UnitRecord())
+        earlier = plan.earlier.get(unit.key)
+        if not isinstance(deployer, SupportsCleanup):
+            continue
+        if not (earlier and earlier.as_json()) and not recorded.new_arn:
+            continue
+        try:
+            note = deployer.clean_up(
+                CleanupRequest(
+                    name=rollout.name,
+                    revision=rollout.revision,
+                    unit=unit.unit,
+                    state=recorded.as_json() if unit.key in plan.done else {},
+                    earlier=earlier.as_json() if earlier else {},
+                )
+            )
+        except CertmanError as e:
+            note = f"could not clean up {unit.key}: {e.message}"
+            log.warning("%s: %s", rollout.name, note)
+        if note:
+            notes.append(note)
+    return notes
 
-    prev = work.previous
-    if prev is None or prev.certificate_pem is None or prev.sealed_key is None:
-        return None
-    return Material(
-        revision=prev.number,
-        certificate_pem=prev.certificate_pem.encode(),
-        chain_pem=(prev.chain_pem or "").encode(),
-        private_key_pem=_pem_key(unseal_private_key(rt, work.cert.name, prev)),
-    )
 
-
-def _forget(rt: Runtime, targets: list[str], name: str, revision: int) -> None:
-    for target in targets:
-        deployer: Deployer = rt.deployer(target)
+def _forget(rollout: Rollout) -> None:
+    for deployer in rollout.deployers.values():
         if isinstance(deployer, SupportsForget):
-            deployer.forget(name, revision)
-
-
-def _pem_key(der: bytes) -> bytes:
-    from certman.pki import load_private_key_der, private_key_pem
-
-    return private_key_pem(load_private_key_der(der))
+            deployer.forget(rollout.name, rollout.revision)

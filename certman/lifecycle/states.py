@@ -58,7 +58,8 @@ IN_FLIGHT: frozenset[RevisionState] = frozenset(
 #                  ordered→issued (an order resumed)
 #   lifecycle.py   key_sealed/ordered→ordered (an ACME order URL, stored as it exists; a
 #                  new order replaces an invalid one)
-#   rollout.py     archived/imported→imported (after each ACM import, a wave of its own)
+#   steps.py       archived/imported→imported (the rollout reports each verified wave of
+#                  ACM imports, a wave of its own)
 #   failures.py    any in-flight state→failed (a permanent failure)
 #   revocation.py  a certified state→revoked (again: a reason upgraded to keyCompromise);
 #                  an in-flight state→failed (a renewal holding a key revoked meanwhile)

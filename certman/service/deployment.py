@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import select
 
-from certman.contracts.deployer import PlanRequest, SupportsArnCheck, SupportsPlan
+from certman.contracts.deployer import PlanRequest, PublishesArn, SupportsPlan
 from certman.errors import CertmanError, InputError, ValidationError
 from certman.inventory.audit import append_event
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.lifecycle.states import RevisionState
 from certman.service.lifecycle import get_certificate
 from certman.service.runtime import Runtime
-from certman.service.steps import Work, targets_of
+from certman.service.steps import Work, roll_out_work, targets_of
 
 
 def _active(rt: Runtime, name: str) -> tuple[ManagedCertificate, Revision, Revision | None]:
@@ -57,29 +56,30 @@ def deploy_plan(
     rt: Runtime, name: str, only: list[str] | None = None, canary: str | None = None
 ) -> dict[str, Any]:
     """What a deployment would change, wave by wave; touches nothing."""
-    from certman.deploy.rollout import (
-        acm_strategies,
-        known_arns,
-        target_order,
-        target_region,
-        waves,
-    )
+    from certman.contracts.deployer import SupportsRegion
+    from certman.deploy.records import load_records
+    from certman.deploy.rollout import acm_strategies, known_arns, target_region, waves
     from certman.pki import certificate_facts
 
     cert, rev, _ = _active(rt, name)
     assert rev.certificate_pem is not None
     facts = certificate_facts(rev.certificate_pem.encode())
     plan = []
-    arns = known_arns(rt, cert, json.loads(rev.deploy_state or "{}"))
-    targets = target_order(rt, _targets(cert, only))
-    strategies = acm_strategies(rt, targets)
-    for number, wave in enumerate(waves(rt, targets, canary), 1):
+    arns = known_arns(
+        cert.acm_arn,
+        load_records(rev.deploy_state),
+        lambda t: rt.deployer(t) if t in rt.config.targets else None,
+        rt.aws.region,
+    )
+    deployers = {t: rt.deployer(t) for t in _targets(cert, only)}
+    strategies = acm_strategies(deployers)
+    for number, wave in enumerate(waves(deployers, canary), 1):
         for unit in wave:
-            deployer = rt.deployer(unit.target)
+            deployer = deployers[unit.target]
             # The strategy of the acm target in this unit's region (None outside AWS).
             strategy = (
                 strategies.get(target_region(deployer), "reimport")
-                if unit.target_type in ("acm", "elbv2")
+                if isinstance(deployer, SupportsRegion)
                 else None
             )
             current = (
@@ -126,14 +126,12 @@ def deploy_certificate(
     and leaves no audit event: nothing happened. A probe nothing answers is refused
     before anything is switched too, but as a failed (retryable) deploy: audited.
     """
-    from certman.deploy.rollout import roll_out
-
     cert, rev, previous = _active(rt, name)
     targets = _targets(cert, only)
     work = Work(cert=cert, rev=rev, previous=previous)
     now = rt.clock.now()
     try:
-        notes = roll_out(rt, work, targets, canary=canary, again=True)
+        notes = roll_out_work(rt, work, targets, canary=canary, again=True)
     except InputError:
         raise
     except CertmanError as error:
@@ -224,7 +222,7 @@ def import_to_acm(
     deployer = rt.deployer(chosen)
     region = target_region(deployer) or rt.aws.region
     replaced = False
-    if old_arn and isinstance(deployer, SupportsArnCheck) and not deployer.exists(old_arn):
+    if old_arn and isinstance(deployer, PublishesArn) and not deployer.exists(old_arn):
         replaced = True
         forget_acm_arn(rt, name, old_arn)
         notice(f"{old_arn} no longer exists in ACM; importing under a new ARN.")

@@ -161,7 +161,9 @@ class Lifecycle:
         if spec.targets:
             from certman.deploy.rollout import precheck_targets
 
-            precheck_targets(self.runtime, list(spec.targets), None)
+            # An unknown target is refused here.
+            deployers = {t: self.runtime.deployer(t) for t in spec.targets}
+            precheck_targets(deployers, None)
         issuer_precheck(self.runtime, spec.issuer, identifiers, spec.key_type, spec.validity)
         _ = self.runtime.key_wrapper  # a missing master key is refused before anything is planned
         _ = self.runtime.archive  # so is a malformed [archive], found only after issuance else

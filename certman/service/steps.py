@@ -16,6 +16,7 @@ from typing import cast
 from certman.archive.bundle import seal_bundle
 from certman.contracts import supports
 from certman.contracts.archive import ArchivePutRequest, ArchiveRef
+from certman.contracts.deployer import Material
 from certman.contracts.issuer import (
     IssuePlanRequest,
     IssueRequest,
@@ -23,6 +24,8 @@ from certman.contracts.issuer import (
     SupportsIssuePlan,
     SupportsKeyIssue,
 )
+from certman.deploy.records import dump_records, load_records
+from certman.deploy.rollout import Rollout, RolloutRecord, roll_out
 from certman.errors import IssuanceError
 from certman.inventory.tables import ManagedCertificate, Revision
 from certman.lifecycle.states import CertificateStatus, RevisionState, transition
@@ -33,6 +36,7 @@ from certman.pki import (
     certificate_facts,
     generate_private_key,
     load_private_key_der,
+    private_key_pem,
     private_key_to_der,
     public_key_der,
 )
@@ -249,11 +253,77 @@ def deploy(rt: Runtime, work: Work) -> None:
     """ARCHIVED -> DEPLOYED: run the certificate's targets (none: nothing to do)."""
     targets = targets_of(work.cert)
     if targets:
-        from certman.deploy.rollout import roll_out
-
         # What was cleaned up afterwards (a replaced ARN deleted): told to the operator.
-        work.notes.extend(f"{work.cert.name}: {note}" for note in roll_out(rt, work, targets))
+        notes = roll_out_work(rt, work, targets)
+        work.notes.extend(f"{work.cert.name}: {note}" for note in notes)
     transition(work.rev, S.DEPLOYED, rt.clock.now(), name=work.cert.name)
+
+
+def roll_out_work(
+    rt: Runtime, work: Work, targets: list[str], *, canary: str | None = None, again: bool = False
+) -> list[str]:
+    """Run the rollout executor over the revision's targets; its progress lands in the rows
+    (and is committed by ``work.checkpoint``, when there is one) as it goes."""
+    cert, rev = work.cert, work.rev
+    assert rev.certificate_pem is not None
+    rollout = Rollout(
+        name=cert.name,
+        revision=rev.number,
+        certificate_pem=rev.certificate_pem.encode(),
+        chain_pem=(rev.chain_pem or "").encode(),
+        private_key_pem=lambda: private_key_pem(
+            load_private_key_der(unseal_private_key(rt, cert.name, rev))
+        ),
+        previous=lambda: previous_material(rt, work),
+        deployers={t: rt.deployer(t) for t in targets},  # an unknown target is refused here
+        deployer_of=lambda t: rt.deployer(t) if t in rt.config.targets else None,
+        previous_records=load_records(work.previous.deploy_state) if work.previous else {},
+        primary_region=rt.aws.region,
+        probe=bool(cert.current_revision),
+        canary=canary,
+        published=lambda: _imported(rt, work),
+        again=again,
+    )
+    record = RolloutRecord(units=load_records(rev.deploy_state), acm_arn=cert.acm_arn)
+
+    def checkpoint() -> None:
+        _record_rollout(work, record)
+        if work.checkpoint is not None:
+            work.checkpoint()
+
+    try:
+        return roll_out(rollout, record, checkpoint)
+    finally:
+        _record_rollout(work, record)
+
+
+def _record_rollout(work: Work, record: RolloutRecord) -> None:
+    """Copy what the rollout recorded into the rows."""
+    if record.units != load_records(work.rev.deploy_state):
+        work.rev.deploy_state = dump_records(record.units)
+    if record.acm_arn != work.cert.acm_arn:
+        work.cert.acm_arn = record.acm_arn
+
+
+def _imported(rt: Runtime, work: Work) -> None:
+    """A rollout's ARN publishers (ACM) verified: an in-flight revision becomes imported."""
+    if S(work.rev.state).in_flight:
+        transition(work.rev, S.IMPORTED, rt.clock.now(), name=work.cert.name)
+
+
+def previous_material(rt: Runtime, work: Work) -> Material | None:
+    """The previous revision's certificate, chain and key: what a rollback restores."""
+    prev = work.previous
+    if prev is None or prev.certificate_pem is None or prev.sealed_key is None:
+        return None
+    return Material(
+        revision=prev.number,
+        certificate_pem=prev.certificate_pem.encode(),
+        chain_pem=(prev.chain_pem or "").encode(),
+        private_key_pem=private_key_pem(
+            load_private_key_der(unseal_private_key(rt, work.cert.name, prev))
+        ),
+    )
 
 
 def activate(rt: Runtime, work: Work) -> None:
