@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from certman.redact import scrub
-
 
 class CertmanError(Exception):
     """Root of every error certman raises on purpose.
@@ -26,6 +24,8 @@ class CertmanError(Exception):
         retryable: bool | None = None,
         retry_after: datetime | None = None,
     ) -> None:
+        from certman.redact import scrub  # on the first error, not at every command's start
+
         message = scrub(message)  # the one gate every certman error passes: no secret in it
         super().__init__(message)
         self.message = message
@@ -104,5 +104,7 @@ class DeployError(OperationError):
 def one_line(error: BaseException) -> str:
     """Any exception as one line for a log (a database driver's first line, not its SQL)."""
     orig = getattr(error, "orig", None) or error
+    from certman.redact import scrub
+
     text = scrub(str(orig)).strip().splitlines()
     return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
