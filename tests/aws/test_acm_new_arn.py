@@ -14,7 +14,7 @@ from certman.deploy.elbv2 import Elbv2Deployer
 from tests.aws.conftest import REGION, Aws
 from tests.aws.pki import TestCA
 from tests.aws.test_acm import deployer
-from tests.aws.test_elbv2 import acm_arns, acm_serial, default, regional, show, sni
+from tests.aws.test_elbv2 import acm_arns, acm_serial, default, make_alb, regional, show, sni
 from tests.conftest import Cli
 from tests.selfsigned import self_signed_pem as self_signed
 
@@ -32,40 +32,21 @@ class Balancer:
 
 
 def make_balancer(aws: Aws) -> Balancer:
-    ec2, elb, acm = (regional(aws, s, REGION) for s in ("ec2", "elbv2", "acm"))
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")[
-            "Subnet"
-        ]["SubnetId"]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    lb = elb.create_load_balancer(Name="web", Subnets=subnets, Type="application")
-    lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
-    tg = elb.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc)
-    tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
-    cert, key = self_signed("placeholder.example.com")
-    placeholder = acm.import_certificate(Certificate=cert, PrivateKey=key)["CertificateArn"]
+    """Four HTTPS listeners on one ALB (three to switch the default certificate of, one the
+    SNI list of), each also serving another site's certificate that must stay."""
+    alb = make_alb(aws, ports=(443, 8443, 9443, 10443))
+    elb, acm = regional(aws, "elbv2", REGION), regional(aws, "acm", REGION)
     cert, key = self_signed("other.example.com")
     other = acm.import_certificate(Certificate=cert, PrivateKey=key)["CertificateArn"]
-    listeners = []
-    for port in (443, 8443, 9443, 10443):
-        listener = elb.create_listener(
-            LoadBalancerArn=lb_arn,
-            Protocol="HTTPS",
-            Port=port,
-            Certificates=[{"CertificateArn": placeholder}],
-            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}],
-        )["Listeners"][0]["ListenerArn"]
+    for listener in alb.listeners:
         elb.add_listener_certificates(
             ListenerArn=listener, Certificates=[{"CertificateArn": other}]
         )
-        listeners.append(listener)
     return Balancer(
-        placeholder_arn=placeholder,
+        placeholder_arn=alb.placeholder_arn,
         other_arn=other,
-        default_listeners=listeners[:3],
-        sni_listener=listeners[3],
+        default_listeners=alb.listeners[:3],
+        sni_listener=alb.listeners[3],
     )
 
 

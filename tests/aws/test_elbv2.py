@@ -29,8 +29,8 @@ def regional(aws: Aws, service: str, region: str) -> Any:
     return boto3.client(service, region_name=region, endpoint_url=aws.endpoint_url)
 
 
-def make_alb(aws: Aws, region: str = REGION) -> Alb:
-    """A VPC with two subnets, an ALB, a target group and two HTTPS listeners (443, 8443)
+def make_alb(aws: Aws, region: str = REGION, ports: tuple[int, ...] = (443, 8443)) -> Alb:
+    """A VPC with two subnets, an ALB, a target group and HTTPS listeners on ``ports``
     whose default certificate is a placeholder imported into ACM."""
     ec2, elb = regional(aws, "ec2", region), regional(aws, "elbv2", region)
     acm = regional(aws, "acm", region)
@@ -55,7 +55,7 @@ def make_alb(aws: Aws, region: str = REGION) -> Alb:
             Certificates=[{"CertificateArn": placeholder}],
             DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}],
         )["Listeners"][0]["ListenerArn"]
-        for port in (443, 8443)
+        for port in ports
     ]
     return Alb(arn=lb_arn, listeners=listeners, placeholder_arn=placeholder)
 
