@@ -8,7 +8,9 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from certman.config import load_config
 from certman.service.home import init_home
@@ -63,3 +65,25 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def certificate_row(i: int, now: datetime, **columns: Any) -> dict[str, Any]:
+    """The certificate table row of synthetic certificate ``i`` (an active EC leaf of the
+    default CA), for benchmarks that fill the inventory with a plain INSERT."""
+    return {
+        "name": f"cert-{i:07d}",
+        "source": "managed",
+        "issuer": "default",
+        "domains": f'["h{i}.example.com"]',
+        "key_type": "ec-p256",
+        "validity_seconds": 7776000,
+        "reuse_key": False,
+        "targets": "[]",
+        "status": "active",
+        "current_revision": 1,
+        "latest_revision": 1,
+        "failures": 0,
+        "created_at": now,
+        "updated_at": now,
+        **columns,
+    }

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 
-from bench.common import discard, fresh_runtime, remove_homes, table
+from bench.common import certificate_row, discard, fresh_runtime, remove_homes, table
 from certman.inventory.tables import ManagedCertificate
 from certman.service.due import due_names
 
@@ -28,24 +28,13 @@ def populate(rt: object, rows: int, due_fraction: float, now: datetime) -> None:
                 due = rng.random() < due_fraction
                 offset = -rng.randint(60, 86400 * 10) if due else rng.randint(60, 86400 * 365)
                 batch.append(
-                    {
-                        "name": f"cert-{i:07d}",
-                        "source": "managed",
-                        "issuer": "default",
-                        "domains": f'["h{i}.example.com"]',
-                        "key_type": "ec-p256",
-                        "validity_seconds": 7776000,
-                        "reuse_key": False,
-                        "targets": "[]",
-                        "status": "active" if rng.random() < 0.97 else "revoked",
-                        "current_revision": 1,
-                        "latest_revision": 1,
-                        "failures": 0,
-                        "not_after": now + timedelta(seconds=offset + 30 * 86400),
-                        "renewal_due_at": now + timedelta(seconds=offset),
-                        "created_at": now,
-                        "updated_at": now,
-                    }
+                    certificate_row(
+                        i,
+                        now,
+                        status="active" if rng.random() < 0.97 else "revoked",
+                        not_after=now + timedelta(seconds=offset + 30 * 86400),
+                        renewal_due_at=now + timedelta(seconds=offset),
+                    )
                 )
             session.execute(insert(cert_table), batch)
         session.commit()

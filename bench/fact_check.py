@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, insert, select
 
-from bench.common import discard, fresh_runtime, remove_homes, table
+from bench.common import certificate_row, discard, fresh_runtime, remove_homes, table
 from certman.inventory.tables import AuditEvent, ManagedCertificate, Revision
 from certman.service.checks import CheckReport, check_facts
 from certman.service.facts import certified_facts, due_by_their_certificates, expected_renewal
@@ -61,25 +61,9 @@ def populate(rt: object, rows: int, now: datetime) -> None:
                     "not_after": f.not_after,
                 }
                 certs.append(
-                    {
-                        "id": i + 1,
-                        "name": f"cert-{i:07d}",
-                        "source": "managed",
-                        "issuer": "default",
-                        "domains": f'["h{i}.example.com"]',
-                        "key_type": "ec-p256",
-                        "validity_seconds": 7776000,
-                        "reuse_key": False,
-                        "targets": "[]",
-                        "status": "active",
-                        "current_revision": 1,
-                        "latest_revision": 1,
-                        "failures": 0,
-                        "renewal_due_at": expected_renewal(f, None),
-                        "created_at": now,
-                        "updated_at": now,
-                        **common,
-                    }
+                    certificate_row(
+                        i, now, id=i + 1, renewal_due_at=expected_renewal(f, None), **common
+                    )
                 )
                 revs.append(
                     {

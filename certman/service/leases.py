@@ -270,8 +270,10 @@ def held_leases(rt: Runtime) -> list[tuple[str, str, datetime]]:
 def busy(rt: Runtime, name: str) -> CertificateBusy:
     current = holder_of(rt, name)
     other, until = current if current is not None else (None, None)
+    who = other or "another process"
+    when = f" (lease until {until:%Y-%m-%dT%H:%M:%SZ})" if isinstance(until, datetime) else ""
     return CertificateBusy(
-        f"Certificate {name!r} is being worked on by {other} (lease until {until}); "
+        f"Certificate {name!r} is being worked on by {who}{when}; "
         "wait for it to finish, or run again after the lease ends."
     )
 
